@@ -1,0 +1,48 @@
+# make demo  - set everything up and run the main job on the bundled example
+# make test  - set everything up and run the whole test suite (ruff, mypy --strict, pytest)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest deps system-deps clean
+
+# Debian packages: exportfs (nfs-kernel-server); unshare/setpriv (util-linux).
+# Installed only when missing, and only when we are root (otherwise we say what is missing).
+system-deps:
+	@missing=""; \
+	[ -x /usr/sbin/exportfs ] || missing="$$missing nfs-kernel-server"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+deps: system-deps $(STAMP)
+
+lint: deps
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: deps
+	$(BIN)/mypy --strict src
+
+pytest: deps
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+demo: deps
+	$(BIN)/python -m nfs_exportd.demo
+
+clean:
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache

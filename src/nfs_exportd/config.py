@@ -1,0 +1,239 @@
+"""The daemon's config file: keys from DESIGN.md's contract, validated strictly.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and every
+message names the file and the dotted key.  Relative paths resolve against the config
+file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .validate import check_name
+
+DEFAULT_CONFIG = Path("/etc/nfs-exportd/config.yaml")
+DEFAULT_OPTIONS = "rw,sync,no_subtree_check,root_squash"
+
+# exports(5) option lists: comma-separated words, values without spaces or parentheses.
+OPTIONS_RE = re.compile(r"^[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?(,[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?)*$")
+# Options that would widen access beyond the listed clients or are not per-client.
+FORBIDDEN_OPTIONS = frozenset({"insecure_locks", "no_auth_nlm"})
+
+
+def check_options(value: str) -> str:
+    value = value.strip()
+    if not OPTIONS_RE.match(value):
+        raise ValueError(
+            f"invalid export options {value!r}: expected comma-separated words like "
+            f"{DEFAULT_OPTIONS!r} (no spaces, parentheses or leading '-')"
+        )
+    bad = FORBIDDEN_OPTIONS.intersection(o.split("=", 1)[0] for o in value.split(","))
+    if bad:
+        raise ValueError(f"export option(s) {', '.join(sorted(bad))} are not allowed")
+    return value
+
+
+Options = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ServeConfig(_Strict):
+    hosts: list[str] = Field(min_length=1)
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", host):
+                raise ValueError(f"invalid host name {host!r}")
+        return [h.lower().rstrip(".") for h in hosts]
+
+
+class ExportOptionsConfig(_Strict):
+    default: Options = DEFAULT_OPTIONS
+    volumes: dict[str, Options] = Field(default_factory=dict)
+    projects: dict[str, dict[str, Options]] = Field(default_factory=dict)
+
+    @field_validator("default")
+    @classmethod
+    def _default(cls, v: str) -> str:
+        return check_options(v)
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: dict[str, str]) -> dict[str, str]:
+        return {k: check_options(o) for k, o in v.items()}
+
+    @field_validator("projects")
+    @classmethod
+    def _projects(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {p: {k: check_options(o) for k, o in vols.items()} for p, vols in v.items()}
+
+    def for_mount(self, project: str, volume: str) -> str:
+        """Project/volume override, then volume override, then the default."""
+        per_project = self.projects.get(project, {})
+        if volume in per_project:
+            return per_project[volume]
+        return self.volumes.get(volume, self.default)
+
+
+class PublicExportConfig(_Strict):
+    path: str
+    clients: list[str] = Field(min_length=1)
+    options: Options | None = None
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: str | None) -> str | None:
+        return None if v is None else check_options(v)
+
+
+class InventoryConfig(_Strict):
+    source: Literal["static", "openstack"] = "openstack"
+    cloud: str | list[str] = "novaobserver"
+    mode: Literal["all-projects", "per-project"] = "all-projects"
+    file: Path | None = None
+
+
+class SafetyConfig(_Strict):
+    removal_confirmations: int = Field(default=3, ge=1)
+    max_removal_fraction: float = Field(default=0.25, gt=0, le=1)
+    min_removal_count: int = Field(default=10, ge=0)
+
+    @field_validator("max_removal_fraction", mode="before")
+    @classmethod
+    def _int_ok(cls, v: Any) -> Any:
+        # strict mode would reject a plain ``1``; accept ints, but not bools or strings
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+
+class Config(_Strict):
+    projects_file: Path
+    serve: ServeConfig
+    export_options: ExportOptionsConfig = Field(default_factory=ExportOptionsConfig)
+    public_exports: dict[str, PublicExportConfig] = Field(default_factory=dict)
+    inventory: InventoryConfig = Field(default_factory=InventoryConfig)
+    exports_dir: Path = Path("/etc/exports.d")
+    state_dir: Path = Path("/var/lib/nfs-exportd")
+    exportfs_command: list[str] = Field(
+        default_factory=lambda: ["sudo", "-n", "/usr/sbin/exportfs"], min_length=1
+    )
+    exportfs_timeout_seconds: float = Field(default=60, gt=0)
+    etab_file: Path = Path("/var/lib/nfs/etab")  # extension: where exportfs keeps its state
+    maintenance_file: Path = Path("/etc/nfs-exportd/maintenance")
+    interval_seconds: float = Field(default=60, ge=1)
+    backend: Literal["exportfs"] = "exportfs"
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+
+    # Where this config came from; set by load_config, not a key in the file.
+    source_path: Path = Field(default=Path("config.yaml"), exclude=True)
+
+    @field_validator("exportfs_timeout_seconds", "interval_seconds", mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+    @field_validator(
+        "projects_file",
+        "exports_dir",
+        "state_dir",
+        "maintenance_file",
+        "etab_file",
+        mode="before",
+    )
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+
+InventoryConfig.model_rebuild()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p)
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and resolve one config file, or raise ConfigError naming the culprit."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    # YAML gives plain str for paths; the strict model wants the types it declares.
+    inv = data.get("inventory")
+    if isinstance(inv, dict) and isinstance(inv.get("file"), str):
+        inv = dict(inv)
+        inv["file"] = Path(inv["file"])
+        data = {**data, "inventory": inv}
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            key = _loc(err["loc"])
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            msgs.append(f"{path}: {key}: {msg}")
+        raise ConfigError("\n".join(msgs)) from None
+    base = path.resolve().parent
+    inv_cfg = cfg.inventory
+    if inv_cfg.source == "static" and inv_cfg.file is None:
+        raise ConfigError(f"{path}: inventory.file: required when inventory.source is static")
+    if inv_cfg.source == "openstack":
+        raise ConfigError(
+            f"{path}: inventory.source: 'openstack' is not available in this version yet; "
+            "use 'static' with inventory.file"
+        )
+    for name in cfg.public_exports:
+        try:
+            check_name(name, "public export")
+        except ValueError as exc:
+            raise ConfigError(f"{path}: public_exports.{name}: {exc}") from None
+    new_inv = inv_cfg.model_copy(
+        update={"file": _resolve(base, inv_cfg.file) if inv_cfg.file else None}
+    )
+    return cfg.model_copy(
+        update={
+            "projects_file": _resolve(base, cfg.projects_file),
+            "exports_dir": _resolve(base, cfg.exports_dir),
+            "state_dir": _resolve(base, cfg.state_dir),
+            "maintenance_file": _resolve(base, cfg.maintenance_file),
+            "etab_file": _resolve(base, cfg.etab_file),
+            "inventory": new_inv,
+            "source_path": path,
+        }
+    )

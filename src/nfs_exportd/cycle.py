@@ -1,0 +1,217 @@
+"""One reconcile cycle: read the facts, decide, apply, remember.
+
+This is the only module that wires the three layers together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import state
+from .backends.exportfs import ApplyResult, ExportfsBackend
+from .config import Config
+from .decide import DecideInput, Hold, Plan, Policy, decide
+from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
+from .exportsfile import DirScan, scan
+from .inventory import source_from_config
+from .model import InventorySnapshot, Maintenance
+from .projects import ServedSet, load_projects, served_from_config
+
+log = logging.getLogger("nfs_exportd")
+
+
+@dataclass(frozen=True)
+class Facts:
+    snapshot: InventorySnapshot
+    scan: DirScan
+    counters: state.Counters
+    missing_paths: frozenset[str]
+    maintenance: Maintenance
+
+
+def load_served(cfg: Config) -> ServedSet:
+    """Projects file + config -> what this server serves (raises ConfigError)."""
+    projects = load_projects(cfg.projects_file)
+    for warning in projects.warnings:
+        log.warning("%s", warning)
+    return served_from_config(cfg, projects)
+
+
+def read_maintenance(path: Path) -> Maintenance:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return Maintenance.OFF
+    except OSError as exc:
+        log.warning("%s exists but cannot be read (%s): treating it as maintenance", path, exc)
+        return Maintenance.HOLD
+    words = text.split()
+    return Maintenance.FREEZE if words and words[0].lower() == "freeze" else Maintenance.HOLD
+
+
+def read_facts(cfg: Config, served: ServedSet, *, writing: bool) -> Facts:
+    snapshot = source_from_config(cfg).read()
+    if snapshot.problem:
+        log.warning("inventory unknown: %s", snapshot.problem)
+    for project, why in sorted(snapshot.incomplete.items()):
+        log.warning("inventory for project %s unknown: %s", project, why)
+    paths = {e.path for exps in served.private.values() for e in exps}
+    paths |= {p.path for p in served.public}
+    missing = frozenset(p for p in paths if not Path(p).exists())
+    return Facts(
+        snapshot=snapshot,
+        scan=scan(cfg.exports_dir),
+        counters=state.load_counters(cfg.state_dir, move_corrupt=writing),
+        missing_paths=missing,
+        maintenance=read_maintenance(cfg.maintenance_file),
+    )
+
+
+def make_plan(
+    cfg: Config,
+    served: ServedSet,
+    facts: Facts,
+    *,
+    force: bool = False,
+    extra_holds: tuple[Hold, ...] = (),
+) -> Plan:
+    policy = Policy(
+        confirmations=cfg.safety.removal_confirmations,
+        max_removal_fraction=cfg.safety.max_removal_fraction,
+        min_removal_count=cfg.safety.min_removal_count,
+        maintenance=facts.maintenance,
+        force=force,
+    )
+    plan = decide(
+        DecideInput(
+            private=served.private,
+            public=served.public,
+            snapshot=facts.snapshot,
+            in_force=facts.scan.managed,
+            unmanaged=facts.scan.unmanaged,
+            counters=facts.counters.values,
+            missing_paths=facts.missing_paths,
+            state_problem=facts.counters.problem,
+        ),
+        policy,
+    )
+    if extra_holds:
+        plan = replace(plan, holds=plan.holds + extra_holds)
+    return plan
+
+
+def backend_for(cfg: Config) -> ExportfsBackend:
+    return ExportfsBackend(
+        cfg.exports_dir, cfg.exportfs_command, cfg.exportfs_timeout_seconds, cfg.etab_file
+    )
+
+
+def log_decisions(plan: Plan) -> None:
+    for c in plan.changes:
+        log.info("%s %s %s -> %s (%s)", c.action.value, c.project, c.path, c.client, c.reason.value)
+    for h in plan.holds:
+        what = " ".join(x for x in (h.project, h.path, h.client) if x) or "everything"
+        act = f" {h.action.value}" if h.action else ""
+        log.info("held%s %s (%s)%s", act, what, h.reason.value, f": {h.detail}" if h.detail else "")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    plan: Plan
+    applied: ApplyResult
+    exit_code: int
+
+    def line(self) -> str:
+        a = self.applied
+        files = f"{len(a.written)} files written, {len(a.removed)} removed"
+        ran = "exportfs ran" if a.ran_exportfs else "exportfs not run"
+        verdict = "held" if self.exit_code == EXIT_HELD else "ok"
+        return f"sync {verdict}: {self.plan.summary()}; {files}; {ran}"
+
+
+def sync(
+    cfg: Config,
+    served: ServedSet,
+    *,
+    force: bool = False,
+    plan_checksum: str | None = None,
+    extra_holds: tuple[Hold, ...] = (),
+) -> SyncResult:
+    """One full cycle.  The caller holds the state lock."""
+    started = time.time()
+    facts = read_facts(cfg, served, writing=True)
+    plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
+    if plan_checksum is not None and plan_checksum != plan.checksum:
+        raise PlanMismatch(
+            f"the plan is now {plan.checksum}, not the {plan_checksum} you reviewed; run plan again"
+        )
+    log_decisions(plan)
+    backend = backend_for(cfg)
+    try:
+        applied = backend.apply(plan.files, facts.scan.raw, facts.missing_paths)
+    except Exception as exc:
+        _save_status(cfg, plan, facts, started, "error", str(exc))
+        raise
+    if plan.counting:
+        state.save_counters(cfg.state_dir, plan.counters)
+    elif facts.counters.problem:
+        state.save_counters(cfg.state_dir, {})
+    if applied.ran_exportfs or not (cfg.state_dir / state.VERIFIED).exists():
+        from .exportsfile import render
+
+        state.save_verified(
+            cfg.state_dir, {n: render(f) for n, f in plan.files.items() if f is not None}
+        )
+    code = EXIT_HELD if plan.held else EXIT_OK
+    result = SyncResult(plan, applied, code)
+    _save_status(cfg, plan, facts, started, "held" if plan.held else "ok", result.line())
+    return result
+
+
+def _save_status(
+    cfg: Config, plan: Plan, facts: Facts, started: float, result: str, message: str
+) -> None:
+    files = [f for f in plan.files.values() if f is not None]
+    status: dict[str, Any] = {
+        "schema": 1,
+        "last_cycle": {
+            "started": started,
+            "finished": time.time(),
+            "result": result,
+            "message": message,
+        },
+        "inventory": {
+            "source": facts.snapshot.source,
+            "complete": facts.snapshot.listing_complete,
+            "problem": facts.snapshot.problem,
+            "incomplete_projects": dict(facts.snapshot.incomplete),
+        },
+        "maintenance": facts.maintenance.value,
+        "holds_by_reason": plan.holds_by_reason(),
+        "counts": {
+            "files": len(files),
+            "projects": sum(1 for f in files if f.kind == "project"),
+            "exports": sum(len(f.lines) for f in files),
+            "pairs": sum(len(f.pairs()) for f in files),
+        },
+        "plan": plan.to_json(),
+    }
+    if result == "error":
+        status["counts"] = {}
+    if facts.snapshot.listing_complete:
+        status["last_complete_inventory"] = time.time()
+    else:
+        try:
+            old = state.load_status(cfg.state_dir) or {}
+        except Exception:
+            old = {}
+        if "last_complete_inventory" in old:
+            status["last_complete_inventory"] = old["last_complete_inventory"]
+    try:
+        state.save_status(cfg.state_dir, status)
+    except Exception as exc:
+        log.error("could not save status: %s", exc)

@@ -1,0 +1,20 @@
+"""Decide layer: pure functions from facts to a plan.  No I/O, no name resolution.
+
+``tests/test_layering.py`` enforces that nothing here imports I/O or network modules.
+"""
+
+from .plan import Action, Change, Hold, Plan, Reason
+from .reconcile import DecideInput, Policy, decide, project_filename, public_filename
+
+__all__ = [
+    "Action",
+    "Change",
+    "DecideInput",
+    "Hold",
+    "Plan",
+    "Policy",
+    "Reason",
+    "decide",
+    "project_filename",
+    "public_filename",
+]

@@ -1,0 +1,290 @@
+"""Desired exports and the plan that gets there, under the fail-static rules (pure).
+
+Inputs are values read elsewhere: what this server serves, an inventory snapshot with
+completeness per project, the managed files in force, the removal counters.  The rules:
+
+* a project whose data is not complete keeps exactly the pairs in force for it
+  (``unknown-project``); an incomplete project listing changes nobody (``unknown-inventory``);
+* a pair leaves only after ``confirmations`` consecutive complete cycles without it
+  (``pending-confirmation``); incomplete cycles neither count nor reset;
+* maintenance holds removals, ``freeze`` holds everything;
+* removals beyond ``max_removal_fraction`` of the pairs in force (and more than
+  ``min_removal_count``) are held (``too-much-change``) unless forced;
+* a path that does not exist holds the additions to it (``path-missing``);
+* a project file that exists but is not ours is left alone (``unmanaged-conflict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..model import (
+    EXPORTS_SUFFIX,
+    PUBLIC_FILE_PREFIX,
+    ExportLine,
+    ExportsFile,
+    InventorySnapshot,
+    Maintenance,
+    PairKey,
+    PublicExport,
+    ServedExport,
+    sorted_clients,
+)
+from .plan import Action, Change, Hold, Plan, Reason
+
+PUBLIC_OWNER_PREFIX = "public:"
+
+
+@dataclass(frozen=True)
+class Policy:
+    confirmations: int = 3
+    max_removal_fraction: float = 0.25
+    min_removal_count: int = 10
+    maintenance: Maintenance = Maintenance.OFF
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class DecideInput:
+    private: Mapping[str, tuple[ServedExport, ...]]  # project -> its exports on this server
+    public: tuple[PublicExport, ...]
+    snapshot: InventorySnapshot
+    in_force: Mapping[str, ExportsFile]  # filename -> managed file in force
+    unmanaged: frozenset[str] = frozenset()  # *.exports filenames present that are not ours
+    counters: Mapping[PairKey, int] = field(default_factory=dict)
+    missing_paths: frozenset[str] = frozenset()
+    state_problem: str | None = None  # the counters could not be read (kept aside)
+
+
+def project_filename(project: str) -> str:
+    return project + EXPORTS_SUFFIX
+
+
+def public_filename(name: str) -> str:
+    return PUBLIC_FILE_PREFIX + name + EXPORTS_SUFFIX
+
+
+@dataclass
+class _Path:
+    """Working state for one path of one managed file."""
+
+    options: str | None  # target options (None: path no longer served)
+    current_options: str | None
+    current: set[str]
+    result: set[str]  # clients after this plan
+
+
+@dataclass
+class _Work:
+    changes: list[Change] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    candidates: list[Change] = field(default_factory=list)  # removals that may go now
+    counters: dict[PairKey, int] = field(default_factory=dict)
+
+
+def decide(inp: DecideInput, policy: Policy) -> Plan:
+    snap = inp.snapshot
+    counting = snap.listing_complete and policy.maintenance is not Maintenance.FREEZE
+    work = _Work()
+    files: dict[str, ExportsFile | None] = {}
+    paths_by_file: dict[str, dict[str, _Path]] = {}
+    notes: list[str] = []
+    in_force_pairs = sum(len(f.pairs()) for f in inp.in_force.values())
+
+    if not snap.listing_complete:
+        work.holds.append(
+            Hold(Reason.UNKNOWN_INVENTORY, detail=snap.problem or "project listing incomplete")
+        )
+    if inp.state_problem:
+        work.holds.append(Hold(Reason.STATE_CORRUPT, detail=inp.state_problem))
+
+    # ---------------------------------------------------------------- owners to consider
+    owners: dict[str, tuple[str, str]] = {}  # filename -> (kind, owner)
+    for project in inp.private:
+        owners[project_filename(project)] = ("project", project)
+    for pub in inp.public:
+        owners[public_filename(pub.name)] = ("public", pub.name)
+    for fname, f in inp.in_force.items():
+        owners.setdefault(fname, (f.kind, f.owner))
+
+    for fname, (kind, owner) in sorted(owners.items()):
+        label = owner if kind == "project" else PUBLIC_OWNER_PREFIX + owner
+        if fname in inp.unmanaged:
+            work.holds.append(
+                Hold(
+                    Reason.UNMANAGED_CONFLICT,
+                    project=label,
+                    detail=f"{fname} exists without the nfs-exportd header; left alone",
+                )
+            )
+            continue
+        current_file = inp.in_force.get(fname)
+        current = {ln.path: ln for ln in current_file.lines} if current_file else {}
+        target_opts: dict[str, str] = {}
+        desired: dict[str, set[str]] = {}
+        keep_all: Reason | None = None
+        keep_detail = ""
+        gone_reason = Reason.INSTANCE_GONE
+        if kind == "project":
+            for exp in inp.private.get(owner, ()):
+                target_opts[exp.path] = exp.options
+            if not snap.listing_complete:
+                keep_all, keep_detail = Reason.UNKNOWN_INVENTORY, "project listing unknown"
+            elif snap.projects is not None and owner not in snap.projects:
+                gone_reason = Reason.PROJECT_DELETED
+                desired = {p: set() for p in target_opts}
+            elif owner in snap.incomplete:
+                keep_all, keep_detail = Reason.UNKNOWN_PROJECT, snap.incomplete[owner]
+            else:
+                ips = {str(a) for inst in snap.instances.get(owner, ()) for a in inst.addresses}
+                desired = {p: set(ips) for p in target_opts}
+        else:
+            for pub in inp.public:
+                if pub.name == owner:
+                    target_opts[pub.path] = pub.options
+                    desired[pub.path] = set(pub.clients)
+
+        paths: dict[str, _Path] = {}
+        for path in sorted(set(target_opts) | set(current)):
+            cur = current.get(path)
+            paths[path] = _Path(
+                options=target_opts.get(path),
+                current_options=cur.options if cur else None,
+                current=set(cur.clients) if cur else set(),
+                result=set(cur.clients) if cur else set(),
+            )
+        paths_by_file[fname] = paths
+
+        if keep_all is not None:
+            # Not complete: keep exactly what is in force; carry counters unchanged.
+            for path, st in paths.items():
+                if st.current_options is not None:
+                    st.options = st.current_options  # not even options change
+                if st.options is not None or st.current:
+                    work.holds.append(Hold(keep_all, project=label, path=path, detail=keep_detail))
+                for client in st.current:
+                    key = PairKey(label, path, client)
+                    if key in inp.counters:
+                        work.counters[key] = inp.counters[key]
+            continue
+
+        for path, st in paths.items():
+            want = desired.get(path, set())
+            new_path = not st.current
+            for client in sorted_clients(want - st.current):
+                reason = Reason.NEW_EXPORT if new_path else Reason.NEW_INSTANCE
+                _add(work, inp, policy, Change(label, path, client, Action.ADD, reason), st)
+            if st.options is not None and st.current_options not in (None, st.options):
+                for client in sorted_clients(st.current & want):
+                    change = Change(label, path, client, Action.UPDATE, Reason.OPTIONS_CHANGED)
+                    _add(work, inp, policy, change, st)
+            reason = gone_reason if st.options is not None else Reason.NOT_SERVED
+            for client in sorted_clients(st.current - want):
+                key = PairKey(label, path, client)
+                seen = inp.counters.get(key, 0)
+                count = seen + 1 if counting else seen
+                change = Change(label, path, client, Action.REMOVE, reason)
+                if count >= policy.confirmations:
+                    work.counters[key] = count
+                    work.candidates.append(change)
+                else:
+                    if count:
+                        work.counters[key] = count
+                    work.holds.append(
+                        Hold(
+                            Reason.PENDING_CONFIRMATION,
+                            label,
+                            path,
+                            client,
+                            f"{count} of {policy.confirmations} confirmations ({reason.value})",
+                            Action.REMOVE,
+                        )
+                    )
+
+    _bound_removals(work, inp, policy, in_force_pairs)
+
+    # ---------------------------------------------------------------- target files
+    removed = {c.key for c in work.changes if c.action is Action.REMOVE}
+    for key in removed:
+        work.counters.pop(key, None)
+    frozen = policy.maintenance is Maintenance.FREEZE
+    for fname, paths in paths_by_file.items():
+        kind, owner = owners[fname]
+        label = owner if kind == "project" else PUBLIC_OWNER_PREFIX + owner
+        lines: list[ExportLine] = []
+        for path, st in sorted(paths.items()):
+            result = {c for c in st.result if PairKey(label, path, c) not in removed}
+            if not result:
+                continue
+            keep_options = frozen or path in inp.missing_paths or st.options is None
+            options = (st.current_options if keep_options else st.options) or st.options
+            assert options is not None
+            lines.append(ExportLine(path, options, sorted_clients(result)))
+        configured = (kind == "project" and owner in inp.private) or (
+            kind == "public" and any(p.name == owner for p in inp.public)
+        )
+        if not lines and not configured:
+            files[fname] = None  # nothing left and nothing served: the file goes
+            if fname in inp.in_force:
+                notes.append(f"{fname}: no longer served and empty; removed")
+        else:
+            files[fname] = ExportsFile(fname, kind, owner, tuple(lines))
+
+    # Unchanged files keep their exact identity (so the backend can skip them).
+    for fname, target in list(files.items()):
+        if target is not None and inp.in_force.get(fname) == target:
+            files[fname] = inp.in_force[fname]
+    return Plan(
+        changes=tuple(sorted(work.changes)),
+        holds=tuple(sorted(work.holds, key=Hold.sort_key)),
+        files=files,
+        counters=work.counters if counting else dict(inp.counters),
+        counting=counting,
+        in_force_pairs=in_force_pairs,
+        notes=tuple(notes),
+    )
+
+
+def _add(work: _Work, inp: DecideInput, policy: Policy, change: Change, st: _Path) -> None:
+    """An addition or option update: applies unless frozen or its path is missing."""
+    if policy.maintenance is Maintenance.FREEZE:
+        work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
+    elif change.path in inp.missing_paths:
+        work.holds.append(_hold(change, Reason.PATH_MISSING, f"{change.path} does not exist"))
+    else:
+        work.changes.append(change)
+        if change.action is Action.ADD:
+            st.result.add(change.client)
+
+
+def _hold(change: Change, reason: Reason, detail: str) -> Hold:
+    return Hold(reason, change.project, change.path, change.client, detail, change.action)
+
+
+def _bound_removals(work: _Work, inp: DecideInput, policy: Policy, in_force_pairs: int) -> None:
+    """Confirmed removals go through maintenance, state and the size bound."""
+    cands = work.candidates
+    if not cands:
+        return
+    if policy.maintenance is Maintenance.FREEZE:
+        work.holds.extend(_hold(c, Reason.FREEZE, "maintenance flag says freeze") for c in cands)
+        return
+    if policy.maintenance is Maintenance.HOLD:
+        work.holds.extend(_hold(c, Reason.MAINTENANCE, "maintenance flag is set") for c in cands)
+        return
+    if inp.state_problem:
+        work.holds.extend(
+            _hold(c, Reason.STATE_CORRUPT, "removal counters are being rebuilt") for c in cands
+        )
+        return
+    limit = policy.max_removal_fraction * in_force_pairs
+    if len(cands) > limit and len(cands) > policy.min_removal_count and not policy.force:
+        detail = (
+            f"{len(cands)} removals of {in_force_pairs} pairs in force exceed "
+            f"max_removal_fraction {policy.max_removal_fraction} (and min_removal_count "
+            f"{policy.min_removal_count}); review the plan and run sync --force"
+        )
+        work.holds.extend(_hold(c, Reason.TOO_MUCH_CHANGE, detail) for c in cands)
+        return
+    work.changes.extend(cands)

@@ -1,0 +1,142 @@
+"""Managed exports files: render and parse (pure), and scan the exports directory.
+
+A managed file starts with exactly ``# nfs-exportd managed file, do not edit: project=NAME``
+(or ``public=NAME``); then ``PATH -OPTIONS CLIENT ...`` lines, clients as IP literals.
+Files without the header are never rewritten or removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StateError
+from .model import (
+    EXPORTS_SUFFIX,
+    HEADER_PREFIX,
+    PUBLIC_FILE_PREFIX,
+    ExportLine,
+    ExportsFile,
+    sorted_clients,
+)
+from .validate import check_name, normalise_path
+
+
+def header_for(f: ExportsFile) -> str:
+    return f"{HEADER_PREFIX}{f.kind}={f.owner}"
+
+
+def render(f: ExportsFile) -> str:
+    out = [header_for(f)]
+    for line in f.lines:
+        out.append(f"{line.path} -{line.options} {' '.join(line.clients)}")
+    return "\n".join(out) + "\n"
+
+
+class ManagedFileError(ValueError):
+    pass
+
+
+def _client(text: str, where: str) -> str:
+    try:
+        if "/" in text:
+            net = ipaddress.ip_network(text, strict=True)
+            if net.prefixlen != net.max_prefixlen:
+                return str(net)
+            return str(net.network_address)
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ManagedFileError(
+            f"{where}: client {text!r} is not an IP address or network"
+        ) from None
+
+
+def parse(filename: str, text: str) -> ExportsFile | None:
+    """Parse a managed file; ``None`` when the file does not carry our header."""
+    lines = text.split("\n")
+    first = lines[0] if lines else ""
+    if not first.startswith(HEADER_PREFIX):
+        return None
+    kind, sep, owner = first[len(HEADER_PREFIX) :].partition("=")
+    if not sep or kind not in ("project", "public"):
+        raise ManagedFileError(f"{filename}:1: unrecognised nfs-exportd header {first!r}")
+    try:
+        check_name(owner, kind)
+    except ValueError as exc:
+        raise ManagedFileError(f"{filename}:1: {exc}") from None
+    out: list[ExportLine] = []
+    seen: set[str] = set()
+    for no, raw in enumerate(lines[1:], start=2):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{filename}:{no}"
+        parts = line.split()
+        if len(parts) < 2 or not parts[1].startswith("-"):
+            raise ManagedFileError(f"{where}: expected 'PATH -OPTIONS CLIENT ...', got {line!r}")
+        try:
+            path, _ = normalise_path(parts[0])
+        except ValueError as exc:
+            raise ManagedFileError(f"{where}: {exc}") from None
+        if path in seen:
+            raise ManagedFileError(f"{where}: path {path} appears twice")
+        seen.add(path)
+        clients = frozenset(_client(c, where) for c in parts[2:])
+        out.append(ExportLine(path, parts[1][1:], sorted_clients(clients)))
+    return ExportsFile(filename, kind, owner, tuple(out))
+
+
+@dataclass(frozen=True)
+class DirScan:
+    managed: dict[str, ExportsFile]
+    unmanaged: frozenset[str]
+    raw: dict[str, str]  # filename -> exact text of managed files
+
+
+def scan(exports_dir: Path) -> DirScan:
+    """Read every ``*.exports`` file; ours are parsed, the others only noted.
+
+    A managed file that cannot be read or parsed is bad input on disk: StateError naming
+    it (the cycle stops and nothing changes).
+    """
+    managed: dict[str, ExportsFile] = {}
+    raw: dict[str, str] = {}
+    unmanaged: set[str] = set()
+    try:
+        names = sorted(os.listdir(exports_dir))
+    except FileNotFoundError:
+        raise StateError(f"{exports_dir}: exports_dir does not exist") from None
+    except OSError as exc:
+        raise StateError(f"{exports_dir}: cannot list exports_dir: {exc}") from None
+    for name in names:
+        if not name.endswith(EXPORTS_SUFFIX):
+            continue
+        path = exports_dir / name
+        if not path.is_file():
+            unmanaged.add(name)
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            unmanaged.add(name)  # not ours: we only ever write ASCII
+            continue
+        except OSError as exc:
+            raise StateError(f"{path}: cannot read: {exc}") from None
+        try:
+            parsed = parse(name, text)
+        except ManagedFileError as exc:
+            raise StateError(f"{exports_dir}/{exc}") from None
+        if parsed is None:
+            unmanaged.add(name)
+        else:
+            prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
+            if name != prefix + parsed.owner + EXPORTS_SUFFIX:
+                raise StateError(
+                    f"{path}:1: header says {parsed.kind}={parsed.owner} but the file name "
+                    "does not match; rename or remove it"
+                )
+            managed[name] = parsed
+            raw[name] = text
+    return DirScan(managed, frozenset(unmanaged), raw)

@@ -1,0 +1,174 @@
+"""Value objects shared by the read, decide and apply layers.
+
+Everything here is immutable and does no I/O.  Addresses are ``ipaddress`` objects from
+the moment they are read, so that nothing downstream can ever hand a host *name* to
+exportfs (which would resolve it, and silently drop it when DNS fails).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HEADER_PREFIX = "# nfs-exportd managed file, do not edit: "
+PROJECT_HEADER = HEADER_PREFIX + "project={name}"
+PUBLIC_HEADER = HEADER_PREFIX + "public={name}"
+EXPORTS_SUFFIX = ".exports"
+PUBLIC_FILE_PREFIX = "public-"
+
+
+def client_sort_key(client: str) -> tuple[int, int, str]:
+    """IPv4 first, then IPv6, each in numeric order; networks after single addresses."""
+    try:
+        net = ipaddress.ip_network(client, strict=False)
+    except ValueError:
+        return (9, 0, client)
+    single = net.prefixlen == net.max_prefixlen
+    return (net.version, 0 if single else 1, f"{int(net.network_address):040d}/{net.prefixlen:03d}")
+
+
+def sorted_clients(clients: frozenset[str] | set[str]) -> tuple[str, ...]:
+    return tuple(sorted(clients, key=client_sort_key))
+
+
+# --------------------------------------------------------------------------- projects file
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One volume of one project: ``VOLUME: "HOST:/PATH"`` in the projects file."""
+
+    project: str
+    volume: str
+    host: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    gid: int
+    mounts: tuple[Mount, ...]
+    skipped: tuple[str, ...] = ()  # volumes given as ``true`` (handled elsewhere)
+
+
+@dataclass(frozen=True)
+class PublicExport:
+    """A shared volume exported to CIDR ranges (e.g. a scratch area)."""
+
+    name: str
+    path: str
+    clients: tuple[str, ...]  # canonical ipaddress text, networks or single addresses
+    options: str
+
+
+@dataclass(frozen=True)
+class ServedExport:
+    """A private export this server is responsible for: one path of one project."""
+
+    project: str
+    volume: str
+    path: str
+    options: str
+
+
+# --------------------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    name: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: str
+    name: str
+    project: str
+    status: str
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True)
+class InventorySnapshot:
+    """What the cloud told us in one read, with completeness made explicit.
+
+    ``projects`` is ``None`` when the project listing itself is unknown; then no project's
+    membership may change.  A project is *complete* only when the listing is complete,
+    the project is in it, and its instance data was read completely.
+    """
+
+    source: str
+    projects: Mapping[str, ProjectRecord] | None
+    instances: Mapping[str, tuple[InstanceRecord, ...]]
+    incomplete: Mapping[str, str] = field(default_factory=dict)  # project -> why unknown
+    problem: str | None = None  # why the whole snapshot (or the listing) is unknown
+
+    @property
+    def listing_complete(self) -> bool:
+        return self.projects is not None and self.problem is None
+
+    def project_complete(self, name: str) -> bool:
+        return (
+            self.listing_complete
+            and self.projects is not None
+            and name in self.projects
+            and name not in self.incomplete
+        )
+
+    @classmethod
+    def unknown(cls, source: str, problem: str) -> InventorySnapshot:
+        return cls(source=source, projects=None, instances={}, problem=problem)
+
+
+# --------------------------------------------------------------------------- exports in force
+
+
+@dataclass(frozen=True)
+class ExportLine:
+    path: str
+    options: str
+    clients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExportsFile:
+    """One managed file: its owner (``project=`` or ``public=``) and its lines."""
+
+    filename: str
+    kind: str  # "project" | "public"
+    owner: str
+    lines: tuple[ExportLine, ...]
+
+    def pairs(self) -> frozenset[tuple[str, str]]:
+        return frozenset((line.path, c) for line in self.lines for c in line.clients)
+
+
+class Maintenance(enum.Enum):
+    OFF = "off"
+    HOLD = "hold"  # removals held, additions apply
+    FREEZE = "freeze"  # nothing changes
+
+
+@dataclass(frozen=True)
+class PairKey:
+    """A (path, client) pair that belongs to one managed file."""
+
+    owner: str  # project name, or "public:NAME"
+    path: str
+    client: str
+
+    def as_text(self) -> str:
+        return f"{self.owner}\t{self.path}\t{self.client}"
+
+    @classmethod
+    def from_text(cls, text: str) -> PairKey:
+        owner, path, client = text.split("\t")
+        return cls(owner, path, client)

@@ -1,0 +1,234 @@
+"""The projects file (the established ``projects.yaml`` format) and what this server serves.
+
+Format: ``NAME: {gid: INT, mounts: {VOLUME: "HOST:/PATH" | true}}``; ``true`` means the
+volume is handled elsewhere.  This server serves the mounts whose HOST is listed in
+``serve.hosts``, compared as text: deciding what to export never depends on DNS.
+
+Parsing is pure (``parse_projects`` takes already-loaded YAML data); ``load_projects``
+is the small I/O wrapper.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import Config, ExportOptionsConfig
+from .errors import ConfigError
+from .model import (
+    PUBLIC_FILE_PREFIX,
+    Mount,
+    ProjectSpec,
+    PublicExport,
+    ServedExport,
+)
+from .validate import check_name, normalise_path, path_within
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectsFile:
+    projects: Mapping[str, ProjectSpec]
+    warnings: tuple[str, ...]
+
+
+def parse_projects(data: object, source: str) -> ProjectsFile:
+    """Validate projects data; raise ConfigError naming every offending project."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of project names at the top level")
+    errors: list[str] = []
+    warnings: list[str] = []
+    projects: dict[str, ProjectSpec] = {}
+    for name, body in data.items():
+        where = f"{source}: project {name!r}"
+        try:
+            check_name(name, "project")
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        if not isinstance(body, dict):
+            errors.append(f"{where}: expected a mapping with 'gid' and 'mounts'")
+            continue
+        unknown = set(body) - {"gid", "mounts"}
+        if unknown:
+            errors.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+            continue
+        gid = body.get("gid")
+        if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
+            errors.append(f"{where}: gid must be a non-negative integer, got {gid!r}")
+            continue
+        mounts_data = body.get("mounts", {}) or {}
+        if not isinstance(mounts_data, dict):
+            errors.append(f'{where}: mounts must be a mapping VOLUME: "HOST:/PATH" | true')
+            continue
+        mounts: list[Mount] = []
+        skipped: list[str] = []
+        for volume, target in mounts_data.items():
+            vwhere = f"{where}: mount {volume!r}"
+            try:
+                check_name(volume, "volume")
+            except ValueError as exc:
+                errors.append(f"{vwhere}: {exc}")
+                continue
+            if target is True:
+                skipped.append(volume)
+                continue
+            if not isinstance(target, str) or ":" not in target:
+                errors.append(f'{vwhere}: expected "HOST:/PATH" or true, got {target!r}')
+                continue
+            host, _, raw_path = target.partition(":")
+            host = host.strip().lower().rstrip(".")
+            if not host or not all(c.isascii() and (c.isalnum() or c in ".-") for c in host):
+                errors.append(f"{vwhere}: invalid host {host!r}")
+                continue
+            try:
+                path, changed = normalise_path(raw_path)
+            except ValueError as exc:
+                errors.append(f"{vwhere}: {exc}")
+                continue
+            if changed:
+                warnings.append(f"{vwhere}: path {raw_path!r} normalised to {path!r}")
+            mounts.append(Mount(project=name, volume=volume, host=host, path=path))
+        projects[name] = ProjectSpec(name, gid, tuple(mounts), tuple(skipped))
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+    by_gid: dict[int, list[str]] = {}
+    for spec in projects.values():
+        by_gid.setdefault(spec.gid, []).append(spec.name)
+    for gid, names in sorted(by_gid.items()):
+        if len(names) > 1:
+            errors.append(f"{source}: duplicate gid {gid} in projects {', '.join(names)}")
+
+    # One path served for two projects, or a path inside another project's path, on one host.
+    by_host: dict[str, list[Mount]] = {}
+    for spec in projects.values():
+        for m in spec.mounts:
+            by_host.setdefault(m.host, []).append(m)
+    errors.extend(_path_conflicts(by_host.items(), source))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return ProjectsFile(projects, tuple(warnings))
+
+
+def _path_conflicts(groups: Iterable[tuple[str, Sequence[Mount]]], source: str) -> list[str]:
+    errors: list[str] = []
+    for host, mounts in groups:
+        ordered = sorted(mounts, key=lambda m: m.path)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1 :]:
+                if not path_within(b.path, a.path):
+                    break
+                if a.project == b.project and a.path != b.path:
+                    continue  # nesting inside one project is that project's business
+                if a.path == b.path:
+                    what = "the same path"
+                    if a.project == b.project:
+                        errors.append(
+                            f"{source}: project {a.project!r}: volumes {a.volume!r} and "
+                            f"{b.volume!r} use the same path {host}:{a.path}"
+                        )
+                        continue
+                else:
+                    what = "a path inside another project's path"
+                errors.append(
+                    f"{source}: projects {a.project!r} and {b.project!r} use {what}: "
+                    f"{host}:{a.path} ({a.project}/{a.volume}) and {host}:{b.path} "
+                    f"({b.project}/{b.volume})"
+                )
+    return errors
+
+
+def load_projects(path: Path) -> ProjectsFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: projects file not found (config key projects_file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read projects file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_projects(data, str(path))
+
+
+@dataclass(frozen=True)
+class ServedSet:
+    """What this server exports: private exports per project, and public exports."""
+
+    private: Mapping[str, tuple[ServedExport, ...]]  # project -> exports, every project listed
+    public: tuple[PublicExport, ...]
+
+
+def served_exports(
+    projects: ProjectsFile,
+    hosts: Sequence[str],
+    options: ExportOptionsConfig,
+    public: Mapping[str, tuple[str, Sequence[str], str | None]],
+    source: str,
+) -> ServedSet:
+    """Select the mounts whose HOST is one of ``hosts`` (text match) and attach options.
+
+    Raises ConfigError for conflicts that only appear once several hosts are served
+    together or public exports are added (paths overlapping across hosts or projects).
+    """
+    import ipaddress
+
+    wanted = {h.lower().rstrip(".") for h in hosts}
+    private: dict[str, tuple[ServedExport, ...]] = {}
+    all_served: list[Mount] = []
+    for spec in projects.projects.values():
+        mine = [m for m in spec.mounts if m.host in wanted]
+        if not mine:
+            continue
+        all_served.extend(mine)
+        private[spec.name] = tuple(
+            ServedExport(m.project, m.volume, m.path, options.for_mount(m.project, m.volume))
+            for m in mine
+        )
+    errors = _path_conflicts([("this server", all_served)], source) if len(wanted) > 1 else []
+    pubs: list[PublicExport] = []
+    for name, (raw_path, raw_clients, opts) in sorted(public.items()):
+        where = f"{source}: public_exports.{name}"
+        try:
+            path, _ = normalise_path(raw_path)
+        except ValueError as exc:
+            errors.append(f"{where}.path: {exc}")
+            continue
+        clients: list[str] = []
+        for i, c in enumerate(raw_clients):
+            try:
+                net = ipaddress.ip_network(c, strict=True)
+            except ValueError as exc:
+                errors.append(f"{where}.clients[{i}]: {exc}")
+                continue
+            clients.append(
+                str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+            )
+        for m in all_served:
+            if path_within(m.path, path) or path_within(path, m.path):
+                errors.append(
+                    f"{where}.path: {path} overlaps project {m.project!r} volume {m.volume!r} "
+                    f"({m.path})"
+                )
+        if (PUBLIC_FILE_PREFIX + name) in projects.projects:
+            errors.append(f"{where}: name collides with project {PUBLIC_FILE_PREFIX + name!r}")
+        pubs.append(PublicExport(name, path, tuple(clients), opts or options.default))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return ServedSet(private, tuple(pubs))
+
+
+def served_from_config(cfg: Config, projects: ProjectsFile) -> ServedSet:
+    public = {name: (p.path, tuple(p.clients), p.options) for name, p in cfg.public_exports.items()}
+    return served_exports(
+        projects, cfg.serve.hosts, cfg.export_options, public, str(cfg.source_path)
+    )

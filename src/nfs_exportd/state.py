@@ -1,0 +1,153 @@
+"""What the daemon remembers in ``state_dir``: removal counters, the last verified files,
+the last cycle's status, and the lock that lets only one writing command run at a time.
+
+Every file is written atomically.  A counters file that cannot be parsed is moved aside
+(``counters.json.corrupt-TIMESTAMP``) and reported; counting starts afresh, so nothing can
+be removed until enough complete cycles have rebuilt the evidence.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LockHeld, StateError
+from .fsutil import atomic_write, fsync_dir
+from .model import PairKey
+
+COUNTERS = "counters.json"
+STATUS = "status.json"
+VERIFIED = "last-verified"
+LOCK = "lock"
+
+
+@dataclass(frozen=True)
+class Counters:
+    values: Mapping[PairKey, int]
+    problem: str | None = None  # set when the file was corrupt and was kept aside
+
+
+def _ensure_dir(state_dir: Path) -> None:
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"{state_dir}: cannot create state_dir: {exc}") from None
+
+
+def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
+    path = state_dir / COUNTERS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Counters({})
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read removal counters: {exc}") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("schema") != 1:
+            raise ValueError("not a schema 1 counters file")
+        values: dict[PairKey, int] = {}
+        for item in data["counters"]:
+            n = item["missing"]
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ValueError(f"bad count {n!r}")
+            values[PairKey(str(item["owner"]), str(item["path"]), str(item["client"]))] = n
+        return Counters(values)
+    except (ValueError, KeyError, TypeError) as exc:
+        problem = f"{path}: removal counters unreadable ({exc})"
+        if move_corrupt:
+            aside = path.with_name(f"{COUNTERS}.corrupt-{int(time.time())}")
+            try:
+                os.replace(path, aside)
+                problem += f"; kept aside as {aside.name}"
+            except OSError as move_exc:
+                problem += f"; could not move it aside: {move_exc}"
+        return Counters({}, problem)
+
+
+def save_counters(state_dir: Path, counters: Mapping[PairKey, int]) -> None:
+    _ensure_dir(state_dir)
+    items = [
+        {"owner": k.owner, "path": k.path, "client": k.client, "missing": v}
+        for k, v in sorted(counters.items(), key=lambda kv: kv[0].as_text())
+    ]
+    data = json.dumps({"schema": 1, "counters": items}, indent=1) + "\n"
+    try:
+        atomic_write(state_dir / COUNTERS, data, 0o600)
+    except OSError as exc:
+        raise StateError(f"{state_dir / COUNTERS}: cannot write removal counters: {exc}") from None
+
+
+def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
+    """Keep a copy of the set of managed files that exportfs accepted and we read back."""
+    vdir = state_dir / VERIFIED
+    try:
+        vdir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            atomic_write(vdir / name, text)
+        for old in os.listdir(vdir):
+            if old not in files and not old.startswith("."):
+                (vdir / old).unlink()
+        fsync_dir(vdir)
+    except OSError as exc:
+        raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
+
+
+def save_status(state_dir: Path, status: Mapping[str, Any]) -> None:
+    _ensure_dir(state_dir)
+    try:
+        atomic_write(state_dir / STATUS, json.dumps(status, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise StateError(f"{state_dir / STATUS}: cannot write status: {exc}") from None
+
+
+def load_status(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / STATUS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{state_dir / STATUS}: unreadable: {exc}") from None
+    return data if isinstance(data, dict) else None
+
+
+class StateLock:
+    """An exclusive flock on ``state_dir/lock`` holding the owner's pid."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> StateLock:
+        _ensure_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot open lock: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.read(fd, 64).decode().strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise LockHeld(
+                f"{self.path}: another nfs-exportd (pid {pid}) is running a writing command"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

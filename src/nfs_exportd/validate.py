@@ -1,0 +1,50 @@
+"""Validation of names and paths that end up in exports files (pure).
+
+exports(5) is a line format where whitespace, parentheses, ``#`` and quotes change the
+meaning of a line (``PATH (opts)`` with a space exports to the world), so only a
+conservative character set is allowed.  Paths are normalised (``//`` and a trailing ``/``
+are common in real files) and the caller is told, so it can warn.
+"""
+
+from __future__ import annotations
+
+import re
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PATH_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_.+@,=:-]+$")
+
+
+def check_name(name: object, what: str) -> str:
+    """A project, volume or export name: ASCII letters, digits, ``_ . -``; no ``/`` or ``..``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} name must be a non-empty string, got {name!r}")
+    if ".." in name or not NAME_RE.match(name):
+        raise ValueError(
+            f"{what} name {name!r} is not allowed (only ASCII letters, digits, '_', '.', '-'; "
+            "no '/', '..', spaces or special characters)"
+        )
+    return name
+
+
+def normalise_path(path: object) -> tuple[str, bool]:
+    """Return the normalised absolute path and whether normalising changed it."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"path must be a non-empty string, got {path!r}")
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} is relative; an absolute path is required")
+    parts = [p for p in path.split("/") if p]
+    for part in parts:
+        if part in (".", ".."):
+            raise ValueError(f"path {path!r} contains '{part}'")
+        if not PATH_COMPONENT_RE.match(part):
+            raise ValueError(
+                f"path {path!r} contains a character that is not allowed in exports "
+                "(whitespace, newline, quotes, '(', ')', '#', '*', '\\', non-ASCII, ...)"
+            )
+    norm = "/" + "/".join(parts)
+    return norm, norm != path
+
+
+def path_within(inner: str, outer: str) -> bool:
+    """True when ``inner`` is ``outer`` or lies below it (both normalised)."""
+    return inner == outer or outer == "/" or inner.startswith(outer + "/")
