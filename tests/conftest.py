@@ -1,0 +1,142 @@
+"""Shared fixtures: a lab directory with config, projects file, static inventory, served
+paths, and the real exportfs running in a private mount namespace (exportfs-sandbox).
+
+Nothing here mocks exportfs: a test that needs it fails loudly if it cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nfs_exportd.cli import main
+
+SANDBOX = Path(__file__).resolve().parents[1] / "src" / "nfs_exportd" / "demo" / "exportfs-sandbox"
+HOST = "nfs-1.svc.example"
+
+
+def require_exportfs() -> None:
+    if not Path("/usr/sbin/exportfs").exists():
+        pytest.fail("/usr/sbin/exportfs is missing: run 'make test' (installs nfs-kernel-server)")
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare is missing (util-linux)")
+
+
+@dataclass
+class Lab:
+    """A scratch server: ``root/`` holds config.yaml, projects.yaml, inventory.yaml,
+    ``sb/`` (the exportfs sandbox: sb/exports.d is exports_dir, sb/lib/etab the etab),
+    ``state/`` and ``srv/`` (the exported paths)."""
+
+    root: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    projects: dict[str, Any] = field(default_factory=dict)
+    inventory: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "sb" / "exports.d"
+
+    @property
+    def etab(self) -> Path:
+        return self.root / "sb" / "lib" / "etab"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def srv(self, *parts: str) -> str:
+        """An exported path under this lab (created)."""
+        p = self.root.joinpath("srv", *parts)
+        p.mkdir(parents=True, exist_ok=True)
+        return str(p)
+
+    def write(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        (self.root / "projects.yaml").write_text(yaml.safe_dump(self.projects, sort_keys=False))
+        (self.root / "inventory.yaml").write_text(yaml.safe_dump(self.inventory, sort_keys=False))
+
+    def add_project(self, name: str, gid: int, volumes: dict[str, str] | None = None) -> None:
+        """Project with volumes served here (paths under srv/NAME/VOLUME by default)."""
+        volumes = volumes if volumes is not None else {"home": self.srv(name, "home")}
+        self.projects[name] = {
+            "gid": gid,
+            "mounts": {v: f"{HOST}:{p}" for v, p in volumes.items()},
+        }
+        self.inventory["projects"].append({"id": f"id-{name}", "name": name, "enabled": True})
+
+    def add_instance(self, iid: str, project: str, *addresses: str, status: str = "ACTIVE") -> None:
+        self.inventory["instances"].append(
+            {
+                "id": iid,
+                "name": f"{project}-{iid}",
+                "project": project,
+                "status": status,
+                "addresses": list(addresses),
+            }
+        )
+
+    def remove_instance(self, iid: str) -> None:
+        self.inventory["instances"] = [i for i in self.inventory["instances"] if i["id"] != iid]
+
+    def cli(self, *args: str, allow_root: bool = True) -> int:
+        """Run the CLI in-process with this lab's config; returns the exit code."""
+        self.write()
+        pre = ["--config", str(self.config_path)]
+        if allow_root and os.geteuid() == 0:
+            pre.append("--allow-root")
+        return main([*pre, *args])
+
+    def files(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.exports_dir.glob("*.exports"))}
+
+    def in_force(self) -> set[tuple[str, str]]:
+        """(path, client) pairs in the etab the real exportfs keeps."""
+        if not self.etab.exists():
+            return set()
+        out = set()
+        for line in self.etab.read_text().splitlines():
+            if line.strip():
+                path, _, rest = line.rpartition("\t")
+                out.add((path, rest.partition("(")[0]))
+        return out
+
+    def exportfs(self, *args: str) -> None:
+        """Run the sandboxed exportfs directly (e.g. to set up a state by hand)."""
+        import subprocess
+
+        subprocess.run([str(SANDBOX), str(self.root / "sb"), *args], check=True, timeout=60)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    require_exportfs()
+    root = tmp_path / "lab"
+    (root / "sb" / "exports.d").mkdir(parents=True)
+    lab = Lab(root)
+    lab.config = {
+        "projects_file": "projects.yaml",
+        "serve": {"hosts": [HOST]},
+        "inventory": {"source": "static", "file": "inventory.yaml"},
+        "exports_dir": str(lab.exports_dir),
+        "state_dir": str(lab.state_dir),
+        "etab_file": str(lab.etab),
+        "exportfs_command": [str(SANDBOX), str(root / "sb")],
+        "exportfs_timeout_seconds": 30,
+        "maintenance_file": str(root / "maintenance"),
+        "interval_seconds": 1,
+        "safety": {"removal_confirmations": 3, "max_removal_fraction": 0.25},
+    }
+    lab.inventory = {"projects": [], "instances": []}
+    yield lab
