@@ -47,8 +47,10 @@ def setup_logging(fmt: str, verbose: bool) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.set_name("nfs-exportd")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "nfs-exportd"]
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

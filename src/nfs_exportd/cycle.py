@@ -16,7 +16,7 @@ from .backends.exportfs import ApplyResult, ExportfsBackend
 from .config import Config
 from .decide import DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
-from .exportsfile import DirScan, scan
+from .exportsfile import DirScan, render, scan
 from .inventory import source_from_config
 from .model import InventorySnapshot, Maintenance
 from .projects import ServedSet, load_projects, served_from_config
@@ -143,6 +143,21 @@ def sync(
 ) -> SyncResult:
     """One full cycle.  The caller holds the state lock."""
     started = time.time()
+    try:
+        return _sync(cfg, served, started, force, plan_checksum, extra_holds)
+    except Exception as exc:
+        _save_error(cfg, started, str(exc))
+        raise
+
+
+def _sync(
+    cfg: Config,
+    served: ServedSet,
+    started: float,
+    force: bool,
+    plan_checksum: str | None,
+    extra_holds: tuple[Hold, ...],
+) -> SyncResult:
     facts = read_facts(cfg, served, writing=True)
     plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
     if plan_checksum is not None and plan_checksum != plan.checksum:
@@ -150,19 +165,12 @@ def sync(
             f"the plan is now {plan.checksum}, not the {plan_checksum} you reviewed; run plan again"
         )
     log_decisions(plan)
-    backend = backend_for(cfg)
-    try:
-        applied = backend.apply(plan.files, facts.scan.raw, facts.missing_paths)
-    except Exception as exc:
-        _save_status(cfg, plan, facts, started, "error", str(exc))
-        raise
+    applied = backend_for(cfg).apply(plan.files, facts.scan.raw, facts.missing_paths)
     if plan.counting:
         state.save_counters(cfg.state_dir, plan.counters)
     elif facts.counters.problem:
         state.save_counters(cfg.state_dir, {})
     if applied.ran_exportfs or not (cfg.state_dir / state.VERIFIED).exists():
-        from .exportsfile import render
-
         state.save_verified(
             cfg.state_dir, {n: render(f) for n, f in plan.files.items() if f is not None}
         )
@@ -170,6 +178,29 @@ def sync(
     result = SyncResult(plan, applied, code)
     _save_status(cfg, plan, facts, started, "held" if plan.held else "ok", result.line())
     return result
+
+
+def _old_status(cfg: Config) -> dict[str, Any]:
+    try:
+        return state.load_status(cfg.state_dir) or {}
+    except Exception:
+        return {}
+
+
+def _save_error(cfg: Config, started: float, message: str) -> None:
+    """Record a failed cycle; what is in force did not change, so the counts stay."""
+    status = _old_status(cfg)
+    status["schema"] = 1
+    status["last_cycle"] = {
+        "started": started,
+        "finished": time.time(),
+        "result": "error",
+        "message": message,
+    }
+    try:
+        state.save_status(cfg.state_dir, status)
+    except Exception as exc:
+        log.error("could not save status: %s", exc)
 
 
 def _save_status(
@@ -200,15 +231,10 @@ def _save_status(
         },
         "plan": plan.to_json(),
     }
-    if result == "error":
-        status["counts"] = {}
     if facts.snapshot.listing_complete:
         status["last_complete_inventory"] = time.time()
     else:
-        try:
-            old = state.load_status(cfg.state_dir) or {}
-        except Exception:
-            old = {}
+        old = _old_status(cfg)
         if "last_complete_inventory" in old:
             status["last_complete_inventory"] = old["last_complete_inventory"]
     try:

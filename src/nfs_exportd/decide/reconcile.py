@@ -185,7 +185,11 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 seen = inp.counters.get(key, 0)
                 count = seen + 1 if counting else seen
                 change = Change(label, path, client, Action.REMOVE, reason)
-                if count >= policy.confirmations:
+                if policy.maintenance is Maintenance.FREEZE:
+                    work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
+                    if seen:
+                        work.counters[key] = seen
+                elif count >= policy.confirmations:
                     work.counters[key] = count
                     work.candidates.append(change)
                 else:
