@@ -99,6 +99,25 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
     if inp.state_problem:
         work.holds.append(Hold(Reason.STATE_CORRUPT, detail=inp.state_problem))
 
+    # An address shown (in a complete listing) on an instance of project Q may not stay
+    # in any other project's private exports: it leaves them at once (ip-conflict).
+    claims: dict[str, set[str]] = {}
+    if snap.listing_complete:
+        for project, insts in snap.instances.items():
+            for inst in insts:
+                for addr in inst.addresses:
+                    claims.setdefault(str(addr), set()).add(project)
+    for ip, claimants in sorted(claims.items()):
+        if len(claimants) > 1:
+            work.holds.append(
+                Hold(
+                    Reason.IP_CONFLICT,
+                    client=ip,
+                    detail=f"claimed by projects {', '.join(sorted(claimants))}: "
+                    "exported for none of them",
+                )
+            )
+
     # ---------------------------------------------------------------- owners to consider
     owners: dict[str, tuple[str, str]] = {}  # filename -> (kind, owner)
     for project in inp.private:
@@ -125,7 +144,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         desired: dict[str, set[str]] = {}
         keep_all: Reason | None = None
         keep_detail = ""
-        gone_reason = Reason.INSTANCE_GONE
+        gone_reason = Reason.INSTANCE_GONE if kind == "project" else Reason.NOT_SERVED
         if kind == "project":
             for exp in inp.private.get(owner, ()):
                 target_opts[exp.path] = exp.options
@@ -138,6 +157,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 keep_all, keep_detail = Reason.UNKNOWN_PROJECT, snap.incomplete[owner]
             else:
                 ips = {str(a) for inst in snap.instances.get(owner, ()) for a in inst.addresses}
+                ips = {ip for ip in ips if claims.get(ip, set()) == {owner}}
                 desired = {p: set(ips) for p in target_opts}
         else:
             for pub in inp.public:
@@ -156,6 +176,16 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             )
         paths_by_file[fname] = paths
 
+        if kind == "project":
+            for path, st in paths.items():
+                for client in sorted_clients(st.current):
+                    others = claims.get(client, set()) - {owner}
+                    if others:
+                        work.changes.append(
+                            Change(label, path, client, Action.REMOVE, Reason.IP_CONFLICT)
+                        )
+                        st.current.discard(client)
+
         if keep_all is not None:
             # Not complete: keep exactly what is in force; carry counters unchanged.
             for path, st in paths.items():
@@ -171,12 +201,13 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
 
         for path, st in paths.items():
             want = desired.get(path, set())
-            new_path = not st.current
+            # new-export: the path became served; new-instance: a new address for it
+            new_path = path not in current and (current_file is None or bool(current))
             for client in sorted_clients(want - st.current):
                 reason = Reason.NEW_EXPORT if new_path else Reason.NEW_INSTANCE
                 _add(work, inp, policy, Change(label, path, client, Action.ADD, reason), st)
             if st.options is not None and st.current_options not in (None, st.options):
-                for client in sorted_clients(st.current & want):
+                for client in sorted_clients(st.current):  # pending removals included
                     change = Change(label, path, client, Action.UPDATE, Reason.OPTIONS_CHANGED)
                     _add(work, inp, policy, change, st)
             reason = gone_reason if st.options is not None else Reason.NOT_SERVED
@@ -212,6 +243,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
     removed = {c.key for c in work.changes if c.action is Action.REMOVE}
     for key in removed:
         work.counters.pop(key, None)
+    work.changes = [c for c in work.changes if not (c.action is Action.UPDATE and c.key in removed)]
     frozen = policy.maintenance is Maintenance.FREEZE
     for fname, paths in paths_by_file.items():
         kind, owner = owners[fname]
@@ -235,10 +267,6 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         else:
             files[fname] = ExportsFile(fname, kind, owner, tuple(lines))
 
-    # Unchanged files keep their exact identity (so the backend can skip them).
-    for fname, target in list(files.items()):
-        if target is not None and inp.in_force.get(fname) == target:
-            files[fname] = inp.in_force[fname]
     return Plan(
         changes=tuple(sorted(work.changes)),
         holds=tuple(sorted(work.holds, key=Hold.sort_key)),
