@@ -9,9 +9,11 @@ exportfs has no name to resolve.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,11 +115,22 @@ class ExportfsBackend:
 
     # ------------------------------------------------------------------ exportfs
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run exportfs_command with a hard timeout.
+
+        The command runs in its own process group so that a timeout kills everything it
+        started (``sudo`` forwards SIGTERM to exportfs; SIGKILL follows after 2 s).
+        """
         cmd = [*self.command, *args]
         env = {**os.environ, "LC_ALL": "C"}
         try:
-            return subprocess.run(
-                cmd, capture_output=True, text=True, timeout=self.timeout, env=env, check=False
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise BackendUnavailable(
@@ -125,11 +138,30 @@ class ExportfsBackend:
             ) from None
         except PermissionError as exc:
             raise BackendUnavailable(f"exportfs_command {cmd[0]!r} cannot run: {exc}") from None
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            self._kill_group(proc)
             raise BackendUnavailable(
                 f"{' '.join(cmd)} did not finish within {self.timeout:g} s "
                 "(exportfs_timeout_seconds); killed"
             ) from None
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+    @staticmethod
+    def _kill_group(proc: subprocess.Popen[str]) -> None:
+        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.communicate(timeout=grace)
+                if sig is signal.SIGTERM:
+                    # the leader is gone; make sure nothing else of the group remains
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
     def read_etab(self) -> dict[tuple[str, str], frozenset[str]]:
         try:
@@ -169,10 +201,11 @@ class ExportfsBackend:
                     result.written.append(name)
                 done.append(name)
         except OSError as exc:
-            self._restore(done, current_raw)
+            failed = self._restore(done, current_raw)
+            undo = f"could NOT restore {', '.join(failed)}" if failed else "files restored"
             raise ApplyError(
                 f"cannot write {self.exports_dir / name}: {exc.strerror or exc}; "
-                "files restored, nothing applied"
+                f"{undo}, exportfs not run"
             ) from None
         removed_pairs = self._removed_pairs(current_raw, ours)
         try:
@@ -184,8 +217,7 @@ class ExportfsBackend:
                     "read-back of the exports in force failed: " + "; ".join(problems[:5])
                 )
         except ApplyError as exc:
-            self._undo(done, current_raw)
-            raise ApplyError(f"{exc}; restored the previous files and re-applied them") from None
+            raise ApplyError(f"{exc}; {self._undo(done, current_raw)}") from None
         return result
 
     def _reload(
@@ -203,8 +235,12 @@ class ExportfsBackend:
             elif msg.path is not None:
                 mine = msg.path in our_paths and msg.path not in missing_paths
                 (errors if mine else warnings).append(msg.text)
-            else:
+            elif any(p in msg.text.split() for p in our_paths - missing_paths):
                 errors.append(msg.text)
+            else:
+                # Names no file we manage (e.g. "Failed to resolve HOST": we never write
+                # names): a warning; the read-back below decides whether ours applied.
+                warnings.append(msg.text)
         for w in warnings:
             log.warning("exportfs: %s", w.removeprefix("exportfs: "))
         if errors:
@@ -279,13 +315,16 @@ class ExportfsBackend:
                 log.error("could not restore %s: %s", path, exc)
         return failed
 
-    def _undo(self, names: list[str], current_raw: Mapping[str, str]) -> None:
+    def _undo(self, names: list[str], current_raw: Mapping[str, str]) -> str:
+        """Restore this cycle's files and re-apply them; say how that went."""
         failed = self._restore(names, current_raw)
+        outcome = "restored the previous files"
+        if failed:
+            outcome = f"could NOT restore {'; '.join(failed)}"
         try:
             proc = self.run("-ra")
-            if proc.returncode != 0:
-                log.warning("re-applying the restored files: exportfs exit %d", proc.returncode)
         except BackendUnavailable as exc:
-            log.error("could not re-apply the restored files: %s", exc)
-        if failed:
-            log.error("files not restored: %s", "; ".join(failed))
+            return f"{outcome}, but could not re-apply them: {exc}"
+        if proc.returncode != 0:
+            return f"{outcome} and re-applied them (exportfs exit {proc.returncode})"
+        return f"{outcome} and re-applied them"
