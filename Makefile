@@ -13,6 +13,7 @@ system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/exportfs ] || missing="$$missing nfs-kernel-server"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \

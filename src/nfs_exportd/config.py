@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from .errors import ConfigError
 from .validate import check_name
@@ -21,14 +28,14 @@ DEFAULT_CONFIG = Path("/etc/nfs-exportd/config.yaml")
 DEFAULT_OPTIONS = "rw,sync,no_subtree_check,root_squash"
 
 # exports(5) option lists: comma-separated words, values without spaces or parentheses.
-OPTIONS_RE = re.compile(r"^[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?(,[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?)*$")
+OPTIONS_RE = re.compile(r"[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?(,[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?)*")
 # Options that would widen access beyond the listed clients or are not per-client.
 FORBIDDEN_OPTIONS = frozenset({"insecure_locks", "no_auth_nlm"})
 
 
 def check_options(value: str) -> str:
     value = value.strip()
-    if not OPTIONS_RE.match(value):
+    if not OPTIONS_RE.fullmatch(value):
         raise ValueError(
             f"invalid export options {value!r}: expected comma-separated words like "
             f"{DEFAULT_OPTIONS!r} (no spaces, parentheses or leading '-')"
@@ -39,7 +46,7 @@ def check_options(value: str) -> str:
     return value
 
 
-Options = Annotated[str, Field(min_length=1)]
+Options = Annotated[str, Field(min_length=1), AfterValidator(check_options)]
 
 
 class _Strict(BaseModel):
@@ -63,21 +70,6 @@ class ExportOptionsConfig(_Strict):
     volumes: dict[str, Options] = Field(default_factory=dict)
     projects: dict[str, dict[str, Options]] = Field(default_factory=dict)
 
-    @field_validator("default")
-    @classmethod
-    def _default(cls, v: str) -> str:
-        return check_options(v)
-
-    @field_validator("volumes")
-    @classmethod
-    def _volumes(cls, v: dict[str, str]) -> dict[str, str]:
-        return {k: check_options(o) for k, o in v.items()}
-
-    @field_validator("projects")
-    @classmethod
-    def _projects(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        return {p: {k: check_options(o) for k, o in vols.items()} for p, vols in v.items()}
-
     def for_mount(self, project: str, volume: str) -> str:
         """Project/volume override, then volume override, then the default."""
         per_project = self.projects.get(project, {})
@@ -90,11 +82,6 @@ class PublicExportConfig(_Strict):
     path: str
     clients: list[str] = Field(min_length=1)
     options: Options | None = None
-
-    @field_validator("options")
-    @classmethod
-    def _options(cls, v: str | None) -> str | None:
-        return None if v is None else check_options(v)
 
 
 class InventoryConfig(_Strict):

@@ -121,7 +121,8 @@ def parse_projects(data: object, source: str) -> ProjectsFile:
 def _path_conflicts(groups: Iterable[tuple[str, Sequence[Mount]]], source: str) -> list[str]:
     errors: list[str] = []
     for host, mounts in groups:
-        ordered = sorted(mounts, key=lambda m: m.path)
+        # by components, so that everything below a path directly follows it
+        ordered = sorted(mounts, key=lambda m: m.path.split("/"))
         for i, a in enumerate(ordered):
             for b in ordered[i + 1 :]:
                 if not path_within(b.path, a.path):

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import re
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-PATH_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_.+@,=:-]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # always fullmatch: "$" allows "\n"
+PATH_COMPONENT_RE = re.compile(r"[A-Za-z0-9_.+@,=:-]+")
 
 
 def check_name(name: object, what: str) -> str:
     """A project, volume or export name: ASCII letters, digits, ``_ . -``; no ``/`` or ``..``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} name must be a non-empty string, got {name!r}")
-    if ".." in name or not NAME_RE.match(name):
+    if ".." in name or not NAME_RE.fullmatch(name):
         raise ValueError(
             f"{what} name {name!r} is not allowed (only ASCII letters, digits, '_', '.', '-'; "
             "no '/', '..', spaces or special characters)"
@@ -36,7 +36,7 @@ def normalise_path(path: object) -> tuple[str, bool]:
     for part in parts:
         if part in (".", ".."):
             raise ValueError(f"path {path!r} contains '{part}'")
-        if not PATH_COMPONENT_RE.match(part):
+        if not PATH_COMPONENT_RE.fullmatch(part):
             raise ValueError(
                 f"path {path!r} contains a character that is not allowed in exports "
                 "(whitespace, newline, quotes, '(', ')', '#', '*', '\\', non-ASCII, ...)"

@@ -51,10 +51,9 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
     raw_instances = data.get("instances")
     if not isinstance(raw_projects, list):
         raise InvalidInventory(f"{source}: 'projects' must be a list")
-    if raw_instances is None:
-        raw_instances = []
     if not isinstance(raw_instances, list):
-        raise InvalidInventory(f"{source}: 'instances' must be a list")
+        # required, even when empty: a file cut off after the project list is not "no instances"
+        raise InvalidInventory(f"{source}: 'instances' must be a list (write [] for none)")
     projects: dict[str, ProjectRecord] = {}
     ids: set[str] = set()
     for i, p in enumerate(raw_projects):
@@ -81,6 +80,8 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
     if not isinstance(raw_incomplete, list) or not all(isinstance(x, str) for x in raw_incomplete):
         raise InvalidInventory(f"{source}: incomplete_projects must be a list of project names")
     for name in raw_incomplete:
+        if name not in projects:
+            raise InvalidInventory(f"{source}: incomplete_projects: {name!r} is not in 'projects'")
         incomplete[name] = "marked incomplete by the inventory writer"
     instances: dict[str, list[InstanceRecord]] = {name: [] for name in projects}
     seen_ids: set[str] = set()
@@ -91,7 +92,7 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
         extra = set(inst) - {"id", "name", "project", "status", "addresses"}
         if extra:
             raise InvalidInventory(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))}")
-        iid = _str(inst, "id", where)
+        iid = str(inst["id"]) if isinstance(inst.get("id"), int) else _str(inst, "id", where)
         iname = inst.get("name", "")
         if not isinstance(iname, str):
             raise InvalidInventory(f"{where}: name must be a string")
@@ -111,7 +112,10 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
             try:
                 if not isinstance(a, str):
                     raise ValueError(f"{a!r} is not a string")
-                addrs.append(ipaddress.ip_address(a))
+                addr = ipaddress.ip_address(a)
+                if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
+                    raise ValueError("scoped (link-local) addresses cannot be exported")
+                addrs.append(addr)
             except ValueError as exc:
                 raise InvalidInventory(f"{where}: invalid address {a!r}: {exc}") from None
         if status in UNKNOWN_STATUSES:
