@@ -28,8 +28,9 @@ def banner(text: str) -> None:
 
 def sandbox_works(root: Path) -> str | None:
     """None if the sandboxed exportfs can run here, else why not."""
-    if not Path("/usr/sbin/exportfs").exists():
-        return "/usr/sbin/exportfs is not installed (Debian package nfs-kernel-server)"
+    exportfs = os.environ.get("EXPORTFS_BIN", "/usr/sbin/exportfs")
+    if not Path(exportfs).exists():
+        return f"{exportfs} is not installed (Debian package nfs-kernel-server)"
     try:
         proc = subprocess.run(
             [str(SANDBOX), str(root / "sandbox"), "-v"],
