@@ -107,8 +107,9 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             for inst in insts:
                 for addr in inst.addresses:
                     claims.setdefault(str(addr), set()).add(project)
+    ours = set(inp.private) | {f.owner for f in inp.in_force.values() if f.kind == "project"}
     for ip, claimants in sorted(claims.items()):
-        if len(claimants) > 1:
+        if len(claimants) > 1 and claimants & ours:
             work.holds.append(
                 Hold(
                     Reason.IP_CONFLICT,
