@@ -23,6 +23,7 @@ from .config import DEFAULT_CONFIG, Config, load_config
 from .cycle import load_served, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
+from .inventory import source_from_config
 from .projects import ServedSet
 
 log = logging.getLogger("nfs_exportd")
@@ -180,6 +181,7 @@ class _Loop:
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.reload_requested = False
+        self.source = source_from_config(cfg)
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current cycle, then exiting", signum)
@@ -198,7 +200,9 @@ class _Loop:
             self.config_problem = str(exc)
             log.error("config-invalid: keeping the running config: %s", exc)
             return
+        self.source.reset()  # clouds.yaml is re-read too
         self.cfg, self.config_problem = cfg, None
+        self.source = source_from_config(cfg)
         log.info("config reloaded from %s", self.args.config)
 
     def refresh_projects(self) -> None:
@@ -216,7 +220,7 @@ class _Loop:
             if p
         )
         try:
-            result = sync(self.cfg, self.served, extra_holds=extra)
+            result = sync(self.cfg, self.served, extra_holds=extra, source=self.source)
             log.info("%s", result.line())
         except NfsExportdError as exc:
             log.error("cycle failed: %s", exc)

@@ -86,9 +86,32 @@ class PublicExportConfig(_Strict):
 
 class InventoryConfig(_Strict):
     source: Literal["static", "openstack"] = "openstack"
-    cloud: str | list[str] = "novaobserver"
+    cloud: str | list[str] = "novaobserver"  # clouds.yaml entry, or entries tried in order
+    identity_cloud: str | None = None  # clouds.yaml entry for Keystone (default: cloud)
     mode: Literal["all-projects", "per-project"] = "all-projects"
     file: Path | None = None
+    regions: list[str] | None = None  # default: every region in the catalog
+    timeout_seconds: float = Field(default=30, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    include_floating_ips: bool = False
+
+    @field_validator("timeout_seconds", mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+    @field_validator("cloud")
+    @classmethod
+    def _clouds(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("at least one clouds.yaml entry is needed")
+        return v
+
+    @property
+    def clouds(self) -> tuple[str, ...]:
+        return (self.cloud,) if isinstance(self.cloud, str) else tuple(self.cloud)
 
 
 class SafetyConfig(_Strict):
@@ -200,11 +223,6 @@ def load_config(path: Path) -> Config:
     inv_cfg = cfg.inventory
     if inv_cfg.source == "static" and inv_cfg.file is None:
         raise ConfigError(f"{path}: inventory.file: required when inventory.source is static")
-    if inv_cfg.source == "openstack":
-        raise ConfigError(
-            f"{path}: inventory.source: 'openstack' is not available in this version yet; "
-            "use 'static' with inventory.file"
-        )
     for name in cfg.public_exports:
         try:
             check_name(name, "public export")

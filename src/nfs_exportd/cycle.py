@@ -17,7 +17,7 @@ from .config import Config
 from .decide import DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
 from .exportsfile import DirScan, render, scan
-from .inventory import source_from_config
+from .inventory import InventorySource, source_from_config
 from .model import InventorySnapshot, Maintenance
 from .projects import ServedSet, load_projects, served_from_config
 
@@ -53,8 +53,16 @@ def read_maintenance(path: Path) -> Maintenance:
     return Maintenance.FREEZE if words and words[0].lower() == "freeze" else Maintenance.HOLD
 
 
-def read_facts(cfg: Config, served: ServedSet, *, writing: bool) -> Facts:
-    snapshot = source_from_config(cfg).read()
+def read_facts(
+    cfg: Config, served: ServedSet, *, writing: bool, source: InventorySource | None = None
+) -> Facts:
+    """Read everything a decision needs.  ``source`` is kept by ``run`` across cycles so
+    that connections and tokens are reused; one-shot commands make their own."""
+    dir_scan = scan(cfg.exports_dir)
+    interest = frozenset(served.private) | frozenset(
+        f.owner for f in dir_scan.managed.values() if f.kind == "project"
+    )
+    snapshot = (source or source_from_config(cfg)).read(interest)
     if snapshot.problem:
         log.warning("inventory unknown: %s", snapshot.problem)
     for project, why in sorted(snapshot.incomplete.items()):
@@ -64,7 +72,7 @@ def read_facts(cfg: Config, served: ServedSet, *, writing: bool) -> Facts:
     missing = frozenset(p for p in paths if not Path(p).exists())
     return Facts(
         snapshot=snapshot,
-        scan=scan(cfg.exports_dir),
+        scan=dir_scan,
         counters=state.load_counters(cfg.state_dir, move_corrupt=writing),
         missing_paths=missing,
         maintenance=read_maintenance(cfg.maintenance_file),
@@ -140,11 +148,12 @@ def sync(
     force: bool = False,
     plan_checksum: str | None = None,
     extra_holds: tuple[Hold, ...] = (),
+    source: InventorySource | None = None,
 ) -> SyncResult:
     """One full cycle.  The caller holds the state lock."""
     started = time.time()
     try:
-        return _sync(cfg, served, started, force, plan_checksum, extra_holds)
+        return _sync(cfg, served, started, force, plan_checksum, extra_holds, source)
     except Exception as exc:
         _save_error(cfg, started, str(exc))
         raise
@@ -157,8 +166,9 @@ def _sync(
     force: bool,
     plan_checksum: str | None,
     extra_holds: tuple[Hold, ...],
+    source: InventorySource | None,
 ) -> SyncResult:
-    facts = read_facts(cfg, served, writing=True)
+    facts = read_facts(cfg, served, writing=True, source=source)
     plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
     if plan_checksum is not None and plan_checksum != plan.checksum:
         raise PlanMismatch(

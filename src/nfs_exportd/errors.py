@@ -49,3 +49,38 @@ class ApplyError(NfsExportdError):
 
 class BackendUnavailable(ApplyError):
     """The backend's command could not run at all (missing, not permitted, timed out)."""
+
+
+class InventoryError(NfsExportdError):
+    """The cloud could not be read completely.  Never an exit by itself: the read layer
+    turns it into unknown data (the whole snapshot, or one project) and the cycle holds.
+
+    ``request`` names the request that failed (``GET https://.../servers/detail``).
+    ``retry`` says whether asking again later may help (kopf's temporary vs permanent).
+    """
+
+    exit_code = EXIT_HELD
+    retry = True
+
+    def __init__(self, message: str, request: str = "") -> None:
+        super().__init__(f"{message} ({request})" if request else message)
+        self.request = request
+
+
+class InventoryAuthError(InventoryError):
+    """401/403, or no token could be obtained: credentials, roles or scope are wrong."""
+
+
+class InventoryUnavailable(InventoryError):
+    """Timeout, connection refused, DNS or TLS failure, 5xx: the service could not answer."""
+
+
+class InventoryBadData(InventoryError):
+    """An answer that is not what the API promises: malformed JSON, a missing field."""
+
+    retry = False
+
+
+class InventoryIncomplete(InventoryError):
+    """An answer that is well-formed but not whole: truncated listing, broken pagination,
+    a down Nova cell, a server that should have addresses and has none."""

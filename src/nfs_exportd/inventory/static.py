@@ -136,7 +136,10 @@ class StaticInventory:
         self.path = path
         self.name = f"static:{path}"
 
-    def read(self) -> InventorySnapshot:
+    def reset(self) -> None:
+        """Nothing is cached: the file is read afresh every cycle."""
+
+    def read(self, interest: frozenset[str] | None = None) -> InventorySnapshot:
         try:
             text = self.path.read_text(encoding="utf-8")
             data = yaml.safe_load(text)

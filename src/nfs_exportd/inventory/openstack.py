@@ -1,0 +1,597 @@
+"""Read the cloud through openstacksdk/keystoneauth: Keystone projects, Neutron ports,
+Nova servers, configured like every OpenStack client (a clouds.yaml entry).
+
+Listings are paged by hand through the SDK's authenticated session (keystoneauth
+adapters on the service catalog), so that every page is checked: a listing counts as
+complete only when the last page was reached through the API's own ``next`` links.
+Anything less makes the data *unknown*, for one project when the failure is about one
+project, for the whole snapshot otherwise; never empty.
+
+Modes:
+* ``all-projects``: Neutron ports of instances (``device_owner`` ``compute:*``) for all
+  projects, cross-checked with Nova servers listed for all projects.  Neutron is the
+  source of truth for who owns an address.  Needs a project-scoped admin (stock policy)
+  or an operator's policy override.  Requests per cycle do not grow with projects.
+* ``per-project``: one project-scoped Nova listing per project and region with a reader
+  in each project; tokens are kept and reused until they expire.  It cannot see an
+  address reused by a project it does not list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import (
+    InventoryAuthError,
+    InventoryBadData,
+    InventoryError,
+    InventoryIncomplete,
+    InventoryUnavailable,
+)
+from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+
+log = logging.getLogger(__name__)
+
+NOVA_PAGE = 1000  # Nova's default [api] max_limit
+NEUTRON_PAGE = 1000
+NOVA_MICROVERSION = "2.69"  # down-cell servers are returned as UNKNOWN, not omitted
+PORT_FIELDS = ("id", "device_id", "device_owner", "project_id", "fixed_ips")
+FIP_FIELDS = ("id", "floating_ip_address", "port_id", "project_id")
+# Nova states in which a server owns a port and shows its addresses.
+ADDRESSED = frozenset(
+    {
+        "ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "RESCUE", "RESIZE", "VERIFY_RESIZE",
+        "REBOOT", "HARD_REBOOT", "MIGRATING", "PASSWORD", "REBUILD", "SHELVED",
+    }
+)  # fmt: skip
+GONE = frozenset({"DELETED", "SOFT_DELETED"})
+
+
+@dataclass(frozen=True)
+class OpenStackSettings:
+    clouds: tuple[str, ...]  # tried in order; the first complete answer wins
+    identity_cloud: str | None = None
+    mode: str = "all-projects"
+    regions: tuple[str, ...] | None = None
+    timeout: float = 30.0
+    concurrency: int = 8
+    include_floating_ips: bool = False
+
+
+Connector = Callable[..., Any]  # openstack.connect-compatible
+
+
+def _default_connect(**kwargs: Any) -> Any:
+    import openstack
+
+    return openstack.connect(**kwargs)
+
+
+# --------------------------------------------------------------------------- HTTP helpers
+
+
+def _describe(method: str, url: str) -> str:
+    return f"{method} {url}"
+
+
+def _check(resp: Any, what: str) -> Any:
+    """Turn a response into JSON or a typed InventoryError naming the request."""
+    req = _describe(resp.request.method if resp.request else "GET", resp.url)
+    code = resp.status_code
+    if code in (401, 403):
+        detail = ""
+        try:
+            detail = resp.json().get("error", {}).get("message", "") or ""
+        except Exception:
+            detail = resp.text[:200]
+        role = (
+            " (listing all projects needs a system-scoped reader or an admin)"
+            if (code == 403 and what == "projects")
+            else ""
+        )
+        raise InventoryAuthError(f"{what}: HTTP {code} {detail}{role}".strip(), req)
+    if code >= 500 or code in (408, 429):
+        raise InventoryUnavailable(f"{what}: HTTP {code}", req)
+    if code >= 400:
+        raise InventoryBadData(f"{what}: HTTP {code} {resp.text[:200]}", req)
+    try:
+        return resp.json()
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise InventoryBadData(f"{what}: malformed JSON ({exc})", req) from None
+
+
+def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
+    """Map transport and auth exceptions (keystoneauth, requests, openstacksdk)."""
+    if isinstance(exc, InventoryError):
+        return exc
+    from keystoneauth1 import exceptions as ka
+
+    name = type(exc).__name__
+    if isinstance(exc, ka.Unauthorized | ka.Forbidden | ka.AuthorizationFailure | ka.NotFound):
+        return InventoryAuthError(f"{what}: authentication failed: {name}: {exc}", request)
+    if isinstance(exc, ka.MissingAuthPlugin | ka.MissingRequiredOptions | ka.NoMatchingPlugin):
+        return InventoryAuthError(f"{what}: credentials incomplete: {exc}", request)
+    if isinstance(exc, ka.SSLError):
+        return InventoryUnavailable(f"{what}: TLS failure: {exc}", request)
+    if isinstance(exc, ka.ConnectTimeout | ka.RequestTimeout):
+        return InventoryUnavailable(f"{what}: timed out: {exc}", request)
+    if isinstance(exc, ka.ConnectFailure | ka.UnknownConnectionError):
+        return InventoryUnavailable(f"{what}: cannot connect: {exc}", request)
+    if isinstance(exc, ka.EndpointNotFound | ka.EmptyCatalog | ka.CatalogException):
+        return InventoryUnavailable(f"{what}: not in the service catalog: {exc}", request)
+    if isinstance(exc, ka.DiscoveryFailure | ka.VersionNotAvailable):
+        return InventoryUnavailable(f"{what}: version discovery failed: {exc}", request)
+    if isinstance(exc, ka.HttpError):
+        return InventoryUnavailable(f"{what}: {name}: {exc}", request)
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return InventoryBadData(f"{what}: {name}: {exc}", request)
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return InventoryUnavailable(f"{what}: timed out: {exc}", request)
+    if isinstance(exc, requests.exceptions.RequestException | OSError):
+        return InventoryUnavailable(f"{what}: {name}: {exc}", request)
+    try:
+        from openstack import exceptions as sdk
+
+        if isinstance(exc, sdk.ConfigException):
+            return InventoryAuthError(f"{what}: clouds.yaml: {exc}", request)
+        if isinstance(exc, sdk.SDKException):
+            return InventoryUnavailable(f"{what}: {name}: {exc}", request)
+    except ImportError:  # pragma: no cover
+        pass
+    return InventoryUnavailable(f"{what}: unexpected {name}: {exc}", request)
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise InventoryBadData(f"{what}: record without '{key}': {str(obj)[:120]}", req)
+    val = obj[key]
+    if not isinstance(val, kind):
+        raise InventoryBadData(f"{what}: '{key}' has type {type(val).__name__}", req)
+    return val
+
+
+def list_all(
+    get: Callable[..., Any],
+    path: str,
+    key: str,
+    params: Mapping[str, Any],
+    page: int,
+    what: str,
+    **kw: Any,
+) -> list[dict[str, Any]]:
+    """Every item of a paged listing, or InventoryError.
+
+    Follows ``<key>_links`` rel=next (Nova, Neutron) by marker; a repeated marker or a
+    next link without items is broken pagination.  An answer without links is the last
+    page (also what a server with pagination disabled returns).
+    """
+    items: list[dict[str, Any]] = []
+    seen_markers: set[str] = set()
+    query: dict[str, Any] = {**params, "limit": page}
+    while True:
+        request = _describe("GET", f"{path}?{_qs(query)}")
+        try:
+            resp = get(path, params=query, **kw)
+        except Exception as exc:
+            raise _translate(exc, what, request) from None
+        request = _describe("GET", resp.url)
+        body = _check(resp, what)
+        if not isinstance(body, dict) or not isinstance(body.get(key), list):
+            raise InventoryBadData(f"{what}: answer has no '{key}' list", request)
+        batch = body[key]
+        for item in batch:
+            if not isinstance(item, dict):
+                raise InventoryBadData(f"{what}: a '{key}' item is not an object", request)
+        items.extend(batch)
+        links = body.get(f"{key}_links") or []
+        if not isinstance(links, list):
+            raise InventoryBadData(f"{what}: '{key}_links' is not a list", request)
+        nxt = [lk for lk in links if isinstance(lk, dict) and lk.get("rel") == "next"]
+        if not nxt:
+            return items
+        if not batch:
+            raise InventoryIncomplete(f"{what}: a 'next' link after an empty page", request)
+        href = str(nxt[0].get("href", ""))
+        marker_list = parse_qs(urlsplit(href).query).get("marker")
+        marker = marker_list[0] if marker_list else str(batch[-1].get("id", ""))
+        if not marker or marker in seen_markers:
+            raise InventoryIncomplete(f"{what}: broken pagination (marker {marker!r})", request)
+        seen_markers.add(marker)
+        query = {**params, "limit": page, "marker": marker}
+
+
+def _qs(query: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in query.items():
+        for item in v if isinstance(v, list | tuple) else [v]:
+            parts.append(f"{k}={item}")
+    return "&".join(parts)
+
+
+# --------------------------------------------------------------------------- the source
+
+
+@dataclass
+class _Answer:
+    snapshot: InventorySnapshot
+    cloud: str
+
+    @property
+    def complete(self) -> bool:
+        return self.snapshot.listing_complete and not self.snapshot.incomplete
+
+
+@dataclass
+class _Clients:
+    """Cached connections: tokens are reused until keystoneauth renews them."""
+
+    conns: dict[tuple[str, str | None], Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class OpenStackInventory:
+    def __init__(self, settings: OpenStackSettings, connect: Connector = _default_connect):
+        self.settings = settings
+        self.connect = connect
+        self.name = "openstack:" + ",".join(settings.clouds)
+        self._clients = _Clients()
+        self.last_cloud: str | None = None
+        self._domains: dict[str, str] = {}  # project id -> domain id, for per-project scoping
+
+    # ------------------------------------------------------------------ connections
+    def reset(self) -> None:
+        """Forget connections (clouds.yaml is re-read on the next use): SIGHUP, auth errors."""
+        with self._clients.lock:
+            self._clients.conns.clear()
+
+    def _conn(self, cloud: str, project: tuple[str, str] | None = None) -> Any:
+        key = (cloud, f"{project[0]}/{project[1]}" if project else None)
+        with self._clients.lock:
+            conn = self._clients.conns.get(key)
+            if conn is None:
+                kwargs: dict[str, Any] = {"cloud": cloud, "api_timeout": self.settings.timeout}
+                if project is not None:
+                    # per-project mode: the same user, scoped to each project in turn
+                    kwargs.update(
+                        project_id=project[0],
+                        project_name=None,
+                        project_domain_id=project[1],
+                        project_domain_name=None,
+                        system_scope=None,
+                    )
+                try:
+                    conn = self.connect(**kwargs)
+                except Exception as exc:
+                    raise _translate(exc, f"cloud {cloud!r}", "clouds.yaml") from None
+                self._clients.conns[key] = conn
+            return conn
+
+    def _drop(self, cloud: str) -> None:
+        with self._clients.lock:
+            for key in [k for k in self._clients.conns if k[0] == cloud]:
+                del self._clients.conns[key]
+
+    # ------------------------------------------------------------------ read
+    def read(self, interest: frozenset[str] | None = None) -> InventorySnapshot:
+        failures: list[_Answer] = []
+        for cloud in self.settings.clouds:
+            answer = self._read_cloud(cloud, interest)
+            if answer.complete:
+                if cloud != self.settings.clouds[0] or self.last_cloud != cloud:
+                    log.info("inventory answered by cloud %r", cloud)
+                self.last_cloud = cloud
+                return answer.snapshot
+            failures.append(answer)
+            if len(self.settings.clouds) > 1:
+                why = answer.snapshot.problem or "; ".join(
+                    f"{p}: {w}" for p, w in sorted(answer.snapshot.incomplete.items())[:3]
+                )
+                log.warning("cloud %r gave no complete answer (%s); trying the next", cloud, why)
+        # No complete answer: the most informative one (a complete listing, fewest unknowns).
+        best = min(
+            failures,
+            key=lambda a: (not a.snapshot.listing_complete, len(a.snapshot.incomplete)),
+        )
+        self.last_cloud = best.cloud if best.snapshot.listing_complete else None
+        return best.snapshot
+
+    def _read_cloud(self, cloud: str, interest: frozenset[str] | None) -> _Answer:
+        source = f"openstack:{cloud}"
+        try:
+            projects = self._projects(self.settings.identity_cloud or cloud)
+        except InventoryError as exc:
+            if isinstance(exc, InventoryAuthError):
+                self._drop(self.settings.identity_cloud or cloud)
+            return _Answer(InventorySnapshot.unknown(source, str(exc)), cloud)
+        try:
+            if self.settings.mode == "all-projects":
+                instances, incomplete = self._all_projects(cloud, projects)
+            else:
+                instances, incomplete = self._per_project(cloud, projects, interest)
+        except InventoryError as exc:
+            if isinstance(exc, InventoryAuthError):
+                self._drop(cloud)
+            return _Answer(InventorySnapshot.unknown(source, str(exc)), cloud)
+        by_name = {p.name: p for p in projects.values()}
+        return _Answer(
+            InventorySnapshot(
+                source=source,
+                projects=by_name,
+                instances={n: tuple(instances.get(n, ())) for n in by_name},
+                incomplete=incomplete,
+            ),
+            cloud,
+        )
+
+    def _projects(self, cloud: str) -> dict[str, ProjectRecord]:
+        """Keystone ``GET /v3/projects``: id -> record.  Truncated means incomplete."""
+        conn = self._conn(cloud)
+        request = "GET identity /v3/projects"
+        try:
+            resp = conn.identity.get("/projects")
+        except Exception as exc:
+            raise _translate(exc, "projects", request) from None
+        request = _describe("GET", resp.url)
+        body = _check(resp, "projects")
+        if not isinstance(body, dict) or not isinstance(body.get("projects"), list):
+            raise InventoryBadData("projects: answer has no 'projects' list", request)
+        if body.get("truncated"):
+            raise InventoryIncomplete(
+                "projects: Keystone truncated the listing (list_limit); raise it for this user",
+                request,
+            )
+        out: dict[str, ProjectRecord] = {}
+        names: set[str] = set()
+        for p in body["projects"]:
+            pid = _field(p, "id", str, "projects", request)
+            name = _field(p, "name", str, "projects", request)
+            enabled = _field(p, "enabled", bool, "projects", request)
+            if p.get("is_domain"):
+                continue
+            if name in names:
+                # the same name in two domains: name-based config cannot tell them apart
+                raise InventoryBadData(f"projects: name {name!r} appears twice", request)
+            names.add(name)
+            out[pid] = ProjectRecord(pid, name, enabled)
+            self._domains[pid] = str(p.get("domain_id") or "default")
+        return out
+
+    def _regions(self, conn: Any) -> list[str]:
+        if self.settings.regions:
+            return list(self.settings.regions)
+        try:
+            access = conn.session.auth.get_access(conn.session)
+            endpoints = access.service_catalog.get_endpoints(
+                service_type="compute", interface="public"
+            )
+        except Exception as exc:
+            raise _translate(exc, "service catalog", "token") from None
+        regions = sorted(
+            {str(e.get("region_id") or e.get("region")) for e in endpoints.get("compute", [])}
+        )
+        if not regions:
+            raise InventoryIncomplete("service catalog: no compute endpoint in any region")
+        return regions
+
+    @staticmethod
+    def _adapter(conn: Any, service: str, region: str) -> Any:
+        from keystoneauth1.adapter import Adapter
+
+        return Adapter(
+            conn.session,
+            service_type=service,
+            interface="public",
+            region_name=region,
+            raise_exc=False,
+        )
+
+    # ------------------------------------------------------------------ all-projects
+    def _all_projects(
+        self, cloud: str, projects: Mapping[str, ProjectRecord]
+    ) -> tuple[dict[str, list[InstanceRecord]], dict[str, str]]:
+        conn = self._conn(cloud)
+        incomplete: dict[str, str] = {}
+        instances: dict[str, list[InstanceRecord]] = {}
+        for region in self._regions(conn):
+            net = self._adapter(conn, "network", region)
+            nova = self._adapter(conn, "compute", region)
+            what = f"{region} ports"
+            ports = list_all(
+                net.get,
+                "/v2.0/ports",
+                "ports",
+                {"fields": list(PORT_FIELDS)},
+                NEUTRON_PAGE,
+                what,
+            )
+            servers = list_all(
+                nova.get,
+                "/servers/detail",
+                "servers",
+                {"all_tenants": "True"},
+                NOVA_PAGE,
+                f"{region} servers",
+                microversion=NOVA_MICROVERSION,
+            )
+            fips: list[dict[str, Any]] = []
+            if self.settings.include_floating_ips:
+                fips = list_all(
+                    net.get,
+                    "/v2.0/floatingips",
+                    "floatingips",
+                    {"fields": list(FIP_FIELDS)},
+                    NEUTRON_PAGE,
+                    f"{region} floating IPs",
+                )
+            self._merge_region(region, projects, ports, servers, fips, instances, incomplete)
+        return instances, incomplete
+
+    def _merge_region(
+        self,
+        region: str,
+        projects: Mapping[str, ProjectRecord],
+        ports: Sequence[dict[str, Any]],
+        servers: Sequence[dict[str, Any]],
+        fips: Sequence[dict[str, Any]],
+        instances: dict[str, list[InstanceRecord]],
+        incomplete: dict[str, str],
+    ) -> None:
+        req = f"{region} listings"
+        by_server: dict[str, list[IPAddress]] = {}
+        owner: dict[str, str] = {}  # server id -> project id (from Neutron)
+        port_server: dict[str, str] = {}  # port id -> server id
+        for port in ports:
+            owner_kind = port.get("device_owner") or ""
+            if not isinstance(owner_kind, str) or not owner_kind.startswith("compute:"):
+                continue
+            pid = _field(port, "id", str, "ports", req)
+            dev = _field(port, "device_id", str, "ports", req)
+            proj = port.get("project_id") or port.get("tenant_id")
+            if not isinstance(proj, str):
+                raise InventoryBadData(f"ports: port {pid} has no project_id", req)
+            addrs = []
+            for fixed in _field(port, "fixed_ips", list, "ports", req):
+                addrs.append(_ip(_field(fixed, "ip_address", str, "ports", req), f"port {pid}"))
+            by_server.setdefault(dev, []).extend(addrs)
+            port_server[pid] = dev
+            owner[dev] = proj
+        for fip in fips:
+            port_id = fip.get("port_id")
+            if isinstance(port_id, str) and port_id in port_server:
+                text = _field(fip, "floating_ip_address", str, "floating IPs", req)
+                by_server[port_server[port_id]].append(_ip(text, f"floating IP of {port_id}"))
+        names: dict[str, tuple[str, str]] = {}
+        for srv in servers:
+            sid = _field(srv, "id", str, "servers", req)
+            status = str(srv.get("status", "")).upper()
+            proj = srv.get("tenant_id") or srv.get("project_id")
+            pname = projects[proj].name if isinstance(proj, str) and proj in projects else None
+            if status == "UNKNOWN":
+                if pname:
+                    incomplete.setdefault(
+                        pname, f"{region}: server {sid} is in a down Nova cell (status UNKNOWN)"
+                    )
+                continue
+            if status in GONE:
+                continue
+            names[sid] = (str(srv.get("name", "")), status)
+            if status in ADDRESSED and sid not in by_server and pname:
+                incomplete.setdefault(
+                    pname, f"{region}: server {sid} is {status} but Neutron shows no port for it"
+                )
+        for sid, addrs in by_server.items():
+            proj = owner[sid]
+            if proj not in projects:
+                continue  # a port of a project Keystone does not list: not ours to export
+            pname = projects[proj].name
+            name, status = names.get(sid, ("", "UNLISTED"))
+            instances.setdefault(pname, []).append(
+                InstanceRecord(sid, name, pname, status, tuple(addrs))
+            )
+
+    # ------------------------------------------------------------------ per-project
+    def _per_project(
+        self,
+        cloud: str,
+        projects: Mapping[str, ProjectRecord],
+        interest: frozenset[str] | None,
+    ) -> tuple[dict[str, list[InstanceRecord]], dict[str, str]]:
+        wanted = [p for p in projects.values() if interest is None or p.name in interest]
+        incomplete: dict[str, str] = {
+            p.name: "not listed in per-project mode"
+            for p in projects.values()
+            if interest is not None and p.name not in interest
+        }
+        instances: dict[str, list[InstanceRecord]] = {}
+        lock = threading.Lock()
+        regions: list[str] | None = list(self.settings.regions) if self.settings.regions else None
+
+        def one(project: ProjectRecord) -> None:
+            nonlocal regions
+            try:
+                conn = self._conn(cloud, (project.id, self._domains.get(project.id, "default")))
+                regs = regions or self._regions(conn)
+                found: list[InstanceRecord] = []
+                for region in regs:
+                    nova = self._adapter(conn, "compute", region)
+                    servers = list_all(
+                        nova.get,
+                        "/servers/detail",
+                        "servers",
+                        {},
+                        NOVA_PAGE,
+                        f"{region} servers of {project.name}",
+                        microversion=NOVA_MICROVERSION,
+                    )
+                    found.extend(self._from_nova(project, region, servers))
+            except InventoryError as exc:
+                if isinstance(exc, InventoryAuthError):
+                    self._drop_project(cloud, project.id)
+                with lock:
+                    incomplete[project.name] = str(exc)
+                return
+            with lock:
+                instances[project.name] = found
+
+        if wanted:
+            workers = max(1, min(self.settings.concurrency, len(wanted)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(one, wanted))
+        return instances, incomplete
+
+    def _drop_project(self, cloud: str, project_id: str) -> None:
+        with self._clients.lock:
+            stale = [
+                k
+                for k in self._clients.conns
+                if k[0] == cloud and k[1] and k[1].startswith(project_id + "/")
+            ]
+            for key in stale:
+                del self._clients.conns[key]
+
+    def _from_nova(
+        self, project: ProjectRecord, region: str, servers: Iterable[dict[str, Any]]
+    ) -> list[InstanceRecord]:
+        req = f"{region} servers of {project.name}"
+        types = {"fixed", "floating"} if self.settings.include_floating_ips else {"fixed"}
+        out = []
+        for srv in servers:
+            sid = _field(srv, "id", str, "servers", req)
+            status = str(srv.get("status", "")).upper()
+            if status == "UNKNOWN":
+                raise InventoryIncomplete(f"server {sid} is in a down Nova cell", req)
+            if status in GONE:
+                continue
+            nets = srv.get("addresses")
+            if not isinstance(nets, dict):
+                raise InventoryBadData(f"server {sid} has no 'addresses'", req)
+            addrs: list[IPAddress] = []
+            for entries in nets.values():
+                if not isinstance(entries, list):
+                    raise InventoryBadData(f"server {sid}: malformed 'addresses'", req)
+                for e in entries:
+                    kind = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
+                    if kind in types:
+                        addrs.append(_ip(_field(e, "addr", str, "servers", req), f"server {sid}"))
+            if not addrs and status in ADDRESSED:
+                raise InventoryIncomplete(f"server {sid} is {status} but has no addresses", req)
+            name = str(srv.get("name", ""))
+            out.append(InstanceRecord(sid, name, project.name, status, tuple(addrs)))
+        return out
+
+
+def _ip(text: str, where: str) -> IPAddress:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise InventoryBadData(f"{where}: invalid address {text!r}") from None
