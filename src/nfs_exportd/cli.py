@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="sync every interval_seconds until SIGTERM/SIGINT")
     st = sub.add_parser("status", help="last cycle, holds and counts")
     st.add_argument("--json", action="store_true")
+    from .sim.cli import add_parser as add_sim_parser
+
+    add_sim_parser(sub)
     return p
 
 
@@ -104,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "exports_dir and state_dir (exportfs goes through exportfs_command, "
                 "e.g. sudo -n), or pass --allow-root"
             )
+        if args.command == "sim":
+            from .sim.cli import main as sim_main
+
+            return sim_main(args)
         handler = {"plan": cmd_plan, "sync": cmd_sync, "run": cmd_run, "status": cmd_status}
         return handler[args.command](args)
     except NfsExportdError as exc:

@@ -119,7 +119,7 @@ def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
         return InventoryAuthError(f"{what}: authentication failed: {name}: {exc}", request)
     if isinstance(exc, ka.MissingAuthPlugin | ka.MissingRequiredOptions | ka.NoMatchingPlugin):
         return InventoryAuthError(f"{what}: credentials incomplete: {exc}", request)
-    if isinstance(exc, ka.SSLError):
+    if isinstance(exc, ka.SSLError) or "SSLError" in str(exc):
         return InventoryUnavailable(f"{what}: TLS failure: {exc}", request)
     if isinstance(exc, ka.ConnectTimeout | ka.RequestTimeout):
         return InventoryUnavailable(f"{what}: timed out: {exc}", request)

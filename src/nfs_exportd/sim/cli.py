@@ -1,0 +1,127 @@
+"""``nfs-exportd sim serve`` and ``nfs-exportd sim gen``: the simulated cloud standalone.
+
+``serve`` prints a clouds.yaml for the running cloud first (so a shell script can capture
+it and point ``OS_CLIENT_CONFIG_FILE`` at it), then serves until SIGTERM or SIGINT.
+``gen`` writes a generated scenario that ``serve --scenario`` (or a test) loads again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from ..errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .cloud import SimCloud
+from .generate import generate
+from .scenario import Scenario, ScenarioError, dump_scenario, load_scenario
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``sim`` (with ``serve`` and ``gen``) to the main parser's subcommands."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "sim", help="run or generate a simulated OpenStack cloud (Keystone, Nova, Neutron)"
+    )
+    sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    serve = sub.add_parser("serve", help="serve a scenario on 127.0.0.1 until SIGTERM/SIGINT")
+    serve.add_argument("--scenario", type=Path, help="scenario file (YAML or JSON)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    serve.add_argument("--clouds-yaml", type=Path, help="also write the clouds.yaml here")
+    serve.add_argument(
+        "--projects", type=int, default=10, help="without --scenario: projects to generate"
+    )
+    serve.add_argument(
+        "--instances", type=int, default=40, help="without --scenario: instances to generate"
+    )
+    gen = sub.add_parser("gen", help="generate a realistic scenario")
+    gen.add_argument("--projects", type=int, required=True)
+    gen.add_argument("--instances", type=int, required=True)
+    gen.add_argument(
+        "--regions", default="RegionOne,RegionTwo", help="comma-separated (default: %(default)s)"
+    )
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        if args.sim_command == "serve":
+            return _serve(args)
+        if args.sim_command == "gen":
+            return _gen(args)
+    except ScenarioError as e:
+        print(f"nfs-exportd sim: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"nfs-exportd sim: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"nfs-exportd sim: unknown command {args.sim_command!r}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _dump(data: Any) -> str:
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _gen(args: argparse.Namespace) -> int:
+    regions = [r.strip() for r in str(args.regions).split(",") if r.strip()]
+    try:
+        scenario = generate(args.projects, args.instances, regions, seed=args.seed)
+    except ValueError as e:
+        print(f"nfs-exportd sim gen: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    text = _dump(dump_scenario(scenario))
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(
+            f"wrote {args.output}: {len(scenario.projects)} projects, "
+            f"{len(scenario.servers)} servers, regions {', '.join(regions)}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    scenario: Scenario
+    if args.scenario is not None:
+        scenario = load_scenario(args.scenario)
+    else:
+        scenario = generate(args.projects, args.instances)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    cloud = SimCloud(scenario, port=args.port)
+    try:
+        url = cloud.start()
+        doc = {"clouds": {n: cloud.clouds_entry(**e) for n, e in cloud.default_entries().items()}}
+        text = yaml.safe_dump(doc, sort_keys=False)
+        if args.clouds_yaml is not None:
+            args.clouds_yaml.write_text(text, encoding="utf-8")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        print(
+            f"simulated cloud at {url} (auth_url {cloud.auth_url}), regions "
+            f"{', '.join(scenario.regions)}; SIGTERM or Ctrl-C stops it",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        cloud.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return EXIT_OK

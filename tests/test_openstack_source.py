@@ -1,0 +1,438 @@
+"""The OpenStack inventory source through the real openstacksdk/keystoneauth over HTTP,
+against the simulated cloud: both modes, two regions, pagination, every failure state of
+issue 3 point 3 (unknown, never empty) and the failover list of point 4.
+
+Expected addresses are written by hand from the scenario below.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
+from nfs_exportd.model import InventorySnapshot
+from nfs_exportd.sim import SimCloud
+
+PW = "secret-observer"
+ADMIN_PW = "secret-admin"
+SCENARIO: dict[str, Any] = {
+    "regions": ["RegionOne", "RegionTwo"],
+    "projects": [
+        {"name": "admin"},
+        {"name": "tools"},
+        {"name": "paws"},
+        {"name": "quarry", "enabled": False},
+    ],
+    "users": [
+        {
+            "name": "observer",
+            "password": PW,
+            "roles": [
+                {"role": "reader", "system": "all"},
+                {"role": "reader", "project": "tools"},
+                {"role": "reader", "project": "paws"},
+                {"role": "reader", "project": "quarry"},
+            ],
+        },
+        {"name": "admin", "password": ADMIN_PW, "roles": [{"role": "admin", "project": "admin"}]},
+    ],
+    "servers": [
+        {
+            "name": "tools-1",
+            "project": "tools",
+            "region": "RegionOne",
+            "addresses": ["172.16.0.5", {"addr": "203.0.113.5", "type": "floating"}],
+        },
+        {
+            "name": "tools-2",
+            "project": "tools",
+            "region": "RegionTwo",
+            "addresses": ["172.16.1.6", "fd00::6"],
+        },
+        {"name": "paws-1", "project": "paws", "region": "RegionOne", "addresses": ["172.16.0.7"]},
+        {"name": "paws-2", "project": "paws", "region": "RegionTwo", "addresses": ["172.16.1.8"]},
+    ],
+}
+EXPECTED = {
+    "admin": set(),
+    "tools": {"172.16.0.5", "172.16.1.6", "fd00::6"},
+    "paws": {"172.16.0.7", "172.16.1.8"},
+    "quarry": set(),
+}
+MODES = {
+    # mode -> the clouds.yaml entry used for Nova/Neutron
+    "all-projects": "admin",
+    "per-project": "observer",
+}
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCloud]:
+    cloud = SimCloud(SCENARIO)
+    cloud.start()
+    try:
+        write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+        yield cloud
+    finally:
+        cloud.stop()
+
+
+def write_clouds(cloud: SimCloud, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud.clouds_yaml(
+        path,
+        {
+            "admin": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
+            "observer": {"user": "observer", "password": PW, "project": "tools"},
+            "observer-system": {"user": "observer", "password": PW, "system_scope": "all"},
+            "wrong-password": {"user": "admin", "password": "nope", "project": "admin"},
+        },
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+
+
+def source(mode: str, **kw: Any) -> OpenStackInventory:
+    settings: dict[str, Any] = {
+        "clouds": (MODES[mode],),
+        "identity_cloud": "observer-system",
+        "mode": mode,
+        "timeout": 5.0,
+    }
+    settings.update(kw)
+    return OpenStackInventory(OpenStackSettings(**settings))
+
+
+INTEREST = frozenset({"tools", "paws"})  # the projects with NFS volumes on this server
+
+
+def read(src: OpenStackInventory) -> InventorySnapshot:
+    """A cycle's read: per-project mode lists only the projects of interest."""
+    return src.read(INTEREST if src.settings.mode == "per-project" else None)
+
+
+def ips(snap: InventorySnapshot) -> dict[str, set[str]]:
+    return {
+        p: {str(a) for i in insts for a in i.addresses}
+        for p, insts in snap.instances.items()
+        if p in INTEREST or snap.project_complete(p)
+    }
+
+
+def expected(snap: InventorySnapshot) -> dict[str, set[str]]:
+    return {p: v for p, v in EXPECTED.items() if p in INTEREST or snap.project_complete(p)}
+
+
+def assert_complete(snap: InventorySnapshot) -> None:
+    """Complete for every project the read was about."""
+    assert snap.problem is None, snap.problem
+    assert not INTEREST & set(snap.incomplete), snap.incomplete
+    if "per-project" not in str(snap.incomplete.values()):
+        for name, why in snap.incomplete.items():
+            assert why == "not listed in per-project mode", (name, why)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_ips_per_project_both_regions(sim: SimCloud, mode: str) -> None:
+    snap = read(source(mode))
+    assert_complete(snap)
+    assert ips(snap) == expected(snap)  # fixed IPv4 and IPv6; floating 203.0.113.5 ignored
+    assert snap.projects is not None
+    assert snap.projects["quarry"].enabled is False  # listed (system reader) though disabled
+    assert {i.name for i in snap.instances["tools"]} == {"tools-1", "tools-2"}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_floating_ips_only_when_asked(sim: SimCloud, mode: str) -> None:
+    snap = read(source(mode, include_floating_ips=True))
+    assert_complete(snap)
+    assert ips(snap)["tools"] == EXPECTED["tools"] | {"203.0.113.5"}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_one_region_only(sim: SimCloud, mode: str) -> None:
+    snap = read(source(mode, regions=("RegionTwo",)))
+    assert_complete(snap)
+    assert ips(snap)["tools"] == {"172.16.1.6", "fd00::6"}
+    assert "compute RegionOne GET /servers/detail" not in sim.counts(by_region=True)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_pagination_across_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    scenario = dict(SCENARIO)
+    scenario["settings"] = {"nova_max_limit": 2, "neutron_page_size": 2}
+    scenario["servers"] = [
+        *SCENARIO["servers"],
+        *[
+            {"name": f"paws-x{n}", "project": "paws", "region": "RegionOne",
+             "addresses": [f"172.16.2.{n}"]}
+            for n in range(1, 8)
+        ],
+    ]  # fmt: skip
+    with SimCloud(scenario) as cloud:
+        write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+        snap = read(source(mode))
+        counts = cloud.counts(by_region=True)
+    assert_complete(snap)
+    assert ips(snap)["paws"] == EXPECTED["paws"] | {f"172.16.2.{n}" for n in range(1, 8)}
+    # RegionOne holds 9 servers: 5 pages of 2 in all-projects mode
+    if mode == "all-projects":
+        assert counts["compute RegionOne GET /servers/detail"] >= 5
+        assert counts["network RegionOne GET /ports"] >= 5
+
+
+def test_all_projects_request_budget(sim: SimCloud) -> None:
+    src = source("all-projects")
+    assert_complete(src.read())
+    sim.reset_counts()
+    assert_complete(src.read())  # second cycle: tokens reused
+    counts = sim.counts()
+    assert counts["tokens_issued"] == 0
+    assert counts["identity GET /projects"] == 1
+    assert counts["compute GET /servers/detail"] == 2  # one page per region
+    assert counts["network GET /ports"] == 2
+
+
+def test_per_project_reuses_tokens(sim: SimCloud) -> None:
+    src = source("per-project")
+    assert_complete(read(src))
+    sim.reset_counts()
+    snap = read(src)
+    assert_complete(snap)
+    assert sim.counts()["tokens_issued"] == 0
+    assert sim.counts()["compute GET /servers/detail"] == 4  # 2 projects x 2 regions
+    # projects it was not asked about are unknown, not empty
+    assert "quarry" in snap.incomplete
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def unknown(snap: InventorySnapshot) -> str:
+    """The whole snapshot is unknown: no listing, no instances (never an empty answer)."""
+    assert snap.projects is None and not snap.listing_complete
+    assert dict(snap.instances) == {}
+    assert snap.problem
+    return snap.problem
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_401_on_every_auth(sim: SimCloud, mode: str) -> None:
+    sim.add_fault(service="identity", method="POST", path_regex="auth/tokens", status=401)
+    problem = unknown(read(source(mode)))
+    assert "401" in problem or "uthentica" in problem
+
+
+def test_403_on_project_listing_names_the_role(sim: SimCloud) -> None:
+    problem = unknown(source("all-projects", identity_cloud="observer").read())
+    assert "403" in problem and "system-scoped reader" in problem
+
+
+def test_403_from_nova_for_a_system_scoped_token(sim: SimCloud) -> None:
+    """Stock policy: listing every project's ports/servers needs a project-scoped admin."""
+    problem = unknown(source("all-projects", clouds=("observer-system",)).read())
+    assert "HTTP 403" in problem
+
+
+def test_401_for_one_project_in_per_project_mode(sim: SimCloud) -> None:
+    src = source("per-project")
+    assert_complete(read(src))
+    sim.add_fault(service="compute", region="RegionTwo", status=401, path_regex="servers")
+    # every project's RegionTwo listing fails: each project unknown, the listing known
+    snap = read(src)
+    assert snap.listing_complete
+    assert {"tools", "paws"} <= set(snap.incomplete)
+    assert "401" in snap.incomplete["tools"]
+
+
+def test_per_project_without_a_role_names_the_project(sim: SimCloud) -> None:
+    snap = source("per-project").read(frozenset({"tools", "admin"}))
+    assert snap.listing_complete
+    assert set(snap.incomplete) >= {"admin"}
+    assert "tools" not in snap.incomplete
+    assert "401" in snap.incomplete["admin"] or "access" in snap.incomplete["admin"]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        ({"status": 500, "after": 1}, "500"),
+        ({"status": 503, "after": 1}, "503"),
+        ({"malformed": True}, "malformed"),
+        ({"truncated": True}, ""),
+        ({"drop": True}, ""),
+        ({"delay": 3.0}, "timed out"),
+        ({"body": {"servers": [{"name": "no-id"}]}, "status": 200}, "without 'id'"),
+        ({"body": {"oops": []}, "status": 200}, "no 'servers' list"),
+    ],
+)
+def test_nova_failures_are_unknown_never_empty(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    fault: dict[str, Any],
+    needle: str,
+) -> None:
+    scenario = dict(SCENARIO)
+    scenario["settings"] = {"nova_max_limit": 1}  # page 2 exists for every listing
+    with SimCloud(scenario) as cloud:
+        write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+        cloud.add_fault(service="compute", path_regex="servers/detail", **fault)
+        snap = read(source(mode, timeout=1.0))
+    if mode == "all-projects":
+        assert needle in unknown(snap)
+    else:
+        assert snap.listing_complete
+        bad = {p: why for p, why in snap.incomplete.items() if p in INTEREST}
+        assert bad, "a failing project listing must make projects unknown"
+        assert all(needle in why for why in bad.values()), bad
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        ({"status": 503}, "503"),
+        ({"malformed": True}, "malformed"),
+        ({"body": {"projects": [], "truncated": True}, "status": 200}, "truncated"),
+        ({"body": {"projects": [{"id": "x"}]}, "status": 200}, "without 'name'"),
+        ({"drop": True}, ""),
+    ],
+)
+def test_keystone_failures_hold_everything(
+    sim: SimCloud, fault: dict[str, Any], needle: str
+) -> None:
+    sim.add_fault(service="identity", method="GET", path_regex="projects$", **fault)
+    assert needle in unknown(source("all-projects").read())
+
+
+def test_truncated_project_listing_from_list_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = dict(SCENARIO)
+    scenario["settings"] = {"keystone_list_limit": 2}
+    with SimCloud(scenario) as cloud:
+        write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+        assert "truncated" in unknown(source("all-projects").read())
+
+
+def test_neutron_page_2_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = dict(SCENARIO)
+    scenario["settings"] = {"neutron_page_size": 1}
+    with SimCloud(scenario) as cloud:
+        write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+        cloud.add_fault(service="network", path_regex="ports", status=500, after=1)
+        assert "500" in unknown(source("all-projects").read())
+
+
+def test_broken_pagination_is_incomplete(sim: SimCloud) -> None:
+    href = f"{sim.compute_url('RegionOne')}/servers/detail?limit=1000&marker=loop"
+    body = {
+        "servers": [{"id": "loop", "name": "x", "status": "ACTIVE", "tenant_id": "t"}],
+        "servers_links": [{"rel": "next", "href": href}],
+    }
+    sim.add_fault(service="compute", region="RegionOne", path_regex="servers/detail",
+                  status=200, body=body)  # fmt: skip
+    assert "pagination" in unknown(source("all-projects").read())
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_down_cell_makes_that_project_unknown(sim: SimCloud, mode: str) -> None:
+    tools_1 = next(s for s in sim.state.servers.values() if s.name == "tools-1")
+    sim.set_down([tools_1.id])
+    snap = read(source(mode))
+    assert snap.listing_complete
+    assert set(snap.incomplete) & INTEREST == {"tools"}
+    assert "down Nova cell" in snap.incomplete["tools"]
+    assert ips(snap)["paws"] == EXPECTED["paws"]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_server_without_addresses_makes_its_project_unknown(sim: SimCloud, mode: str) -> None:
+    sim.create_server("paws-3", "paws", region="RegionOne", addresses=[])
+    snap = read(source(mode))
+    assert set(snap.incomplete) & INTEREST == {"paws"}
+    assert ips(snap)["tools"] == EXPECTED["tools"]
+
+
+def test_keystone_connection_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud = SimCloud(SCENARIO)
+    cloud.start()
+    write_clouds(cloud, tmp_path / "clouds.yaml", monkeypatch)
+    cloud.stop()  # nothing listens there any more
+    assert "connect" in unknown(source("all-projects").read()).lower()
+
+
+def test_dns_failure_for_the_auth_host(
+    sim: SimCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS cannot fail for real here without touching the network, so name lookups of the
+    auth host fail in-process (socket.getaddrinfo) exactly as a resolver outage does."""
+    port = sim.base_url.rsplit(":", 1)[1]
+    text = (tmp_path / "clouds.yaml").read_text()
+    (tmp_path / "clouds.yaml").write_text(
+        text.replace(f"127.0.0.1:{port}", f"keystone.cloud.example:{port}")
+    )
+    real = socket.getaddrinfo
+
+    def failing(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "keystone.cloud.example":
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", failing)
+    problem = unknown(source("all-projects").read())
+    assert "keystone.cloud.example" in problem or "connect" in problem.lower()
+
+
+def test_tls_failure(sim: SimCloud, tmp_path: Path) -> None:
+    text = (tmp_path / "clouds.yaml").read_text()
+    (tmp_path / "clouds.yaml").write_text(text.replace("http://127.0.0.1", "https://127.0.0.1"))
+    assert "TLS" in unknown(source("all-projects").read())
+
+
+def test_token_of_a_deleted_project_is_not_kept(sim: SimCloud) -> None:
+    """per-project: a project deleted after its token was issued: that project is unknown
+    in this cycle (its listing failed) and its cached connection is dropped."""
+    src = source("per-project")
+    assert_complete(read(src))
+    sim.delete_project("paws")
+    snap = read(src)
+    assert snap.projects is not None and "paws" not in snap.projects
+    assert_complete(snap)
+
+
+# --------------------------------------------------------------------------- failover
+
+
+def test_cloud_list_first_complete_answer_wins(sim: SimCloud) -> None:
+    src = source("all-projects", clouds=("wrong-password", "admin"))
+    snap = src.read()
+    assert_complete(snap)
+    assert snap.source == "openstack:admin"
+    assert src.last_cloud == "admin"
+    assert ips(snap) == expected(snap)
+
+
+def test_cloud_list_all_failing_is_unknown(sim: SimCloud) -> None:
+    src = source("all-projects", clouds=("wrong-password", "observer-system"))
+    unknown(src.read())
+    assert src.last_cloud is None
+
+
+def test_credentials_rotate_after_an_auth_failure(
+    sim: SimCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """clouds.yaml is re-read after an authentication failure."""
+    src = source("all-projects", clouds=("wrong-password",))
+    unknown(src.read())
+    text = (tmp_path / "clouds.yaml").read_text()
+    fixed = text.replace("password: nope", f"password: {ADMIN_PW}")
+    assert fixed != text
+    (tmp_path / "clouds.yaml").write_text(fixed)
+    assert_complete(src.read())
