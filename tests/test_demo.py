@@ -1,5 +1,6 @@
-"""`make demo` runs python -m nfs_exportd.demo: it must apply, confirm the removal, and
-fall back to rendering the files (saying why) where exportfs cannot run."""
+"""`make demo` runs python -m nfs_exportd.demo against the simulated cloud through the
+real openstacksdk: it must apply, hold on Keystone's 401, confirm the removal, and fall
+back to rendering the files (saying why) where exportfs cannot run."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ def test_demo_applies_and_confirms_the_removal(tmp_path: Path) -> None:
     tools = (tmp_path / "demo" / "sandbox" / "exports.d" / "tools.exports").read_text()
     assert "172.16.0.19" in tools  # the instance created during the demo
     assert "172.16.0.12" not in tools  # the one deleted, after 3 confirmations
-    assert proc.stdout.count("(exit 3)") == 2  # two cycles held the removal
+    # held: the removal twice (pending), Keystone's 401 once (unknown-inventory)
+    assert proc.stdout.count("(exit 3)") == 3
+    assert "held: unknown-inventory=" in proc.stdout
+    assert "inventory: openstack:demo-admin  complete: False" in proc.stdout
     etab = (tmp_path / "demo" / "sandbox" / "lib" / "etab").read_text()
     assert f"{tmp_path / 'demo' / 'srv' / 'tools' / 'home'}\t172.16.0.19(" in etab
 

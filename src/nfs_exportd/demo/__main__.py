@@ -1,9 +1,11 @@
 """``python -m nfs_exportd.demo [DIR]``: the main job on the bundled example.
 
-Copies the example (config, projects file of 10 projects, inventory of 40 instances) into
-a scratch directory, shows the plan, applies it with the real exportfs in a private mount
-namespace (exportfs-sandbox; the machine's own NFS state is never touched), then adds an
-instance and deletes one and shows the following cycles until the removal is confirmed.
+Starts the simulated cloud (``nfs_exportd.sim``) with the bundled example (10 projects, 40
+instances in ``data/inventory.yaml``), writes a clouds.yaml for it, and runs nfs-exportd
+through the real openstacksdk path: the plan, a first sync applied with the real exportfs
+in a private mount namespace (exportfs-sandbox; the machine's own NFS state is never
+touched), an instance created and one deleted, Keystone answering 401 (the daemon holds
+and says why), then recovery until the removal is confirmed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..cli import main as cli
+from ..sim import SimCloud
 
 DATA = Path(__file__).with_name("data")
 SANDBOX = Path(__file__).with_name("exportfs-sandbox")
+ADMIN_PW = "demo-admin-secret"
+OBSERVER_PW = "demo-observer-secret"
 
 
 def banner(text: str) -> None:
@@ -46,99 +52,145 @@ def sandbox_works(root: Path) -> str | None:
     return None
 
 
-def run(*args: str) -> int:
-    pre = ["--config", str(ROOT / "config.yaml")]
-    if os.geteuid() == 0 and args[0] in ("sync", "run"):
-        pre.append("--allow-root")  # the demo runs in a scratch directory
-    print(f"$ nfs-exportd {' '.join(args)}", flush=True)
-    code = cli([*pre, *args])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    print(f"(exit {code})", flush=True)
-    return code
-
-
-def show_files() -> None:
-    for f in sorted((ROOT / "sandbox" / "exports.d").glob("*.exports"))[:4]:
-        print(f"--- {f.name}")
-        print(f.read_text(), end="")
-    print("... (first 4 files shown)")
-
-
-def edit_inventory(change: str) -> None:
-    path = ROOT / "inventory.yaml"
-    data = yaml.safe_load(path.read_text())
-    if change == "add":
-        data["instances"].append(
+def scenario_from_inventory(path: Path) -> dict[str, Any]:
+    """The bundled static inventory as a simulated cloud (one region, two users)."""
+    inv = yaml.safe_load(path.read_text())
+    names = [p["name"] for p in inv["projects"]]
+    return {
+        "regions": ["RegionOne"],
+        "projects": [{"name": "admin"}]
+        + [{"id": p["id"], "name": p["name"], "enabled": p["enabled"]} for p in inv["projects"]],
+        "users": [
             {
-                "id": "i-0041",
-                "name": "tools-worker-10",
-                "project": "tools",
-                "status": "ACTIVE",
-                "addresses": ["172.16.0.19"],
-            }
-        )
-    else:
-        data["instances"] = [i for i in data["instances"] if i["id"] != "i-0003"]
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+                "name": "admin",
+                "password": ADMIN_PW,
+                "roles": [{"role": "admin", "project": "admin"}],
+            },
+            {
+                "name": "observer",
+                "password": OBSERVER_PW,
+                "roles": [{"role": "reader", "system": "all"}]
+                + [{"role": "reader", "project": n} for n in names],
+            },
+        ],
+        "servers": [
+            {"id": i["id"], "name": i["name"], "project": i["project"], "addresses": i["addresses"]}
+            for i in inv["instances"]
+        ],
+    }
 
 
-ROOT = Path("demo-run")
+class Demo:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str) -> int:
+        pre = ["--config", str(self.root / "config.yaml")]
+        if os.geteuid() == 0 and args[0] in ("sync", "run"):
+            pre.append("--allow-root")  # the demo runs in a scratch directory
+        print(f"$ nfs-exportd {' '.join(args)}", flush=True)
+        code = cli([*pre, *args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"(exit {code})", flush=True)
+        return code
+
+    def show_files(self) -> None:
+        for f in sorted((self.root / "sandbox" / "exports.d").glob("*.exports"))[:3]:
+            print(f"--- {f.name}")
+            print(f.read_text(), end="")
+        print("... (first 3 files shown)")
 
 
-def main(argv: list[str]) -> int:
-    global ROOT
-    ROOT = Path(argv[0] if argv else "demo-run").resolve()
-    if ROOT.exists():
-        shutil.rmtree(ROOT)
-    (ROOT / "sandbox" / "exports.d").mkdir(parents=True)
-    for name in ("config.yaml", "projects.yaml", "inventory.yaml"):
+def prepare(root: Path) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "sandbox" / "exports.d").mkdir(parents=True)
+    for name in ("config.yaml", "projects.yaml"):
         text = (DATA / name).read_text()
-        text = text.replace("@ROOT@", str(ROOT)).replace("@SANDBOX@", str(SANDBOX))
-        (ROOT / name).write_text(text)
-    projects = yaml.safe_load((ROOT / "projects.yaml").read_text())
+        text = text.replace("@ROOT@", str(root)).replace("@SANDBOX@", str(SANDBOX))
+        (root / name).write_text(text)
+    projects = yaml.safe_load((root / "projects.yaml").read_text())
     for spec in projects.values():
         for target in spec["mounts"].values():
             if isinstance(target, str) and target.startswith("nfs-1."):
                 Path(target.partition(":")[2]).mkdir(parents=True, exist_ok=True)
-    (ROOT / "srv" / "scratch").mkdir(parents=True, exist_ok=True)
+    (root / "srv" / "scratch").mkdir(parents=True, exist_ok=True)
 
-    banner(f"nfs-exportd demo in {ROOT}: 10 projects, 40 instances, server nfs-1.svc.example")
-    why_not = sandbox_works(ROOT)
-    banner("1. plan: what would change (nothing is written)")
-    run("plan")
-    if why_not:
-        banner(f"cannot apply with the real exportfs here: {why_not}")
-        print("Rendering the files the first sync would write instead:")
-        from ..config import load_config
-        from ..cycle import load_served, make_plan, read_facts
-        from ..exportsfile import render
 
-        cfg = load_config(ROOT / "config.yaml")
-        served = load_served(cfg)
-        plan = make_plan(cfg, served, read_facts(cfg, served, writing=False))
-        for f in plan.files.values():
-            if f is not None:
-                print(f"--- {f.filename}\n{render(f)}", end="")
-        return 0
-    banner("2. sync: apply with the real exportfs (private mount namespace)")
-    run("sync")
-    show_files()
-    etab = (ROOT / "sandbox" / "lib" / "etab").read_text().splitlines()
-    print(f"etab now holds {len(etab)} (path, client) pairs, e.g.\n  {etab[0]}")
-    banner("3. sync again: nothing changed, nothing written, exportfs not run")
-    run("sync")
-    banner("4. the cloud changes: tools-worker-10 (172.16.0.19) created, tools-worker-3 deleted")
-    edit_inventory("add")
-    edit_inventory("delete")
-    run("plan")
-    for n in (1, 2, 3):
-        banner(f"5.{n} sync: the addition applies at once; the removal waits for 3 confirmations")
-        run("sync")
-    banner("6. the removal is confirmed; tools.exports now reads")
-    print((ROOT / "sandbox" / "exports.d" / "tools.exports").read_text(), end="")
-    banner("7. status")
-    run("status")
+def main(argv: list[str]) -> int:
+    root = Path(argv[0] if argv else "demo-run").resolve()
+    prepare(root)
+    demo = Demo(root)
+    with SimCloud(scenario_from_inventory(DATA / "inventory.yaml")) as sim:
+        clouds = sim.clouds_yaml(
+            root / "clouds.yaml",
+            {
+                "demo-admin": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
+                "demo-observer-system": {
+                    "user": "observer",
+                    "password": OBSERVER_PW,
+                    "system_scope": "all",
+                },
+            },
+        )
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+        banner(
+            f"nfs-exportd demo in {root}\n    simulated cloud at {sim.base_url} "
+            "(Keystone, Nova, Neutron): 10 projects, 40 instances; this server is "
+            "nfs-1.svc.example"
+        )
+        why_not = sandbox_works(root)
+        banner("1. plan: what would change (read through openstacksdk; nothing is written)")
+        demo.run("plan")
+        if why_not:
+            return render_only(root, why_not)
+        banner("2. sync: apply with the real exportfs (private mount namespace)")
+        demo.run("sync")
+        demo.show_files()
+        etab = (root / "sandbox" / "lib" / "etab").read_text().splitlines()
+        print(f"etab now holds {len(etab)} (path, client) pairs, e.g.\n  {etab[0]}")
+        banner("3. sync again: nothing changed, nothing written, exportfs not run")
+        demo.run("sync")
+        banner(
+            "4. the cloud changes: tools-worker-10 (172.16.0.19) created, tools-worker-3 deleted"
+        )
+        sim.create_server("tools-worker-10", "tools", addresses=["172.16.0.19"])
+        sim.delete_server("i-0003")
+        demo.run("sync")
+        print("-> the new instance can mount at once; the removal waits for 3 confirmations")
+        banner("5. control-plane trouble: Keystone answers 401 to every login (seed 002)")
+        fault = sim.add_fault(
+            service="identity", method="POST", path_regex="auth/tokens", status=401
+        )
+        demo.run("sync")
+        print("-> held: nothing was removed, and the plan says why (unknown-inventory)")
+        demo.run("status")
+        banner("6. Keystone recovers: the pending removal is confirmed over the next cycles")
+        sim.remove_fault(fault)
+        demo.run("sync")
+        demo.run("sync")
+        print("--- tools.exports now reads")
+        print((root / "sandbox" / "exports.d" / "tools.exports").read_text(), end="")
+        counts = sim.counts()
+        tokens = counts.pop("tokens_issued")
+        print(f"\nthe simulated cloud served {sum(counts.values())} requests, {tokens} tokens")
+    return 0
+
+
+def render_only(root: Path, why_not: str) -> int:
+    banner(f"cannot apply with the real exportfs here: {why_not}")
+    print("Rendering the files the first sync would write instead:")
+    from ..config import load_config
+    from ..cycle import load_served, make_plan, read_facts
+    from ..exportsfile import render
+
+    cfg = load_config(root / "config.yaml")
+    served = load_served(cfg)
+    plan = make_plan(cfg, served, read_facts(cfg, served, writing=False))
+    for f in plan.files.values():
+        if f is not None:
+            print(f"--- {f.filename}\n{render(f)}", end="")
     return 0
 
 
