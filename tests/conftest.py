@@ -6,9 +6,13 @@ Nothing here mocks exportfs: a test that needs it fails loudly if it cannot run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,11 +116,38 @@ class Lab:
                 out.add((path, rest.partition("(")[0]))
         return out
 
+    def status(self) -> dict[str, Any]:
+        """state_dir/status.json as the daemon last wrote it ({} before the first cycle)."""
+        try:
+            return dict(json.loads((self.state_dir / "status.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def start_run(self, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """``nfs-exportd run`` as a real process; the caller stops it (SIGTERM, by pid)."""
+        self.write()
+        return subprocess.Popen(
+            [sys.executable, "-m", "nfs_exportd.cli", "--config", str(self.config_path)]
+            + (["--allow-root"] if os.geteuid() == 0 else [])
+            + ["run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
     def exportfs(self, *args: str) -> None:
         """Run the sandboxed exportfs directly (e.g. to set up a state by hand)."""
-        import subprocess
-
         subprocess.run([str(SANDBOX), str(self.root / "sb"), *args], check=True, timeout=60)
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -3,17 +3,12 @@ HTTP to the simulated cloud, and the real exportfs."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from conftest import Lab
+from conftest import Lab, wait_for
 from nfs_exportd.sim import SimCloud
 
 ADMIN_PW = "admin-pw"
@@ -81,7 +76,7 @@ def test_sync_holds_on_401_and_converges(lab: Lab, cloud: SimCloud) -> None:
     for _ in range(3):  # the failover of seed 002: nothing is lost, nothing counts
         assert lab.cli("sync") == 3
         assert lab.in_force() == before
-    status = json.loads((lab.state_dir / "status.json").read_text())
+    status = lab.status()
     assert status["inventory"]["complete"] is False
     assert "401" in status["inventory"]["problem"]
     cloud.clear_faults()
@@ -101,24 +96,8 @@ def test_ip_reused_by_another_project_leaves_at_once(lab: Lab, cloud: SimCloud) 
     assert (tools, "172.16.0.7") in lab.in_force()
 
 
-def _wait(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _status(lab: Lab) -> dict[str, object]:
-    try:
-        return dict(json.loads((lab.state_dir / "status.json").read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 def _inventory_complete(lab: Lab) -> object:
-    inv = _status(lab).get("inventory")
+    inv = lab.status().get("inventory")
     return inv.get("complete") if isinstance(inv, dict) else None
 
 
@@ -128,28 +107,19 @@ def test_run_rereads_clouds_yaml_after_auth_failure_and_on_sighup(
     clouds = lab.root / "clouds.yaml"
     good = clouds.read_text()
     clouds.write_text(good.replace(ADMIN_PW, "rotated-away"))
-    lab.write()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nfs_exportd.cli", "--config", str(lab.config_path)]
-        + (["--allow-root"] if os.geteuid() == 0 else [])
-        + ["run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)},
-    )
+    proc = lab.start_run({"OS_CLIENT_CONFIG_FILE": str(clouds)})
     try:
-        _wait(lambda: _inventory_complete(lab) is False, "held on the wrong password")
+        wait_for(lambda: _inventory_complete(lab) is False, "held on the wrong password")
         assert lab.in_force() == set()
         # credentials rotated on disk: picked up after the auth failure, no restart
         clouds.write_text(good)
-        _wait(lambda: _inventory_complete(lab) is True, "recovered after the rotation")
-        _wait(lambda: len(lab.in_force()) == 4, "exports applied")
+        wait_for(lambda: _inventory_complete(lab) is True, "recovered after the rotation")
+        wait_for(lambda: len(lab.in_force()) == 4, "exports applied")
         # the cached connection keeps working until SIGHUP makes it re-read clouds.yaml
         port = cloud.base_url.rsplit(":", 1)[1]
         clouds.write_text(good.replace(f"127.0.0.1:{port}/identity", "127.0.0.1:9/identity"))
         proc.send_signal(signal.SIGHUP)
-        _wait(lambda: _inventory_complete(lab) is False, "SIGHUP re-read clouds.yaml")
+        wait_for(lambda: _inventory_complete(lab) is False, "SIGHUP re-read clouds.yaml")
         assert len(lab.in_force()) == 4  # and nothing was lost
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import HOST, SANDBOX, Lab, require_exportfs
+from conftest import HOST, SANDBOX, Lab, require_exportfs, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -35,15 +23,7 @@ def daemon(lab: Lab) -> Iterator[Callable[[], subprocess.Popen[str]]]:
     procs: list[subprocess.Popen[str]] = []
 
     def start() -> subprocess.Popen[str]:
-        lab.write()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nfs_exportd.cli", "--config", str(lab.config_path)]
-            + (["--allow-root"] if os.geteuid() == 0 else [])
-            + ["run"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = lab.start_run()
         procs.append(proc)
         return proc
 
@@ -52,19 +32,6 @@ def daemon(lab: Lab) -> Iterator[Callable[[], subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-
-
-def _status(lab: Lab) -> dict[str, object]:
-    try:
-        data: dict[str, object] = json.loads((lab.state_dir / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return data
-
-
-def _finished(lab: Lab) -> float:
-    last = _status(lab).get("last_cycle")
-    return float(last["finished"]) if isinstance(last, dict) else 0.0
 
 
 def test_run_loop_reloads_survives_errors_and_stops_cleanly(
@@ -86,7 +53,7 @@ def test_run_loop_reloads_survives_errors_and_stops_cleanly(
     lab.config_path.write_text(good_config + "no_such_key: 1\n")
     proc.send_signal(signal.SIGHUP)
     wait_for(
-        lambda: "config-invalid" in str(_status(lab).get("holds_by_reason", {})),
+        lambda: "config-invalid" in str(lab.status().get("holds_by_reason", {})),
         "config-invalid hold",
     )
     assert proc.poll() is None
@@ -97,15 +64,15 @@ def test_run_loop_reloads_survives_errors_and_stops_cleanly(
     # A valid config on the next SIGHUP clears the hold.
     lab.config_path.write_text(good_config)
     proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: _status(lab).get("holds_by_reason") == {}, "config-invalid cleared")
+    wait_for(lambda: lab.status().get("holds_by_reason") == {}, "config-invalid cleared")
 
     # A cycle that fails (exports_dir vanished) is logged; the loop goes on.
     moved = lab.root / "moved-exports.d"
     lab.exports_dir.rename(moved)
-    wait_for(lambda: _status(lab).get("last_cycle", {}).get("result") == "error", "failed cycle")  # type: ignore[union-attr]
+    wait_for(lambda: lab.status().get("last_cycle", {}).get("result") == "error", "failed cycle")  # type: ignore[union-attr]
     assert proc.poll() is None
     moved.rename(lab.exports_dir)
-    wait_for(lambda: _status(lab).get("last_cycle", {}).get("result") == "ok", "recovered")  # type: ignore[union-attr]
+    wait_for(lambda: lab.status().get("last_cycle", {}).get("result") == "ok", "recovered")  # type: ignore[union-attr]
 
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -133,7 +100,7 @@ def test_sigterm_lets_the_cycle_in_progress_finish(
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert lab.in_force() == {(home, "172.16.0.5")}  # the cycle finished its apply
-    assert _status(lab).get("last_cycle", {}).get("result") == "ok"  # type: ignore[union-attr]
+    assert lab.status().get("last_cycle", {}).get("result") == "ok"  # type: ignore[union-attr]
 
 
 def _system_python() -> str:
