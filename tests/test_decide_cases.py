@@ -50,6 +50,7 @@ import pytest
 import yaml
 
 from nfs_exportd.decide import Action, Change, DecideInput, Plan, Policy, Reason, decide
+from nfs_exportd.decide.lifecycle import Absence, Memory
 from nfs_exportd.model import (
     EXPORTS_SUFFIX,
     PUBLIC_FILE_PREFIX,
@@ -75,6 +76,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     "min_removal_count": 10,
     "maintenance": "off",
     "force": False,
+    "removal_min_age": 0,
+    "disabled_projects": "keep",
 }
 CASE_KEYS = {
     "description",
@@ -87,9 +90,11 @@ CASE_KEYS = {
     "missing_paths",
     "state_problem",
     "policy",
+    "memory",
+    "now",
     "expect",
 }
-EXPECT_KEYS = {"changes", "holds", "files", "counters"}
+EXPECT_KEYS = {"changes", "holds", "files", "counters", "memory"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -113,8 +118,8 @@ def load_case(path: Path) -> dict[str, Any]:
     )
     assert "inventory" in case, f"{path.name}: inventory is required"
     expect = case.get("expect")
-    assert isinstance(expect, dict) and set(expect) == EXPECT_KEYS, (
-        f"{path.name}: expect needs exactly {sorted(EXPECT_KEYS)}"
+    assert isinstance(expect, dict) and set(expect) - {"memory"} == EXPECT_KEYS - {"memory"}, (
+        f"{path.name}: expect needs exactly {sorted(EXPECT_KEYS - {'memory'})} (+ memory)"
     )
     return case
 
@@ -209,6 +214,20 @@ def build_input(case: dict[str, Any]) -> DecideInput:
         counters=counters,
         missing_paths=frozenset(case.get("missing_paths") or ()),
         state_problem=case.get("state_problem"),
+        memory=build_memory(case.get("memory") or {}),
+        now=float(case.get("now", 0)),
+    )
+
+
+def build_memory(spec: dict[str, Any]) -> Memory:
+    """``{absent: {NAME: {since, cycles}}, known_ids: {NAME: ID}, instances: {NAME: N}}``"""
+    return Memory(
+        absent={
+            n: Absence(float(a["since"]), int(a["cycles"]))
+            for n, a in (spec.get("absent") or {}).items()
+        },
+        known_ids=dict(spec.get("known_ids") or {}),
+        instances={n: int(v) for n, v in (spec.get("instances") or {}).items()},
     )
 
 
@@ -221,6 +240,8 @@ def build_policy(case: dict[str, Any]) -> Policy:
         min_removal_count=int(spec["min_removal_count"]),
         maintenance=Maintenance(spec["maintenance"]),
         force=bool(spec["force"]),
+        removal_min_age=float(spec["removal_min_age"]),
+        disabled_projects=str(spec["disabled_projects"]),
     )
 
 
@@ -337,6 +358,12 @@ def test_decide_case(path: Path) -> None:
         ("files", exp_files, actual_files(plan, exp_files)),
         ("counters", expected_counters(case), dict(plan.counters)),
     ]
+    if "memory" in case["expect"]:  # only the parts a case names
+        want = build_memory(case["expect"]["memory"])
+        for part in case["expect"]["memory"]:
+            comparisons.append(
+                (f"memory.{part}", dict(getattr(want, part)), dict(getattr(plan.memory, part)))
+            )
     problems = [
         f"{what}:\n  expected {exp}\n  actual   {act}"
         for what, exp, act in comparisons

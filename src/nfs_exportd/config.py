@@ -118,8 +118,10 @@ class SafetyConfig(_Strict):
     removal_confirmations: int = Field(default=3, ge=1)
     max_removal_fraction: float = Field(default=0.25, gt=0, le=1)
     min_removal_count: int = Field(default=10, ge=0)
+    removal_min_age_seconds: float = Field(default=3600, ge=0)
+    disabled_projects: Literal["keep", "remove"] = "keep"
 
-    @field_validator("max_removal_fraction", mode="before")
+    @field_validator("max_removal_fraction", "removal_min_age_seconds", mode="before")
     @classmethod
     def _int_ok(cls, v: Any) -> Any:
         # strict mode would reject a plain ``1``; accept ints, but not bools or strings

@@ -93,6 +93,8 @@ def make_plan(
         min_removal_count=cfg.safety.min_removal_count,
         maintenance=facts.maintenance,
         force=force,
+        removal_min_age=cfg.safety.removal_min_age_seconds,
+        disabled_projects=cfg.safety.disabled_projects,
     )
     plan = decide(
         DecideInput(
@@ -104,6 +106,8 @@ def make_plan(
             counters=facts.counters.values,
             missing_paths=facts.missing_paths,
             state_problem=facts.counters.problem,
+            memory=facts.counters.memory,
+            now=time.time(),
         ),
         policy,
     )
@@ -177,7 +181,7 @@ def _sync(
     log_decisions(plan)
     applied = backend_for(cfg).apply(plan.files, facts.scan.raw, facts.missing_paths)
     if plan.counting:
-        state.save_counters(cfg.state_dir, plan.counters)
+        state.save_counters(cfg.state_dir, plan.counters, plan.memory)
     elif facts.counters.problem:
         state.save_counters(cfg.state_dir, {})
     if applied.ran_exportfs or not (cfg.state_dir / state.VERIFIED).exists():

@@ -13,10 +13,11 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .decide.lifecycle import Absence, Memory
 from .errors import LockHeld, StateError
 from .fsutil import atomic_write, fsync_dir
 from .model import PairKey
@@ -29,8 +30,11 @@ LOCK = "lock"
 
 @dataclass(frozen=True)
 class Counters:
+    """Removal evidence: per-pair counters and the project lifecycle memory."""
+
     values: Mapping[PairKey, int]
     problem: str | None = None  # set when the file was corrupt and was kept aside
+    memory: Memory = field(default_factory=Memory)
 
 
 def _ensure_dir(state_dir: Path) -> None:
@@ -58,7 +62,7 @@ def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ValueError(f"bad count {n!r}")
             values[PairKey(str(item["owner"]), str(item["path"]), str(item["client"]))] = n
-        return Counters(values)
+        return Counters(values, memory=_memory(data))
     except (ValueError, KeyError, TypeError) as exc:
         problem = f"{path}: removal counters unreadable ({exc})"
         if move_corrupt:
@@ -71,13 +75,43 @@ def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
         return Counters({}, problem)
 
 
-def save_counters(state_dir: Path, counters: Mapping[PairKey, int]) -> None:
+def _memory(data: dict[str, Any]) -> Memory:
+    """Older files have no memory: start afresh (nothing is deleted on a first cycle)."""
+    absent = {}
+    for item in data.get("absent_projects", []):
+        since, cycles = item["since"], item["cycles"]
+        if not isinstance(since, int | float) or not isinstance(cycles, int) or cycles < 0:
+            raise ValueError(f"bad absence record {item!r}")
+        absent[str(item["name"])] = Absence(float(since), cycles)
+    known = data.get("known_ids", {})
+    counts = data.get("instances", {})
+    if not isinstance(known, dict) or not isinstance(counts, dict):
+        raise ValueError("known_ids and instances must be mappings")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        raise ValueError("instance counts must be integers")
+    return Memory(absent, {str(k): str(v) for k, v in known.items()}, dict(counts))
+
+
+def save_counters(
+    state_dir: Path, counters: Mapping[PairKey, int], memory: Memory | None = None
+) -> None:
     _ensure_dir(state_dir)
+    memory = memory or Memory()
     items = [
         {"owner": k.owner, "path": k.path, "client": k.client, "missing": v}
         for k, v in sorted(counters.items(), key=lambda kv: kv[0].as_text())
     ]
-    data = json.dumps({"schema": 1, "counters": items}, indent=1) + "\n"
+    doc = {
+        "schema": 1,
+        "counters": items,
+        "absent_projects": [
+            {"name": n, "since": a.since, "cycles": a.cycles}
+            for n, a in sorted(memory.absent.items())
+        ],
+        "known_ids": dict(sorted(memory.known_ids.items())),
+        "instances": dict(sorted(memory.instances.items())),
+    }
+    data = json.dumps(doc, indent=1) + "\n"
     try:
         atomic_write(state_dir / COUNTERS, data, 0o600)
     except OSError as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..model import ExportsFile, PairKey
+from .lifecycle import Memory
 
 SCHEMA = 1
 
@@ -28,6 +29,7 @@ class Reason(enum.StrEnum):
     NEW_EXPORT = "new-export"  # a path became served (projects file or config changed)
     INSTANCE_GONE = "instance-gone"  # complete listings no longer show the address
     PROJECT_DELETED = "project-deleted"  # the project is absent from complete listings
+    PROJECT_DISABLED = "project-disabled"  # disabled, and safety.disabled_projects: remove
     NOT_SERVED = "not-served"  # the path is no longer served by this server (config)
     OPTIONS_CHANGED = "options-changed"  # the export options of a path changed
     IP_CONFLICT = "ip-conflict"  # the address belongs to another project now
@@ -118,6 +120,7 @@ class Plan:
     counting: bool  # this cycle saw complete data and may advance counters
     in_force_pairs: int
     notes: tuple[str, ...] = field(default=())
+    memory: Memory = field(default_factory=Memory)  # project lifecycle memory to persist
 
     @property
     def checksum(self) -> str:

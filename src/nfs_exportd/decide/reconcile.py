@@ -31,6 +31,7 @@ from ..model import (
     ServedExport,
     sorted_clients,
 )
+from .lifecycle import Memory, Status, assess, shrink
 from .plan import Action, Change, Hold, Plan, Reason
 
 PUBLIC_OWNER_PREFIX = "public:"
@@ -42,7 +43,9 @@ class Policy:
     max_removal_fraction: float = 0.25
     min_removal_count: int = 10
     maintenance: Maintenance = Maintenance.OFF
-    force: bool = False
+    force: bool = False  # releases too-much-change and inventory-shrink, nothing else
+    removal_min_age: float = 0.0  # a deleted project must be absent at least this long
+    disabled_projects: str = "keep"  # keep | remove
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class DecideInput:
     counters: Mapping[PairKey, int] = field(default_factory=dict)
     missing_paths: frozenset[str] = frozenset()
     state_problem: str | None = None  # the counters could not be read (kept aside)
+    memory: Memory = field(default_factory=Memory)
+    now: float = 0.0  # the cycle's time (seconds since the epoch), for ages
 
 
 def project_filename(project: str) -> str:
@@ -98,6 +103,24 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         )
     if inp.state_problem:
         work.holds.append(Hold(Reason.STATE_CORRUPT, detail=inp.state_problem))
+
+    project_names = set(inp.private) | {
+        f.owner for f in inp.in_force.values() if f.kind == "project"
+    }
+    verdicts, memory, renames = assess(
+        project_names,
+        snap,
+        inp.memory,
+        confirmations=policy.confirmations,
+        min_age=policy.removal_min_age,
+        now=inp.now,
+        counting=counting,
+    )
+    notes.extend(renames)
+    shrink_detail, counts = shrink(
+        snap, inp.memory, fraction=policy.max_removal_fraction, min_count=policy.min_removal_count
+    )
+    deleted: set[str] = set()
 
     # An address shown (in a complete listing) on an instance of project Q may not stay
     # in any other project's private exports: it leaves them at once (ip-conflict).
@@ -149,17 +172,26 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         if kind == "project":
             for exp in inp.private.get(owner, ()):
                 target_opts[exp.path] = exp.options
-            if not snap.listing_complete:
+            verdict = verdicts[owner]
+            if verdict.status is Status.UNKNOWN_LISTING:
                 keep_all, keep_detail = Reason.UNKNOWN_INVENTORY, "project listing unknown"
-            elif snap.projects is not None and owner not in snap.projects:
+            elif verdict.status in (Status.UNKNOWN, Status.RENAMED):
+                keep_all, keep_detail = Reason.UNKNOWN_PROJECT, verdict.detail
+            elif verdict.status is Status.ABSENT:
+                keep_all, keep_detail = Reason.PENDING_CONFIRMATION, verdict.detail
+            elif verdict.status is Status.DELETED:
+                deleted.add(owner)
                 gone_reason = Reason.PROJECT_DELETED
                 desired = {p: set() for p in target_opts}
-            elif owner in snap.incomplete:
-                keep_all, keep_detail = Reason.UNKNOWN_PROJECT, snap.incomplete[owner]
             else:
-                ips = {str(a) for inst in snap.instances.get(owner, ()) for a in inst.addresses}
-                ips = {ip for ip in ips if claims.get(ip, set()) == {owner}}
-                desired = {p: set(ips) for p in target_opts}
+                assert snap.projects is not None
+                if not snap.projects[owner].enabled and policy.disabled_projects == "remove":
+                    gone_reason = Reason.PROJECT_DISABLED
+                    desired = {p: set() for p in target_opts}
+                else:
+                    ips = {str(a) for i in snap.instances.get(owner, ()) for a in i.addresses}
+                    ips = {ip for ip in ips if claims.get(ip, set()) == {owner}}
+                    desired = {p: set(ips) for p in target_opts}
         else:
             for pub in inp.public:
                 if pub.name == owner:
@@ -192,7 +224,12 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             for path, st in paths.items():
                 if st.current_options is not None:
                     st.options = st.current_options  # not even options change
-                if st.options is not None or st.current:
+                if keep_all is Reason.PENDING_CONFIRMATION:  # absent project: per pair
+                    for client in sorted_clients(st.current):
+                        work.holds.append(
+                            Hold(keep_all, label, path, client, keep_detail, Action.REMOVE)
+                        )
+                elif st.options is not None or st.current:
                     work.holds.append(Hold(keep_all, project=label, path=path, detail=keep_detail))
                 for client in st.current:
                     key = PairKey(label, path, client)
@@ -221,6 +258,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                     work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
                     if seen:
                         work.counters[key] = seen
+                elif owner in deleted and kind == "project":
+                    work.candidates.append(change)  # confirmed by the project's absence
                 elif count >= policy.confirmations:
                     work.counters[key] = count
                     work.candidates.append(change)
@@ -238,7 +277,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                         )
                     )
 
-    _bound_removals(work, inp, policy, in_force_pairs)
+    shrink_held = _bound_removals(work, inp, policy, in_force_pairs, shrink_detail)
 
     # ---------------------------------------------------------------- target files
     removed = {c.key for c in work.changes if c.action is Action.REMOVE}
@@ -261,13 +300,21 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         configured = (kind == "project" and owner in inp.private) or (
             kind == "public" and any(p.name == owner for p in inp.public)
         )
-        if not lines and not configured:
-            files[fname] = None  # nothing left and nothing served: the file goes
+        if not lines and (not configured or (kind == "project" and owner in deleted)):
+            files[fname] = None  # nothing left and nothing served (or deleted): the file goes
             if fname in inp.in_force:
                 notes.append(f"{fname}: no longer served and empty; removed")
         else:
             files[fname] = ExportsFile(fname, kind, owner, tuple(lines))
 
+    keep_baseline = shrink_detail is not None and not policy.force
+    memory = Memory(
+        absent={k: v for k, v in memory.absent.items() if k in project_names},
+        known_ids=memory.known_ids,
+        instances=inp.memory.instances if (keep_baseline or not counting) else counts,
+    )
+    if shrink_detail and not shrink_held and keep_baseline:
+        notes.append(f"inventory shrink: {shrink_detail}")
     return Plan(
         changes=tuple(sorted(work.changes)),
         holds=tuple(sorted(work.holds, key=Hold.sort_key)),
@@ -275,6 +322,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         counters=work.counters if counting else dict(inp.counters),
         counting=counting,
         in_force_pairs=in_force_pairs,
+        memory=memory if counting else inp.memory,
         notes=tuple(notes),
     )
 
@@ -295,22 +343,29 @@ def _hold(change: Change, reason: Reason, detail: str) -> Hold:
     return Hold(reason, change.project, change.path, change.client, detail, change.action)
 
 
-def _bound_removals(work: _Work, inp: DecideInput, policy: Policy, in_force_pairs: int) -> None:
-    """Confirmed removals go through maintenance, state and the size bound."""
+def _bound_removals(
+    work: _Work,
+    inp: DecideInput,
+    policy: Policy,
+    in_force_pairs: int,
+    shrink_detail: str | None,
+) -> bool:
+    """Confirmed removals go through maintenance, state and the bounds; True when the
+    inventory-shrink bound held them."""
     cands = work.candidates
     if not cands:
-        return
+        return False
     if policy.maintenance is Maintenance.FREEZE:
         work.holds.extend(_hold(c, Reason.FREEZE, "maintenance flag says freeze") for c in cands)
-        return
+        return False
     if policy.maintenance is Maintenance.HOLD:
         work.holds.extend(_hold(c, Reason.MAINTENANCE, "maintenance flag is set") for c in cands)
-        return
+        return False
     if inp.state_problem:
         work.holds.extend(
             _hold(c, Reason.STATE_CORRUPT, "removal counters are being rebuilt") for c in cands
         )
-        return
+        return False
     limit = policy.max_removal_fraction * in_force_pairs
     if len(cands) > limit and len(cands) > policy.min_removal_count and not policy.force:
         detail = (
@@ -319,5 +374,9 @@ def _bound_removals(work: _Work, inp: DecideInput, policy: Policy, in_force_pair
             f"{policy.min_removal_count}); review the plan and run sync --force"
         )
         work.holds.extend(_hold(c, Reason.TOO_MUCH_CHANGE, detail) for c in cands)
-        return
+        return False
+    if shrink_detail and not policy.force:
+        work.holds.extend(_hold(c, Reason.INVENTORY_SHRINK, shrink_detail) for c in cands)
+        return True
     work.changes.extend(cands)
+    return False
