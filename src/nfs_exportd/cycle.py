@@ -18,6 +18,7 @@ from .decide import DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
 from .exportsfile import DirScan, render, scan
 from .inventory import InventorySource, source_from_config
+from .killpoints import kill_point
 from .model import InventorySnapshot, Maintenance
 from .projects import ServedSet, load_projects, served_from_config
 
@@ -180,6 +181,7 @@ def _sync(
         )
     log_decisions(plan)
     applied = backend_for(cfg).apply(plan.files, facts.scan.raw, facts.missing_paths)
+    kill_point("verified")
     if plan.counting:
         state.save_counters(cfg.state_dir, plan.counters, plan.memory)
     elif facts.counters.problem:

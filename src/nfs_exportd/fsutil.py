@@ -6,6 +6,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from .killpoints import kill_point
+
 
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -30,16 +32,20 @@ def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            kill_point("write")
             os.fsync(fd)
+            kill_point("fsync")
         finally:
             os.close(fd)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        kill_point("rename")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+    kill_point("dirsync")
 
 
 def atomic_remove(path: Path) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ApplyError, BackendUnavailable
 from ..exportsfile import render
 from ..fsutil import atomic_remove, atomic_write
+from ..killpoints import kill_point
 from ..model import ExportsFile
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,9 @@ class ExportfsBackend:
         removed_pairs = self._removed_pairs(current_raw, ours)
         try:
             result.ran_exportfs = True
+            kill_point("exportfs")
             result.warnings = self._reload(set(ours), ours, missing_paths)
+            kill_point("reloaded")
             problems = self._verify(ours, removed_pairs, missing_paths)
             if problems:
                 raise ApplyError(
