@@ -26,8 +26,14 @@ Case schema (keys not listed are an error)::
     missing_paths: [/srv/...]
     state_problem: "why the counters could not be read"
     policy: {confirmations, max_removal_fraction, min_removal_count,
-             maintenance: off|hold|freeze, force}   # defaults: DEFAULT_POLICY
-    expect:             # all four keys required, write [] / {} for "none"
+             maintenance: off|hold|freeze, force,
+             removal_min_age, disabled_projects: keep|remove}   # defaults: DEFAULT_POLICY
+    memory:             # what earlier cycles remembered              (default empty)
+      absent: {tools: {since: 9000, cycles: 2}}  # project absent from complete listings
+      known_ids: {tools: id-tools}               # name -> id in the last complete listing
+      instances: {tools: 2}                      # instance counts, last complete listing
+    now: 10000          # the cycle's clock                           (default 0)
+    expect:             # four keys required, write [] / {} for "none"
       changes: [{project, path, client, action, reason}]   # compared as a multiset
       holds: [{reason, project, path, client}]             # multiset, detail text ignored
       files:            # every managed file of the plan; absent = not in the plan at all
@@ -35,6 +41,7 @@ Case schema (keys not listed are an error)::
         old.exports: null                                          # deleted
         # a path may also be {options: "...", clients: [...]} to check the options
       counters: [{owner, path, client, missing}]           # exactly the counters to persist
+      memory: {absent: ..., known_ids: ..., instances: ...}  # optional: the parts given
 """
 
 from __future__ import annotations

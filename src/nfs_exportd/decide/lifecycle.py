@@ -61,6 +61,7 @@ def assess(
     verdicts: dict[str, Verdict] = {}
     notes: list[str] = []
     absent: dict[str, Absence] = {}
+    renamed: set[str] = set()
     listed_ids: dict[str, str] = {}
     if snap.projects is not None:
         listed_ids = {rec.id: rec.name for rec in snap.projects.values()}
@@ -86,6 +87,7 @@ def assess(
             )
             verdicts[name] = Verdict(Status.RENAMED, detail)
             notes.append(f"project {name!r} renamed to {new!r} (id {old_id})")
+            renamed.add(name)
             if prev:
                 absent[name] = prev
             continue
@@ -109,8 +111,9 @@ def assess(
     known = dict(memory.known_ids)
     if snap.listing_complete and snap.projects is not None:
         known = {rec.name: rec.id for rec in snap.projects.values()}
-        # keep the ids of absent projects: that is how a later rename is recognised
-        for name in absent:
+        # keep the ids of absent and renamed projects: that is how a rename is recognised,
+        # in this cycle and in the next ones, until the projects file follows it
+        for name in set(absent) | renamed:
             if name in memory.known_ids:
                 known.setdefault(name, memory.known_ids[name])
     return verdicts, Memory(absent, known, dict(memory.instances)), notes
