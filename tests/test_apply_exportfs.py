@@ -796,3 +796,22 @@ def test_crash_mid_write_leaves_no_half_exports_file(
     assert "exportfs not run" in out
     assert lab.in_force() == pairs
     assert target.read_bytes() == old
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(lab: Lab) -> None:
+    """A writer killed mid-write leaves ``.NAME.tmp-PID``; the next sync (holding the lock)
+    removes it, in exports_dir and state_dir alike, and touches nothing else."""
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    assert lab.cli("sync") == 0
+    stale = [
+        lab.exports_dir / ".tools.exports.tmp-999999",
+        lab.state_dir / ".counters.json.tmp-999999",
+    ]
+    for p in stale:
+        p.write_text("half a file")
+    foreign = lab.exports_dir / ".hidden-foreign"
+    foreign.write_text("not ours")
+    assert lab.cli("sync") == 0
+    assert not any(p.exists() for p in stale)
+    assert foreign.read_text() == "not ours"

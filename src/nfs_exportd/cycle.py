@@ -17,6 +17,7 @@ from .config import Config
 from .decide import DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
 from .exportsfile import DirScan, render, scan
+from .fsutil import remove_stale_temporaries
 from .inventory import InventorySource, source_from_config
 from .killpoints import kill_point
 from .model import InventorySnapshot, Maintenance
@@ -173,6 +174,9 @@ def _sync(
     extra_holds: tuple[Hold, ...],
     source: InventorySource | None,
 ) -> SyncResult:
+    for directory in (cfg.exports_dir, cfg.state_dir, cfg.state_dir / state.VERIFIED):
+        for name in remove_stale_temporaries(directory):
+            log.info("removed %s/%s, left by an interrupted write", directory, name)
     facts = read_facts(cfg, served, writing=True, source=source)
     plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
     if plan_checksum is not None and plan_checksum != plan.checksum:

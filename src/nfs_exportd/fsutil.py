@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 from .killpoints import kill_point
@@ -46,6 +47,28 @@ def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
         raise
     fsync_dir(path.parent)
     kill_point("dirsync")
+
+
+TEMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Remove ``.NAME.tmp-PID`` files that atomic_write left behind when a process died
+    mid-write (SIGKILL, power loss).  Only call this holding the state lock: then no
+    other writer of ours is running.  Returns the names removed."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        m = TEMP_RE.match(name)
+        if m is None or int(m["pid"]) == os.getpid():
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+            removed.append(name)
+    return removed
 
 
 def atomic_remove(path: Path) -> None:
