@@ -64,6 +64,7 @@ class OpenStackSettings:
     timeout: float = 30.0
     concurrency: int = 8
     include_floating_ips: bool = False
+    read_deadline: float | None = None  # default max(60, 10 x timeout)
 
 
 Connector = Callable[..., Any]  # openstack.connect-compatible
@@ -73,6 +74,27 @@ def _default_connect(**kwargs: Any) -> Any:
     import openstack
 
     return openstack.connect(**kwargs)
+
+
+def _auth_override(cloud: str) -> dict[str, Any]:
+    """Use keystoneauth's ``v3password`` where clouds.yaml says ``password``.
+
+    The generic ``password`` plugin discovers the identity version while holding its
+    token lock; when Keystone answers that discovery with 401 (a failing-over controller,
+    seed 002) keystoneauth retries it *authenticated*, takes the same lock again and
+    hangs for good.  ``v3password`` needs no discovery.  Other auth types are untouched.
+    """
+    try:
+        import openstack.config
+
+        region = openstack.config.OpenStackConfig().get_one(cloud=cloud)
+        auth_type = region.config.get("auth_type")
+        version = str(region.config.get("identity_api_version", "3"))
+    except Exception:
+        return {}
+    if auth_type in (None, "password") and version.startswith("3"):
+        return {"auth_type": "v3password"}
+    return {}
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -260,6 +282,7 @@ class OpenStackInventory:
             conn = self._clients.conns.get(key)
             if conn is None:
                 kwargs: dict[str, Any] = {"cloud": cloud, "api_timeout": self.settings.timeout}
+                kwargs.update(_auth_override(cloud))
                 if project is not None:
                     # per-project mode: the same user, scoped to each project in turn
                     kwargs.update(
@@ -283,6 +306,26 @@ class OpenStackInventory:
 
     # ------------------------------------------------------------------ read
     def read(self, interest: frozenset[str] | None = None) -> InventorySnapshot:
+        """Read under a deadline: a client library that hangs (it has happened: a
+        keystoneauth lock taken twice when Keystone answers 401 to discovery) must not
+        stop the daemon.  A read that misses its deadline is unknown data, and its
+        connections are abandoned with it."""
+        deadline = self.settings.read_deadline or max(60.0, 10 * self.settings.timeout)
+        box: list[InventorySnapshot] = []
+        worker = threading.Thread(
+            target=lambda: box.append(self._read(interest)), name="inventory-read", daemon=True
+        )
+        worker.start()
+        worker.join(deadline)
+        if box:
+            return box[0]
+        self._clients = _Clients()  # the stuck thread keeps the old ones
+        self.last_cloud = None
+        return InventorySnapshot.unknown(
+            self.name, f"inventory read did not finish within {deadline:g} s; abandoned"
+        )
+
+    def _read(self, interest: frozenset[str] | None) -> InventorySnapshot:
         failures: list[_Answer] = []
         for cloud in self.settings.clouds:
             answer = self._read_cloud(cloud, interest)
