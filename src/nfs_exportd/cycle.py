@@ -120,7 +120,11 @@ def make_plan(
 
 def backend_for(cfg: Config) -> ExportfsBackend:
     return ExportfsBackend(
-        cfg.exports_dir, cfg.exportfs_command, cfg.exportfs_timeout_seconds, cfg.etab_file
+        cfg.exports_dir,
+        cfg.exportfs_command,
+        cfg.exportfs_timeout_seconds,
+        cfg.etab_file,
+        pending_marker=cfg.state_dir / state.APPLY_PENDING,
     )
 
 
@@ -190,10 +194,9 @@ def _sync(
         state.save_counters(cfg.state_dir, plan.counters, plan.memory)
     elif facts.counters.problem:
         state.save_counters(cfg.state_dir, {})
-    if applied.ran_exportfs or not (cfg.state_dir / state.VERIFIED).exists():
-        state.save_verified(
-            cfg.state_dir, {n: render(f) for n, f in plan.files.items() if f is not None}
-        )
+    rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
+    if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
+        state.save_verified(cfg.state_dir, rendered)
     code = EXIT_HELD if plan.held else EXIT_OK
     result = SyncResult(plan, applied, code)
     _save_status(cfg, plan, facts, started, "held" if plan.held else "ok", result.line())

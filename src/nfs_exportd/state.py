@@ -25,6 +25,7 @@ from .model import PairKey
 COUNTERS = "counters.json"
 STATUS = "status.json"
 VERIFIED = "last-verified"
+APPLY_PENDING = "apply-pending"
 LOCK = "lock"
 
 
@@ -131,6 +132,19 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
         fsync_dir(vdir)
     except OSError as exc:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
+
+
+def load_verified(state_dir: Path) -> dict[str, str] | None:
+    """The last verified set of files, or None when there is none (or it is unreadable)."""
+    vdir = state_dir / VERIFIED
+    try:
+        return {
+            name: (vdir / name).read_text(encoding="utf-8")
+            for name in sorted(os.listdir(vdir))
+            if not name.startswith(".")
+        }
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def save_status(state_dir: Path, status: Mapping[str, Any]) -> None:

@@ -108,11 +108,16 @@ class ExportfsBackend:
         command: Sequence[str],
         timeout: float,
         etab: Path,
+        pending_marker: Path | None = None,
     ) -> None:
         self.exports_dir = exports_dir
         self.command = list(command)
         self.timeout = timeout
         self.etab = etab
+        # Exists from the first file written until exportfs ran and was verified: if the
+        # process dies in between, the files are new but the kernel may hold old pairs
+        # (removed ones included), so the next apply reloads even with nothing to write.
+        self.pending_marker = pending_marker
 
     # ------------------------------------------------------------------ exportfs
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -185,13 +190,18 @@ class ExportfsBackend:
         changed = {n: t for n, t in changed.items() if not (t is None and n not in current_raw)}
         result = ApplyResult()
         ours = {n: f for n, f in targets.items() if f is not None}
-        if not changed:
+        interrupted = self.pending_marker is not None and self.pending_marker.exists()
+        if interrupted:
+            log.warning("the last apply was interrupted before it was verified; re-applying")
+        elif not changed:
             missing = self._verify(ours, {}, missing_paths, quiet=True)
             if not missing:
                 return result
             log.warning("exports in force differ from our files (%s); re-applying", missing[0])
         done: list[str] = []
         try:
+            if changed and self.pending_marker is not None:
+                atomic_write(self.pending_marker, f"{os.getpid()}\n")
             for name, text in sorted(changed.items()):
                 path = self.exports_dir / name
                 if text is None:
@@ -221,7 +231,13 @@ class ExportfsBackend:
                 )
         except ApplyError as exc:
             raise ApplyError(f"{exc}; {self._undo(done, current_raw)}") from None
+        self._clear_marker()
         return result
+
+    def _clear_marker(self) -> None:
+        if self.pending_marker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                atomic_remove(self.pending_marker)
 
     def _reload(
         self, our_files: set[str], ours: Mapping[str, ExportsFile], missing_paths: frozenset[str]
@@ -328,6 +344,8 @@ class ExportfsBackend:
             proc = self.run("-ra")
         except BackendUnavailable as exc:
             return f"{outcome}, but could not re-apply them: {exc}"
+        if not failed:
+            self._clear_marker()  # the old files are back in force
         if proc.returncode != 0:
             return f"{outcome} and re-applied them (exportfs exit {proc.returncode})"
         return f"{outcome} and re-applied them"
