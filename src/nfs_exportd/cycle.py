@@ -52,7 +52,8 @@ def read_maintenance(path: Path) -> Maintenance:
         log.warning("%s exists but cannot be read (%s): treating it as maintenance", path, exc)
         return Maintenance.HOLD
     words = text.split()
-    return Maintenance.FREEZE if words and words[0].lower() == "freeze" else Maintenance.HOLD
+    first = words[0].lower().rstrip(":;,.") if words else ""
+    return Maintenance.FREEZE if first == "freeze" else Maintenance.HOLD
 
 
 def read_facts(
@@ -193,7 +194,8 @@ def _sync(
     if plan.counting:
         state.save_counters(cfg.state_dir, plan.counters, plan.memory)
     elif facts.counters.problem:
-        state.save_counters(cfg.state_dir, {})
+        # not rebuilt yet: keep saying so until a complete cycle has counted afresh
+        state.save_counters(cfg.state_dir, {}, rebuilding=facts.counters.problem)
     rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
     if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
         state.save_verified(cfg.state_dir, rendered)

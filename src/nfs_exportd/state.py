@@ -63,7 +63,12 @@ def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ValueError(f"bad count {n!r}")
             values[PairKey(str(item["owner"]), str(item["path"]), str(item["client"]))] = n
-        return Counters(values, memory=_memory(data))
+        rebuilding = data.get("rebuilding")
+        return Counters(
+            values,
+            problem=str(rebuilding) if rebuilding else None,
+            memory=_memory(data),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         problem = f"{path}: removal counters unreadable ({exc})"
         if move_corrupt:
@@ -94,7 +99,10 @@ def _memory(data: dict[str, Any]) -> Memory:
 
 
 def save_counters(
-    state_dir: Path, counters: Mapping[PairKey, int], memory: Memory | None = None
+    state_dir: Path,
+    counters: Mapping[PairKey, int],
+    memory: Memory | None = None,
+    rebuilding: str | None = None,
 ) -> None:
     _ensure_dir(state_dir)
     memory = memory or Memory()
@@ -112,6 +120,8 @@ def save_counters(
         "known_ids": dict(sorted(memory.known_ids.items())),
         "instances": dict(sorted(memory.instances.items())),
     }
+    if rebuilding:
+        doc["rebuilding"] = rebuilding
     data = json.dumps(doc, indent=1) + "\n"
     try:
         atomic_write(state_dir / COUNTERS, data, 0o600)

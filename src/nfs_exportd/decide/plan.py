@@ -30,6 +30,7 @@ class Reason(enum.StrEnum):
     INSTANCE_GONE = "instance-gone"  # complete listings no longer show the address
     PROJECT_DELETED = "project-deleted"  # the project is absent from complete listings
     PROJECT_DISABLED = "project-disabled"  # disabled, and safety.disabled_projects: remove
+    PROJECT_RENAMED = "project-renamed"  # renamed in Keystone and in the projects file
     NOT_SERVED = "not-served"  # the path is no longer served by this server (config)
     OPTIONS_CHANGED = "options-changed"  # the export options of a path changed
     IP_CONFLICT = "ip-conflict"  # the address belongs to another project now

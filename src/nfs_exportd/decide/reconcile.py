@@ -121,6 +121,13 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         snap, inp.memory, fraction=policy.max_removal_fraction, min_count=policy.min_removal_count
     )
     deleted: set[str] = set()
+    moved: set[str] = set()  # renamed in Keystone and in the projects file: the file goes
+    listed_ids = {r.name: r.id for r in snap.projects.values()} if snap.projects else {}
+
+    def aliases(name: str) -> set[str]:
+        """The names one project has in this listing (a renamed project has two)."""
+        pid = listed_ids.get(name) or memory.known_ids.get(name)
+        return {name} | {n for n, i in listed_ids.items() if pid is not None and i == pid}
 
     # An address shown (in a complete listing) on an instance of project Q may not stay
     # in any other project's private exports: it leaves them at once (ip-conflict).
@@ -175,6 +182,13 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             verdict = verdicts[owner]
             if verdict.status is Status.UNKNOWN_LISTING:
                 keep_all, keep_detail = Reason.UNKNOWN_INVENTORY, "project listing unknown"
+            elif (
+                verdict.status is Status.RENAMED
+                and owner not in inp.private
+                and ((aliases(owner) - {owner}) & set(inp.private))
+            ):
+                moved.add(owner)  # the projects file follows the new name: move there
+                gone_reason = Reason.PROJECT_RENAMED
             elif verdict.status in (Status.UNKNOWN, Status.RENAMED):
                 keep_all, keep_detail = Reason.UNKNOWN_PROJECT, verdict.detail
             elif verdict.status is Status.ABSENT:
@@ -212,7 +226,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         if kind == "project":
             for path, st in paths.items():
                 for client in sorted_clients(st.current):
-                    others = claims.get(client, set()) - {owner}
+                    others = claims.get(client, set()) - aliases(owner)
                     if others:
                         work.changes.append(
                             Change(label, path, client, Action.REMOVE, Reason.IP_CONFLICT)
@@ -248,7 +262,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 for client in sorted_clients(st.current):  # pending removals included
                     change = Change(label, path, client, Action.UPDATE, Reason.OPTIONS_CHANGED)
                     _add(work, inp, policy, change, st)
-            reason = gone_reason if st.options is not None else Reason.NOT_SERVED
+            served = st.options is not None or owner in moved
+            reason = gone_reason if served else Reason.NOT_SERVED
             for client in sorted_clients(st.current - want):
                 key = PairKey(label, path, client)
                 seen = inp.counters.get(key, 0)
@@ -258,6 +273,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                     work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
                     if seen:
                         work.counters[key] = seen
+                elif owner in moved and kind == "project":
+                    work.changes.append(change)  # the same addresses are in the new file
                 elif owner in deleted and kind == "project":
                     work.candidates.append(change)  # confirmed by the project's absence
                 elif count >= policy.confirmations:
