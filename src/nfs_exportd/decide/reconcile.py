@@ -17,7 +17,7 @@ completeness per project, the managed files in force, the removal counters.  The
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import (
     EXPORTS_SUFFIX,
@@ -188,7 +188,6 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 and ((aliases(owner) - {owner}) & set(inp.private))
             ):
                 moved.add(owner)  # the projects file follows the new name: move there
-                gone_reason = Reason.PROJECT_RENAMED
             elif verdict.status in (Status.UNKNOWN, Status.RENAMED):
                 keep_all, keep_detail = Reason.UNKNOWN_PROJECT, verdict.detail
             elif verdict.status is Status.ABSENT:
@@ -273,8 +272,9 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                     work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
                     if seen:
                         work.counters[key] = seen
-                elif owner in moved and kind == "project":
-                    work.changes.append(change)  # the same addresses are in the new file
+                elif owner in moved and client in claims and claims[client] <= aliases(owner):
+                    # the address moves to the new name's file in this same apply
+                    work.changes.append(replace(change, reason=Reason.PROJECT_RENAMED))
                 elif owner in deleted and kind == "project":
                     work.candidates.append(change)  # confirmed by the project's absence
                 elif count >= policy.confirmations:
