@@ -124,6 +124,18 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
     moved: set[str] = set()  # renamed in Keystone and in the projects file: the file goes
     listed_ids = {r.name: r.id for r in snap.projects.values()} if snap.projects else {}
 
+    def _moves(client: str, new_names: set[str]) -> bool:
+        """The address will be exported under the new name in this same apply."""
+        for n in new_names:
+            rec = snap.projects.get(n) if snap.projects else None
+            if rec is None or not snap.project_complete(n) or claims.get(client) != {n}:
+                continue
+            if rec.enabled or policy.disabled_projects == "keep":
+                paths = {e.path for e in inp.private.get(n, ())}
+                if paths and not paths & inp.missing_paths:
+                    return True
+        return False
+
     def aliases(name: str) -> set[str]:
         """The names one project has in this listing (a renamed project has two)."""
         pid = listed_ids.get(name) or memory.known_ids.get(name)
@@ -272,7 +284,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                     work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
                     if seen:
                         work.counters[key] = seen
-                elif owner in moved and client in claims and claims[client] <= aliases(owner):
+                elif owner in moved and _moves(client, aliases(owner) & set(inp.private)):
                     # the address moves to the new name's file in this same apply
                     work.changes.append(replace(change, reason=Reason.PROJECT_RENAMED))
                 elif owner in deleted and kind == "project":
