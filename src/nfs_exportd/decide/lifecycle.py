@@ -87,9 +87,7 @@ def assess(
             )
             verdicts[name] = Verdict(Status.RENAMED, detail)
             notes.append(f"project {name!r} renamed to {new!r} (id {old_id})")
-            renamed.add(name)
-            if prev:
-                absent[name] = prev
+            renamed.add(name)  # listed (under its new name): any run of absences ends
             continue
         if counting:
             rec = Absence(prev.since if prev else now, (prev.cycles if prev else 0) + 1)
