@@ -27,7 +27,8 @@ Case schema (keys not listed are an error)::
     state_problem: "why the counters could not be read"
     policy: {confirmations, max_removal_fraction, min_removal_count,
              maintenance: off|hold|freeze, force,
-             removal_min_age, disabled_projects: keep|remove}   # defaults: DEFAULT_POLICY
+             removal_min_age, disabled_projects: keep|remove,
+             rollback_hold: null|"why"}                        # defaults: DEFAULT_POLICY
     memory:             # what earlier cycles remembered              (default empty)
       absent: {tools: {since: 9000, cycles: 2}}  # project absent from complete listings
       known_ids: {tools: id-tools}               # name -> id in the last complete listing
@@ -85,6 +86,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "force": False,
     "removal_min_age": 0,
     "disabled_projects": "keep",
+    "rollback_hold": None,
 }
 CASE_KEYS = {
     "description",
@@ -249,6 +251,7 @@ def build_policy(case: dict[str, Any]) -> Policy:
         force=bool(spec["force"]),
         removal_min_age=float(spec["removal_min_age"]),
         disabled_projects=str(spec["disabled_projects"]),
+        rollback_hold=spec["rollback_hold"],
     )
 
 

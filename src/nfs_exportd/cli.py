@@ -17,17 +17,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from . import __version__, state
+from . import __version__, journal, state
 from .config import DEFAULT_CONFIG, Config, load_config
 from .cycle import load_served, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
 from .inventory import source_from_config
+from .metrics import Exporter
+from .notify import Notifier
 from .projects import ServedSet
 
 log = logging.getLogger("nfs_exportd")
-WRITING = frozenset({"sync", "run"})
+LOCK_WAIT = 120.0  # seconds a command waits for a cycle in progress to finish
+WRITING = frozenset({"sync", "run", "rollback", "release", "adopt"})
 
 
 class _JsonFormatter(logging.Formatter):
@@ -87,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="sync every interval_seconds until SIGTERM/SIGINT")
     st = sub.add_parser("status", help="last cycle, holds and counts")
     st.add_argument("--json", action="store_true")
+    sh = sub.add_parser("history", help="the journal of applied changes")
+    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--show", type=int, metavar="ID", help="one entry in full, with its files")
+    sr = sub.add_parser(
+        "rollback", help="restore a journaled set of verified files, then hold until release"
+    )
+    sr.add_argument(
+        "--to", type=int, metavar="ID", help="journal entry (default: before the last change)"
+    )
+    sr.add_argument(
+        "--force",
+        action="store_true",
+        help="restore even when the inventory cannot be read to check address owners",
+    )
+    sub.add_parser("release", help="end the rollback-hold that rollback left")
+    sub.add_parser("check", help="Nagios/Icinga plugin: one line with perfdata; exit 0/1/2/3")
     from .sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)
@@ -107,11 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "exports_dir and state_dir (exportfs goes through exportfs_command, "
                 "e.g. sudo -n), or pass --allow-root"
             )
+        if args.command == "check":
+            return cmd_check(args)
         if args.command == "sim":
             from .sim.cli import main as sim_main
 
             return sim_main(args)
-        handler = {"plan": cmd_plan, "sync": cmd_sync, "run": cmd_run, "status": cmd_status}
+        handler = {
+            "plan": cmd_plan,
+            "sync": cmd_sync,
+            "run": cmd_run,
+            "status": cmd_status,
+            "history": cmd_history,
+            "rollback": cmd_rollback,
+            "release": cmd_release,
+        }
         return handler[args.command](args)
     except NfsExportdError as exc:
         log.error("%s", exc)
@@ -135,10 +165,44 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     served = load_served(cfg)
-    with state.StateLock(cfg.state_dir):
-        result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
+    exporter = Exporter(cfg) if cfg.metrics.textfile else None
+    started = time.monotonic()
+    try:
+        with state.StateLock(cfg.state_dir):
+            result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
+    finally:
+        if exporter is not None:  # the textfile reports failed cycles too
+            exporter.cycle(_status_or_empty(cfg), time.monotonic() - started)
+            exporter.stop()
     print(result.line())
     return result.exit_code
+
+
+def _status_or_empty(cfg: Config) -> dict[str, object]:
+    try:
+        return state.load_status(cfg.state_dir) or {}
+    except NfsExportdError:
+        return {}
+
+
+def status_line(st: dict[str, Any]) -> str:
+    """One line for systemd's STATUS= and for logs: result, what is in force, holds."""
+    last = st.get("last_cycle") or {}
+    counts = st.get("counts") or {}
+    held = st.get("holds_by_reason") or {}
+    when = time.strftime("%H:%M:%S", time.localtime(float(last.get("finished") or 0)))
+    parts = [
+        f"{last.get('result', 'no cycle yet')} at {when}",
+        f"{counts.get('projects', 0)} projects, {counts.get('pairs', 0)} pairs in force",
+        "held: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items()))
+        if held
+        else "nothing held",
+    ]
+    if st.get("maintenance") not in (None, "off"):
+        parts.append(f"maintenance {st.get('maintenance')}")
+    if st.get("rollback_hold"):
+        parts.append("rollback-hold")
+    return "; ".join(parts)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -171,6 +235,115 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Never raises: every failure is a plugin UNKNOWN with the reason on the line."""
+    from . import check
+
+    try:
+        cfg = load_config(args.config)
+        st = state.load_status(cfg.state_dir)
+        flag = None
+        try:
+            mtime = cfg.maintenance_file.stat().st_mtime
+            try:
+                first = cfg.maintenance_file.read_text(errors="replace").strip().splitlines()
+            except OSError:
+                first = []
+            flag = check.MaintenanceFlag(time.time() - mtime, first[0][:120] if first else "")
+        except FileNotFoundError:
+            pass
+        verdict = check.evaluate(
+            st,
+            flag,
+            check.Thresholds(
+                cfg.check.warning_after_seconds,
+                cfg.check.critical_after_seconds,
+                cfg.maintenance.max_age_seconds,
+            ),
+            time.time(),
+        )
+    except NfsExportdError as exc:
+        verdict = check.Verdict(check.UNKNOWN, " ".join(str(exc).split()))
+    except Exception as exc:  # a plugin must answer, whatever happens
+        verdict = check.Verdict(check.UNKNOWN, f"{type(exc).__name__}: {exc}")
+    print(verdict.line())
+    return verdict.code
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.show is not None:
+        entry = journal.load(cfg.state_dir, args.show)
+        if args.json:
+            print(json.dumps(entry.to_json(), indent=1, sort_keys=True))
+        else:
+            print(_entry_text(entry))
+            for name, text in sorted(entry.files.items()):
+                print(f"--- {name}")
+                print(text, end="")
+        return EXIT_OK
+    entries = journal.entries(cfg.state_dir)
+    if args.json:
+        print(json.dumps({"schema": 1, "entries": [e.summary() for e in entries]}, indent=1))
+        return EXIT_OK
+    if not entries:
+        print(f"the journal is empty ({cfg.state_dir}/history)")
+    for e in entries:
+        print(_entry_text(e))
+    return EXIT_OK
+
+
+def _entry_text(e: journal.Entry) -> str:
+    head = (
+        f"{e.id:>5}  {_when(e.time)}  {e.kind:<8} +{len(e.added)} -{len(e.removed)} "
+        f"~{len(e.updated)}  {len(e.files)} files  {e.user}  {e.reason}"
+    )
+    rows = [head]
+    for sign, pairs in (("+", e.added), ("-", e.removed), ("~", e.updated)):
+        for p in pairs[:20]:
+            rows.append(f"         {sign} {p.project} {p.path} {p.client}  ({p.reason})")
+        if len(pairs) > 20:
+            rows.append(f"         {sign} ... and {len(pairs) - 20} more (history --show {e.id})")
+    return "\n".join(rows)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .rollback import rollback
+
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    with state.StateLock(cfg.state_dir, wait=LOCK_WAIT):
+        res = rollback(cfg, served, args.to, args.force)
+    for owner, path, client, why in res.dropped:
+        print(f"dropped {owner} {path} {client}: {why}")
+    for why in res.skipped:
+        print(f"skipped {why}")
+    e = res.entry
+    changed = f"+{len(e.added)} -{len(e.removed)} ~{len(e.updated)}" if e else "nothing changed"
+    print(
+        f"rolled back to journal entry {res.target.id} ({_when(res.target.time)}): {changed}; "
+        f"{res.inventory_note}; every change except conflict removals now holds "
+        "(rollback-hold) until 'nfs-exportd release'"
+    )
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    with state.StateLock(cfg.state_dir, wait=LOCK_WAIT):
+        marker = state.load_rollback_hold(cfg.state_dir)
+        if not state.clear_rollback_hold(cfg.state_dir):
+            print("no rollback-hold in force")
+            return EXIT_OK
+    log.info("rollback-hold released (%s)", state.rollback_hold_detail(marker or {}))
+    print("rollback-hold released: the next cycle applies what the cloud says again")
+    return EXIT_OK
+
+
 class _Loop:
     """``run``: sync every interval (jittered) until told to stop; SIGHUP reloads.
 
@@ -189,9 +362,22 @@ class _Loop:
         self.wake = threading.Event()
         self.reload_requested = False
         self.source = source_from_config(cfg)
+        self.notifier = Notifier()
+        self.exporter = Exporter(cfg)
+        self.cycle_started: float | None = None
+
+    def cycle_deadline(self) -> float:
+        """The longest a healthy cycle can take: every step in it has a timeout."""
+        inv = max(60.0, 10 * self.cfg.inventory.timeout_seconds)
+        return inv + 3 * self.cfg.exportfs_timeout_seconds + LOCK_WAIT + 60
+
+    def healthy(self) -> bool:
+        started = self.cycle_started
+        return started is None or time.monotonic() - started < self.cycle_deadline()
 
     def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current cycle, then exiting", signum)
+        self.notifier.stopping("stopping: finishing the current cycle")
         self.stopping.set()
         self.wake.set()
 
@@ -208,6 +394,13 @@ class _Loop:
             log.error("config-invalid: keeping the running config: %s", exc)
             return
         self.source.reset()  # clouds.yaml is re-read too
+        if cfg.metrics != self.cfg.metrics:
+            self.exporter.stop()
+            self.exporter = Exporter(cfg)
+            try:
+                self.exporter.start()
+            except NfsExportdError as exc:
+                log.error("%s; metrics are off until the next reload", exc)
         self.cfg, self.config_problem = cfg, None
         self.source = source_from_config(cfg)
         log.info("config reloaded from %s", self.args.config)
@@ -226,34 +419,56 @@ class _Loop:
             for p in (self.config_problem, self.projects_problem)
             if p
         )
+        self.cycle_started = time.monotonic()
         try:
-            result = sync(self.cfg, self.served, extra_holds=extra, source=self.source)
+            # per cycle, so that rollback/release/adopt can run between cycles; a sync
+            # or rollback in progress delays this cycle rather than failing it
+            with state.StateLock(self.cfg.state_dir, wait=LOCK_WAIT):
+                result = sync(self.cfg, self.served, extra_holds=extra, source=self.source)
             log.info("%s", result.line())
         except NfsExportdError as exc:
             log.error("cycle failed: %s", exc)
         except Exception:
             log.exception("cycle failed unexpectedly")
+        finally:
+            duration = time.monotonic() - self.cycle_started
+            self.cycle_started = None
+            st = _status_or_empty(self.cfg)
+            self.exporter.cycle(st, duration)
+            if not self.stopping.is_set():
+                self.notifier.status(status_line(st))
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
-        with state.StateLock(self.cfg.state_dir):
-            log.info("running: a cycle every %g s", self.cfg.interval_seconds)
-            first = True
-            while not self.stopping.is_set():
-                if self.reload_requested:
-                    self.reload()
-                if not first:
-                    self.refresh_projects()
-                first = False
-                self.cycle()
-                if self.stopping.is_set():
-                    break
-                self.wake.wait(self.cfg.interval_seconds * random.uniform(0.9, 1.1))
-                self.wake.clear()
+        with state.StateLock(self.cfg.state_dir, state.RUN_LOCK, what="the run loop"):
+            try:
+                self.exporter.start()
+                self.notifier.ready(f"running: a cycle every {self.cfg.interval_seconds:g} s")
+                self.notifier.start_watchdog(self.healthy)
+                self._loop()
+            finally:
+                self.notifier.stopping("stopped")
+                self.notifier.stop_watchdog()
+                self.exporter.stop()
         log.info("stopped")
         return EXIT_OK
+
+    def _loop(self) -> None:
+        log.info("running: a cycle every %g s", self.cfg.interval_seconds)
+        first = True
+        while not self.stopping.is_set():
+            if self.reload_requested:
+                self.reload()
+            if not first:
+                self.refresh_projects()
+            first = False
+            self.cycle()
+            if self.stopping.is_set():
+                break
+            self.wake.wait(self.cfg.interval_seconds * random.uniform(0.9, 1.1))
+            self.wake.clear()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

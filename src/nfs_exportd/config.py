@@ -130,6 +130,75 @@ class SafetyConfig(_Strict):
         return v
 
 
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError naming the problem."""
+    m = re.fullmatch(
+        r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p>\d+)|(?P<h>[A-Za-z0-9.-]+):(?P<p2>\d+)", value
+    )
+    if not m:
+        raise ValueError(f"expected HOST:PORT or [IPV6]:PORT, got {value!r}")
+    port = int(m.group("p") or m.group("p2"))
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return (m.group("v6") or m.group("h"), port)
+
+
+class MetricsConfig(_Strict):
+    """Prometheus: an HTTP endpoint and/or a node-exporter textfile; both off by default."""
+
+    listen: Annotated[str, AfterValidator(_listen)] | None = None  # e.g. "127.0.0.1:9464"
+    textfile: Path | None = None  # e.g. /var/lib/prometheus/node-exporter/nfs_exportd.prom
+
+    @field_validator("textfile", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+
+class CheckConfig(_Strict):
+    """Thresholds of ``nfs-exportd check`` (Nagios/Icinga plugin)."""
+
+    warning_after_seconds: float = Field(default=900, gt=0)  # held or stale this long
+    critical_after_seconds: float = Field(default=3600, gt=0)  # no complete inventory
+
+    @field_validator("warning_after_seconds", "critical_after_seconds", mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+
+class MaintenanceConfig(_Strict):
+    # a maintenance flag older than this is a WARNING in ``check``: forgotten flags are
+    # how removals silently stop
+    max_age_seconds: float = Field(default=86400, gt=0)
+
+    @field_validator("max_age_seconds", mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+
+class HistoryConfig(_Strict):
+    retention_days: float = Field(default=90, gt=0)  # journal entries older than this go
+    max_entries: int = Field(default=1000, ge=2)  # and never more than this many
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return float(v)
+        return v
+
+
 class Config(_Strict):
     projects_file: Path
     serve: ServeConfig
@@ -147,6 +216,10 @@ class Config(_Strict):
     interval_seconds: float = Field(default=60, ge=1)
     backend: Literal["exportfs"] = "exportfs"
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
 
     # Where this config came from; set by load_config, not a key in the file.
     source_path: Path = Field(default=Path("config.yaml"), exclude=True)
@@ -225,6 +298,10 @@ def load_config(path: Path) -> Config:
     inv_cfg = cfg.inventory
     if inv_cfg.source == "static" and inv_cfg.file is None:
         raise ConfigError(f"{path}: inventory.file: required when inventory.source is static")
+    if cfg.check.warning_after_seconds > cfg.check.critical_after_seconds:
+        raise ConfigError(
+            f"{path}: check.warning_after_seconds: must not exceed check.critical_after_seconds"
+        )
     for name in cfg.public_exports:
         try:
             check_name(name, "public export")
@@ -241,6 +318,11 @@ def load_config(path: Path) -> Config:
             "maintenance_file": _resolve(base, cfg.maintenance_file),
             "etab_file": _resolve(base, cfg.etab_file),
             "inventory": new_inv,
+            "metrics": cfg.metrics.model_copy(
+                update={"textfile": _resolve(base, cfg.metrics.textfile)}
+            )
+            if cfg.metrics.textfile
+            else cfg.metrics,
             "source_path": path,
         }
     )

@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import state
+from . import journal, state
 from .backends.exportfs import ApplyResult, ExportfsBackend
 from .config import Config
-from .decide import DecideInput, Hold, Plan, Policy, decide
+from .decide import Action, DecideInput, Hold, Plan, Policy, Reason, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
 from .exportsfile import DirScan, render, scan
 from .fsutil import remove_stale_temporaries
@@ -26,6 +26,10 @@ from .projects import ServedSet, load_projects, served_from_config
 log = logging.getLogger("nfs_exportd")
 
 
+# holds that planned work causes: check reports them as OK (maintenance has its own age)
+QUIET_HOLDS = frozenset({Reason.MAINTENANCE, Reason.FREEZE})
+
+
 @dataclass(frozen=True)
 class Facts:
     snapshot: InventorySnapshot
@@ -33,6 +37,7 @@ class Facts:
     counters: state.Counters
     missing_paths: frozenset[str]
     maintenance: Maintenance
+    rollback_hold: str | None = None  # set after ``rollback`` until ``release``
 
 
 def load_served(cfg: Config) -> ServedSet:
@@ -79,7 +84,13 @@ def read_facts(
         counters=state.load_counters(cfg.state_dir, move_corrupt=writing),
         missing_paths=missing,
         maintenance=read_maintenance(cfg.maintenance_file),
+        rollback_hold=read_rollback_hold(cfg.state_dir),
     )
+
+
+def read_rollback_hold(state_dir: Path) -> str | None:
+    marker = state.load_rollback_hold(state_dir)
+    return state.rollback_hold_detail(marker) if marker is not None else None
 
 
 def make_plan(
@@ -98,6 +109,7 @@ def make_plan(
         force=force,
         removal_min_age=cfg.safety.removal_min_age_seconds,
         disabled_projects=cfg.safety.disabled_projects,
+        rollback_hold=facts.rollback_hold,
     )
     plan = decide(
         DecideInput(
@@ -166,7 +178,7 @@ def sync(
     try:
         return _sync(cfg, served, started, force, plan_checksum, extra_holds, source)
     except Exception as exc:
-        _save_error(cfg, started, str(exc))
+        _save_error(cfg, started, str(exc), type(exc).__name__)
         raise
 
 
@@ -199,10 +211,51 @@ def _sync(
     rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
     if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
         state.save_verified(cfg.state_dir, rendered)
+    if applied.written or applied.removed:
+        journal_change(cfg, "sync", plan.checksum, plan.summary(), facts.scan.raw, rendered, plan)
     code = EXIT_HELD if plan.held else EXIT_OK
     result = SyncResult(plan, applied, code)
     _save_status(cfg, plan, facts, started, "held" if plan.held else "ok", result.line())
     return result
+
+
+def journal_change(
+    cfg: Config,
+    kind: str,
+    checksum: str,
+    reason: str,
+    before: dict[str, str],
+    after: dict[str, str],
+    plan: Plan | None = None,
+) -> journal.Entry | None:
+    """Journal an applied change.  A journal that cannot be written is logged, not fatal:
+    the change is applied and verified already, and undoing it would be worse."""
+    reasons = {(c.project, c.path, c.client): c.reason.value for c in plan.changes} if plan else {}
+    try:
+        entry = journal.record(
+            cfg.state_dir,
+            kind=kind,
+            checksum=checksum,
+            reason=reason,
+            before=before,
+            after=after,
+            reasons=reasons,
+            retention_days=cfg.history.retention_days,
+            max_entries=cfg.history.max_entries,
+        )
+    except Exception as exc:
+        log.error("could not journal the change: %s", exc)
+        return None
+    if entry is not None:
+        log.info(
+            "journal entry %d: %d added, %d removed, %d updated (%s)",
+            entry.id,
+            len(entry.added),
+            len(entry.removed),
+            len(entry.updated),
+            kind,
+        )
+    return entry
 
 
 def _old_status(cfg: Config) -> dict[str, Any]:
@@ -212,15 +265,17 @@ def _old_status(cfg: Config) -> dict[str, Any]:
         return {}
 
 
-def _save_error(cfg: Config, started: float, message: str) -> None:
+def _save_error(cfg: Config, started: float, message: str, kind: str = "") -> None:
     """Record a failed cycle; what is in force did not change, so the counts stay."""
     status = _old_status(cfg)
     status["schema"] = 1
+    status.setdefault("first_cycle", started)
     status["last_cycle"] = {
         "started": started,
         "finished": time.time(),
         "result": "error",
         "message": message,
+        "error": kind,
     }
     try:
         state.save_status(cfg.state_dir, status)
@@ -247,21 +302,29 @@ def _save_status(
             "incomplete_projects": dict(facts.snapshot.incomplete),
         },
         "maintenance": facts.maintenance.value,
+        "rollback_hold": facts.rollback_hold,
         "holds_by_reason": plan.holds_by_reason(),
         "counts": {
             "files": len(files),
             "projects": sum(1 for f in files if f.kind == "project"),
             "exports": sum(len(f.lines) for f in files),
             "pairs": sum(len(f.pairs()) for f in files),
+            "clients": len({c for f in files for ln in f.lines for c in ln.clients}),
         },
+        "applied": {a.value: plan.count(a) for a in Action},
         "plan": plan.to_json(),
     }
+    old = _old_status(cfg)
+    status["first_cycle"] = old.get("first_cycle") or started
     if facts.snapshot.listing_complete:
         status["last_complete_inventory"] = time.time()
+    elif "last_complete_inventory" in old:
+        status["last_complete_inventory"] = old["last_complete_inventory"]
+    # since when cycles have held something other than maintenance (check warns on it)
+    if any(h.reason not in QUIET_HOLDS for h in plan.holds):
+        status["held_since"] = old.get("held_since") or started
     else:
-        old = _old_status(cfg)
-        if "last_complete_inventory" in old:
-            status["last_complete_inventory"] = old["last_complete_inventory"]
+        status["held_since"] = None
     try:
         state.save_status(cfg.state_dir, status)
     except Exception as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .decide.lifecycle import Absence, Memory
 from .errors import LockHeld, StateError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_remove, atomic_write, fsync_dir
 from .model import PairKey
 
 COUNTERS = "counters.json"
@@ -27,6 +27,8 @@ STATUS = "status.json"
 VERIFIED = "last-verified"
 APPLY_PENDING = "apply-pending"
 LOCK = "lock"
+RUN_LOCK = "run.lock"
+ROLLBACK_HOLD = "rollback-hold"
 
 
 @dataclass(frozen=True)
@@ -176,11 +178,20 @@ def load_status(state_dir: Path) -> dict[str, Any] | None:
 
 
 class StateLock:
-    """An exclusive flock on ``state_dir/lock`` holding the owner's pid."""
+    """An exclusive flock on ``state_dir/lock`` holding the owner's pid.
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / LOCK
+    ``run`` takes it for each cycle only (and ``run.lock`` for its whole life), so that
+    ``rollback``, ``release`` and ``adopt`` can run beside the daemon; they ``wait`` for
+    the cycle in progress to finish.
+    """
+
+    def __init__(
+        self, state_dir: Path, name: str = LOCK, wait: float = 0, what: str = "a writing command"
+    ) -> None:
+        self.path = state_dir / name
         self.fd: int | None = None
+        self.wait = wait
+        self.what = what
 
     def __enter__(self) -> StateLock:
         _ensure_dir(self.path.parent)
@@ -188,16 +199,24 @@ class StateLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StateError(f"{self.path}: cannot open lock: {exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + self.wait
+        while True:
             try:
-                pid = os.read(fd, 64).decode().strip() or "unknown"
-            finally:
-                os.close(fd)
-            raise LockHeld(
-                f"{self.path}: another nfs-exportd (pid {pid}) is running a writing command"
-            ) from None
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                try:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    pid = os.read(fd, 64).decode().strip() or "unknown"
+                finally:
+                    os.close(fd)
+                waited = f" (waited {self.wait:g} s)" if self.wait else ""
+                raise LockHeld(
+                    f"{self.path}: another nfs-exportd (pid {pid}) is running {self.what}{waited}"
+                ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -209,3 +228,54 @@ class StateLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def load_rollback_hold(state_dir: Path) -> dict[str, Any] | None:
+    """The marker ``rollback`` leaves until ``release``, or None.
+
+    A marker that exists but cannot be parsed still holds: it was written on purpose.
+    """
+    path = state_dir / ROLLBACK_HOLD
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {"detail": f"{path} exists but cannot be read ({exc}); run release to clear"}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a mapping")
+        return data
+    except ValueError:
+        return {"detail": f"{path} exists but is not valid JSON; run release to clear"}
+
+
+def rollback_hold_detail(marker: Mapping[str, Any]) -> str:
+    if "detail" in marker and "to" not in marker:
+        return str(marker["detail"])
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(marker.get("time", 0))))
+    return (
+        f"rolled back to journal entry {marker.get('to')} at {when} by "
+        f"{marker.get('user', '?')}; run 'nfs-exportd release' to resume changes"
+    )
+
+
+def save_rollback_hold(state_dir: Path, marker: Mapping[str, Any]) -> None:
+    _ensure_dir(state_dir)
+    path = state_dir / ROLLBACK_HOLD
+    try:
+        atomic_write(path, json.dumps(dict(marker), indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise StateError(f"{path}: cannot write the rollback-hold marker: {exc}") from None
+
+
+def clear_rollback_hold(state_dir: Path) -> bool:
+    path = state_dir / ROLLBACK_HOLD
+    try:
+        atomic_remove(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StateError(f"{path}: cannot remove the rollback-hold marker: {exc}") from None
+    return True

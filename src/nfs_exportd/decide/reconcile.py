@@ -7,7 +7,8 @@ completeness per project, the managed files in force, the removal counters.  The
   (``unknown-project``); an incomplete project listing changes nobody (``unknown-inventory``);
 * a pair leaves only after ``confirmations`` consecutive complete cycles without it
   (``pending-confirmation``); incomplete cycles neither count nor reset;
-* maintenance holds removals, ``freeze`` holds everything;
+* maintenance holds removals, ``freeze`` holds everything, and so does the marker a
+  rollback leaves until ``release`` (``rollback-hold``); conflict removals go through all;
 * removals beyond ``max_removal_fraction`` of the pairs in force (and more than
   ``min_removal_count``) are held (``too-much-change``) unless forced;
 * a path that does not exist holds the additions to it (``path-missing``);
@@ -46,6 +47,17 @@ class Policy:
     force: bool = False  # releases too-much-change and inventory-shrink, nothing else
     removal_min_age: float = 0.0  # a deleted project must be absent at least this long
     disabled_projects: str = "keep"  # keep | remove
+    # set (to a description) after ``rollback`` until ``release``: hold like freeze
+    rollback_hold: str | None = None
+
+    @property
+    def frozen(self) -> tuple[Reason, str] | None:
+        """Why every change but a conflict removal holds, or None."""
+        if self.rollback_hold is not None:
+            return Reason.ROLLBACK_HOLD, self.rollback_hold
+        if self.maintenance is Maintenance.FREEZE:
+            return Reason.FREEZE, "maintenance flag says freeze"
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,7 +102,7 @@ class _Work:
 
 def decide(inp: DecideInput, policy: Policy) -> Plan:
     snap = inp.snapshot
-    counting = snap.listing_complete and policy.maintenance is not Maintenance.FREEZE
+    counting = snap.listing_complete and policy.frozen is None
     work = _Work()
     files: dict[str, ExportsFile | None] = {}
     paths_by_file: dict[str, dict[str, _Path]] = {}
@@ -103,6 +115,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         )
     if inp.state_problem:
         work.holds.append(Hold(Reason.STATE_CORRUPT, detail=inp.state_problem))
+    if policy.rollback_hold is not None:  # shown even when nothing is waiting
+        work.holds.append(Hold(Reason.ROLLBACK_HOLD, detail=policy.rollback_hold))
 
     project_names = set(inp.private) | {
         f.owner for f in inp.in_force.values() if f.kind == "project"
@@ -280,8 +294,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 seen = inp.counters.get(key, 0)
                 count = seen + 1 if counting else seen
                 change = Change(label, path, client, Action.REMOVE, reason)
-                if policy.maintenance is Maintenance.FREEZE:
-                    work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
+                if policy.frozen is not None:
+                    work.holds.append(_hold(change, *policy.frozen))
                     if seen:
                         work.counters[key] = seen
                 elif owner in moved and _moves(client, aliases(owner) & set(inp.private)):
@@ -313,7 +327,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
     for key in removed:
         work.counters.pop(key, None)
     work.changes = [c for c in work.changes if not (c.action is Action.UPDATE and c.key in removed)]
-    frozen = policy.maintenance is Maintenance.FREEZE
+    frozen = policy.frozen is not None
     for fname, paths in paths_by_file.items():
         kind, owner = owners[fname]
         label = owner if kind == "project" else PUBLIC_OWNER_PREFIX + owner
@@ -358,8 +372,8 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
 
 def _add(work: _Work, inp: DecideInput, policy: Policy, change: Change, st: _Path) -> None:
     """An addition or option update: applies unless frozen or its path is missing."""
-    if policy.maintenance is Maintenance.FREEZE:
-        work.holds.append(_hold(change, Reason.FREEZE, "maintenance flag says freeze"))
+    if policy.frozen is not None:
+        work.holds.append(_hold(change, *policy.frozen))
     elif change.path in inp.missing_paths:
         work.holds.append(_hold(change, Reason.PATH_MISSING, f"{change.path} does not exist"))
     else:
@@ -384,8 +398,8 @@ def _bound_removals(
     cands = work.candidates
     if not cands:
         return False
-    if policy.maintenance is Maintenance.FREEZE:
-        work.holds.extend(_hold(c, Reason.FREEZE, "maintenance flag says freeze") for c in cands)
+    if policy.frozen is not None:
+        work.holds.extend(_hold(c, *policy.frozen) for c in cands)
         return False
     if policy.maintenance is Maintenance.HOLD:
         work.holds.extend(_hold(c, Reason.MAINTENANCE, "maintenance flag is set") for c in cands)

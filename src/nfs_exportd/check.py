@@ -1,0 +1,134 @@
+"""``nfs-exportd check``: a Nagios/Icinga plugin over the status the daemon saves.
+
+One line, ``NFS-EXPORTD STATE - text | perfdata``, and the plugin exit codes: 0 OK,
+1 WARNING, 2 CRITICAL, 3 UNKNOWN.  The verdict is a pure function of the saved status,
+the maintenance flag's age and the thresholds, so every state is easy to test.
+
+* CRITICAL: no complete inventory for longer than ``check.critical_after_seconds``, or
+  the last cycle failed (an apply that was undone, an unwritable directory, ...).
+* WARNING: held (anything but maintenance) for longer than
+  ``check.warning_after_seconds``, or no cycle for that long (the daemon is not running).
+* Maintenance is OK with its reason, so that planned work does not page, unless the flag
+  is older than ``maintenance.max_age_seconds``: forgotten flags are how removals stop.
+* UNKNOWN: the config or the status cannot be read, or no cycle has run yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+QUIET = frozenset({"maintenance", "freeze"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning_after: float
+    critical_after: float
+    maintenance_max_age: float
+
+
+@dataclass(frozen=True)
+class MaintenanceFlag:
+    age: float  # seconds since the flag file was last modified
+    reason: str  # its first line, or "" when empty
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: int
+    text: str
+    perfdata: str = ""
+
+    def line(self) -> str:
+        out = f"NFS-EXPORTD {NAMES[self.code]} - {self.text}"
+        return f"{out} | {self.perfdata}" if self.perfdata else out
+
+
+def _age(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def evaluate(
+    status: Mapping[str, Any] | None,
+    flag: MaintenanceFlag | None,
+    th: Thresholds,
+    now: float,
+) -> Verdict:
+    if not status or not status.get("last_cycle"):
+        return Verdict(UNKNOWN, "no cycle has run yet (is nfs-exportd running?)")
+    last = status["last_cycle"]
+    finished = float(last.get("finished") or 0)
+    complete_at = status.get("last_complete_inventory")
+    complete_age = now - float(complete_at) if complete_at else None
+    counts = status.get("counts") or {}
+    held = {k: v for k, v in (status.get("holds_by_reason") or {}).items() if v}
+    loud = {k: v for k, v in held.items() if k not in QUIET}
+    held_since = status.get("held_since")
+
+    problems: list[tuple[int, str]] = []
+    if last.get("result") == "error":
+        problems.append((CRITICAL, f"last cycle failed: {last.get('message', '')}"))
+    if complete_age is None:
+        # never complete: count from the first cycle this state_dir has seen
+        first = float(status.get("first_cycle") or finished)
+        if now - first > th.critical_after:
+            problems.append((CRITICAL, f"no complete inventory in {_age(now - first)}"))
+        elif now - first > th.warning_after:
+            problems.append((WARNING, f"no complete inventory in {_age(now - first)}"))
+    elif complete_age > th.critical_after:
+        problems.append((CRITICAL, f"no complete inventory for {_age(complete_age)}"))
+    if now - finished > th.warning_after:
+        problems.append((WARNING, f"last cycle {_age(now - finished)} ago"))
+    if loud and last.get("result") != "error":
+        since = now - float(held_since) if held_since else 0.0
+        if since > th.warning_after:
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(loud.items()))
+            detail = ""
+            if "rollback-hold" in loud:
+                detail = " (after a rollback: 'nfs-exportd release' resumes changes)"
+            problems.append((WARNING, f"held for {_age(since)}: {reasons}{detail}"))
+
+    code = max((c for c, _ in problems), default=OK)
+    texts = [t for c, t in sorted(problems, key=lambda p: -p[0])]
+    if flag is not None:
+        why = f": {flag.reason}" if flag.reason else ""
+        if flag.age > th.maintenance_max_age:
+            code = max(code, WARNING)
+            texts.insert(
+                0,
+                f"maintenance flag set for {_age(flag.age)}, longer than "
+                f"maintenance.max_age_seconds ({_age(th.maintenance_max_age)}): removals "
+                f"are not happening; remove the flag when the work is done{why}",
+            )
+        else:
+            masked = f" (would be {NAMES[code]})" if code != OK else ""
+            code = OK  # planned work does not page
+            texts.insert(0, f"maintenance for {_age(flag.age)}{why}{masked}")
+    if not texts:
+        texts.append(
+            f"in sync: {counts.get('projects', 0)} projects, {counts.get('pairs', 0)} pairs"
+        )
+        if held:
+            texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items())))
+    perf = [
+        f"last_cycle_age={int(now - finished)}s;{th.warning_after:g}",
+        f"complete_inventory_age={int(complete_age) if complete_age is not None else 'U'}s"
+        f";;{th.critical_after:g}",
+        f"holds={sum(held.values())}",
+        f"projects={counts.get('projects', 0)}",
+        f"exports={counts.get('exports', 0)}",
+        f"pairs={counts.get('pairs', 0)}",
+        f"clients={counts.get('clients', 0)}",
+    ]
+    return Verdict(code, "; ".join(texts), " ".join(perf))

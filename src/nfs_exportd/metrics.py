@@ -1,0 +1,225 @@
+"""Prometheus metrics: an HTTP endpoint (``metrics.listen``) and/or a node-exporter
+textfile (``metrics.textfile``, written atomically), both from one registry.
+
+Gauges are set from the status each cycle saves, so the metrics say exactly what
+``status`` and ``check`` say.  Counters count since the process started (Prometheus'
+``rate()`` handles restarts); for a one-shot ``sync`` writing the textfile they count that
+one cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+    write_to_textfile,
+)
+
+from . import __version__
+from .config import Config, split_listen
+from .decide import Reason
+from .errors import NfsExportdError
+from .inventory import observe
+
+log = logging.getLogger("nfs_exportd")
+
+RESULTS = ("ok", "held", "error")
+MODES = ("off", "hold", "freeze")
+ACTIONS = ("add", "remove", "update")
+HOLD_REASONS = (
+    Reason.UNKNOWN_INVENTORY,
+    Reason.UNKNOWN_PROJECT,
+    Reason.PENDING_CONFIRMATION,
+    Reason.TOO_MUCH_CHANGE,
+    Reason.INVENTORY_SHRINK,
+    Reason.MAINTENANCE,
+    Reason.FREEZE,
+    Reason.UNMANAGED_CONFLICT,
+    Reason.PATH_MISSING,
+    Reason.STATE_CORRUPT,
+    Reason.ROLLBACK_HOLD,
+    Reason.CONFIG_INVALID,
+    Reason.IP_CONFLICT,
+)
+
+METRIC_NAMES = frozenset(
+    {
+        "nfs_exportd_info",
+        "nfs_exportd_last_cycle_timestamp_seconds",
+        "nfs_exportd_last_cycle_result",
+        "nfs_exportd_cycles_total",
+        "nfs_exportd_cycle_duration_seconds",
+        "nfs_exportd_last_complete_inventory_timestamp_seconds",
+        "nfs_exportd_holds",
+        "nfs_exportd_exports",
+        "nfs_exportd_clients",
+        "nfs_exportd_pairs",
+        "nfs_exportd_projects",
+        "nfs_exportd_changes_applied_total",
+        "nfs_exportd_api_requests_total",
+        "nfs_exportd_api_request_duration_seconds",
+        "nfs_exportd_maintenance",
+        "nfs_exportd_rollback_hold",
+    }
+)
+
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "nfs_exportd_"
+        self.info = Gauge(p + "info", "nfs-exportd version", ["version"], registry=r)
+        self.info.labels(__version__).set(1)
+        self.last_cycle = Gauge(
+            p + "last_cycle_timestamp_seconds", "When the last cycle finished", registry=r
+        )
+        self.last_result = Gauge(
+            p + "last_cycle_result", "1 for the result of the last cycle", ["result"], registry=r
+        )
+        self.cycles = Counter(p + "cycles", "Cycles run, by result", ["result"], registry=r)
+        self.duration = Histogram(
+            p + "cycle_duration_seconds",
+            "Duration of a cycle",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.last_complete = Gauge(
+            p + "last_complete_inventory_timestamp_seconds",
+            "When the inventory was last read completely",
+            registry=r,
+        )
+        self.holds = Gauge(
+            p + "holds", "Holds in the last cycle, by reason", ["reason"], registry=r
+        )
+        self.exports = Gauge(p + "exports", "Export lines (path per file) in force", registry=r)
+        self.clients = Gauge(p + "clients", "Distinct client addresses in force", registry=r)
+        self.pairs = Gauge(p + "pairs", "(path, client) pairs in force", registry=r)
+        self.projects = Gauge(p + "projects", "Projects with a managed file in force", registry=r)
+        self.changes = Counter(
+            p + "changes_applied", "Changes applied, by action", ["action"], registry=r
+        )
+        self.api_requests = Counter(
+            p + "api_requests",
+            "Control-plane requests, by service and HTTP status ('error': no answer)",
+            ["service", "status"],
+            registry=r,
+        )
+        self.api_latency = Histogram(
+            p + "api_request_duration_seconds",
+            "Control-plane request latency",
+            ["service"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.maintenance = Gauge(
+            p + "maintenance", "1 for the maintenance mode in force", ["mode"], registry=r
+        )
+        self.rollback_hold = Gauge(
+            p + "rollback_hold", "1 while a rollback holds changes until release", registry=r
+        )
+        for res in RESULTS:
+            self.last_result.labels(res).set(0)
+            self.cycles.labels(res)
+        for reason in HOLD_REASONS:
+            self.holds.labels(reason.value).set(0)
+        for action in ACTIONS:
+            self.changes.labels(action)
+        for mode in MODES:
+            self.maintenance.labels(mode).set(0)
+        observe.add_listener(self.request)
+
+    def close(self) -> None:
+        observe.remove_listener(self.request)
+
+    def request(self, service: str, status: str, seconds: float) -> None:
+        self.api_requests.labels(service, status).inc()
+        self.api_latency.labels(service).observe(seconds)
+
+    def cycle(self, status: Mapping[str, Any], duration: float) -> None:
+        """Account one cycle from the status it saved."""
+        last = status.get("last_cycle") or {}
+        result = str(last.get("result", "error"))
+        self.cycles.labels(result).inc()
+        self.duration.observe(duration)
+        for res in RESULTS:
+            self.last_result.labels(res).set(1 if res == result else 0)
+        self.last_cycle.set(float(last.get("finished") or time.time()))
+        if status.get("last_complete_inventory"):
+            self.last_complete.set(float(status["last_complete_inventory"]))
+        if result == "error":
+            return  # nothing else is known about this cycle; the rest stays as it was
+        held = status.get("holds_by_reason") or {}
+        for reason in set(held) | {r.value for r in HOLD_REASONS}:
+            self.holds.labels(reason).set(float(held.get(reason, 0)))
+        counts = status.get("counts") or {}
+        self.exports.set(float(counts.get("exports", 0)))
+        self.clients.set(float(counts.get("clients", 0)))
+        self.pairs.set(float(counts.get("pairs", 0)))
+        self.projects.set(float(counts.get("projects", 0)))
+        for action, n in (status.get("applied") or {}).items():
+            if n:
+                self.changes.labels(action).inc(float(n))
+        mode = str(status.get("maintenance", "off"))
+        for m in MODES:
+            self.maintenance.labels(m).set(1 if m == mode else 0)
+        self.rollback_hold.set(1 if status.get("rollback_hold") else 0)
+
+
+class Exporter:
+    """Where the metrics go, per config: an HTTP endpoint, a textfile, or nothing."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.metrics = Metrics()
+        self.textfile: Path | None = cfg.metrics.textfile
+        self.listen = cfg.metrics.listen
+        self._server: Any = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.textfile or self.listen)
+
+    def start(self) -> None:
+        if not self.listen:
+            return
+        host, port = split_listen(self.listen)
+        try:
+            self._server, _thread = start_http_server(
+                port, addr=host, registry=self.metrics.registry
+            )
+        except OSError as exc:
+            raise NfsExportdError(
+                f"metrics.listen {self.listen}: cannot listen: {exc.strerror or exc}"
+            ) from None
+        log.info("metrics on http://%s/metrics", self.listen)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self.metrics.close()
+
+    def cycle(self, status: Mapping[str, Any], duration: float) -> None:
+        self.metrics.cycle(status, duration)
+        self.write_textfile()
+
+    def write_textfile(self) -> None:
+        if self.textfile is None:
+            return
+        try:
+            # write_to_textfile writes a temporary file beside it and renames it
+            write_to_textfile(str(self.textfile), self.metrics.registry)
+        except OSError as exc:
+            log.error("metrics.textfile %s: cannot write: %s", self.textfile, exc)

@@ -1,0 +1,154 @@
+"""``rollback``: restore a journaled set of verified files through the normal apply path.
+
+The restored files are written atomically, applied with exportfs and read back like any
+sync; the rollback is journaled itself.  Restored pairs whose address now belongs to
+another project (in a complete listing, or in another managed file in force) are dropped
+and reported: a rollback must never export one address for two projects.  Afterwards a
+``rollback-hold`` marker makes every later cycle hold all changes except conflict
+removals, so that the running daemon does not undo the rollback, until ``release``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import journal, state
+from .config import Config
+from .cycle import backend_for, journal_change
+from .errors import StateError, UsageError
+from .exportsfile import ManagedFileError, parse, render, scan
+from .inventory import source_from_config
+from .model import ExportLine, ExportsFile
+from .projects import ServedSet
+
+log = logging.getLogger("nfs_exportd")
+
+
+@dataclass
+class RollbackResult:
+    target: journal.Entry
+    entry: journal.Entry | None  # the rollback's own journal entry (None: nothing changed)
+    dropped: list[tuple[str, str, str, str]] = field(default_factory=list)  # + why
+    skipped: list[str] = field(default_factory=list)  # files left alone, with why
+    inventory_note: str = ""
+
+
+def pick_target(cfg: Config, to: int | None) -> journal.Entry:
+    known = journal.ids(cfg.state_dir)
+    if not known:
+        raise UsageError(f"{cfg.state_dir}/history: the journal is empty; nothing to roll back to")
+    if to is None:
+        if len(known) < 2:
+            raise UsageError(
+                "the journal has only one entry (the state in force); give --to ID "
+                "(see nfs-exportd history)"
+            )
+        to = known[-2]  # the state before the last change
+    return journal.load(cfg.state_dir, to)
+
+
+def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> RollbackResult:
+    """Restore entry ``to`` (default: the one before the newest).  The caller holds the lock."""
+    target = pick_target(cfg, to)
+    result = RollbackResult(target, None)
+    current = scan(cfg.exports_dir)
+    parsed: dict[str, ExportsFile] = {}
+    for name, text in sorted(target.files.items()):
+        try:
+            f = parse(name, text)
+        except ManagedFileError as exc:
+            raise StateError(f"journal entry {target.id}: {exc}") from None
+        if f is None:
+            raise StateError(f"journal entry {target.id}: {name} has no nfs-exportd header")
+        if name in current.unmanaged:
+            result.skipped.append(f"{name}: a file without our header has this name now")
+            continue
+        parsed[name] = f
+
+    # Who owns each address now: a complete listing if we can get one, and always the
+    # other managed files in force.
+    claims: dict[str, set[str]] = {}
+    snap = source_from_config(cfg).read(
+        frozenset(served.private) | {f.owner for f in parsed.values() if f.kind == "project"}
+    )
+    if snap.listing_complete:
+        for project, insts in snap.instances.items():
+            for inst in insts:
+                for addr in inst.addresses:
+                    claims.setdefault(str(addr), set()).add(project)
+        result.inventory_note = "checked against a complete inventory listing"
+    elif force:
+        result.inventory_note = (
+            f"inventory unknown ({snap.problem}); restored without checking who owns each "
+            "address now (--force)"
+        )
+        log.warning("%s", result.inventory_note)
+    else:
+        raise UsageError(
+            f"cannot check that the restored addresses still belong to their projects: "
+            f"inventory unknown: {snap.problem}; retry when the cloud answers, or pass --force"
+        )
+    # Within the restored set, an address in two projects' files stays with neither
+    # (unless a complete listing says whose it is).
+    restored_owner: dict[str, set[str]] = {}
+    for f in parsed.values():
+        if f.kind == "project":
+            for _path, client in f.pairs():
+                restored_owner.setdefault(client, set()).add(f.owner)
+
+    targets: dict[str, ExportsFile | None] = {}
+    for name, f in parsed.items():
+        if f.kind != "project":
+            targets[name] = f
+            continue
+        lines = []
+        for line in f.lines:
+            keep = []
+            for client in line.clients:
+                claimed = claims.get(client)
+                if claimed:
+                    others = claimed - {f.owner}
+                else:
+                    others = restored_owner.get(client, set()) - {f.owner}
+                if others:
+                    why = f"now belongs to project {', '.join(sorted(others))}"
+                    result.dropped.append((f.owner, line.path, client, why))
+                else:
+                    keep.append(client)
+            if keep:
+                lines.append(ExportLine(line.path, line.options, tuple(keep)))
+        targets[name] = ExportsFile(name, f.kind, f.owner, tuple(lines))
+    for name in current.managed:
+        if name not in targets:
+            targets[name] = None  # it did not exist then
+
+    before = dict(current.raw)
+    backend = backend_for(cfg)
+    missing = frozenset(
+        ln.path
+        for f in targets.values()
+        if f is not None
+        for ln in f.lines
+        if not Path(ln.path).exists()
+    )
+    backend.apply(targets, current.raw, missing)
+    after = {n: render(f) for n, f in targets.items() if f is not None}
+    state.save_verified(cfg.state_dir, after)
+    reason = f"rollback to journal entry {target.id}"
+    if result.dropped:
+        reason += f"; {len(result.dropped)} restored pair(s) dropped (address now elsewhere)"
+    result.entry = journal_change(cfg, "rollback", "", reason, before, after)
+    state.save_rollback_hold(
+        cfg.state_dir,
+        {
+            "time": time.time(),
+            "to": target.id,
+            "entry": result.entry.id if result.entry else None,
+            "user": journal._user(),
+            "dropped": [list(d) for d in result.dropped],
+        },
+    )
+    return result
