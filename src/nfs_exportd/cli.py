@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("release", help="end the rollback-hold that rollback left")
     sub.add_parser("check", help="Nagios/Icinga plugin: one line with perfdata; exit 0/1/2/3")
+    se = sub.add_parser("explain", help="why an address (or a project) has the exports it has")
+    se.add_argument("ip", nargs="?", help="a client address")
+    se.add_argument("--project", metavar="NAME", help="a project: its volumes, paths, clients")
+    se.add_argument("--json", action="store_true")
     from .sim.cli import add_parser as add_sim_parser
 
     add_sim_parser(sub)
@@ -141,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "history": cmd_history,
             "rollback": cmd_rollback,
             "release": cmd_release,
+            "explain": cmd_explain,
         }
         return handler[args.command](args)
     except NfsExportdError as exc:
@@ -268,6 +273,45 @@ def cmd_check(args: argparse.Namespace) -> int:
         verdict = check.Verdict(check.UNKNOWN, f"{type(exc).__name__}: {exc}")
     print(verdict.line())
     return verdict.code
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from . import explain
+
+    if (args.ip is None) == (args.project is None):
+        raise UsageError("explain: give an address, or --project NAME (one of them)")
+    if args.ip is not None:
+        try:
+            ipaddress.ip_address(args.ip.strip())
+        except ValueError:
+            raise UsageError(f"explain: {args.ip!r} is not an IP address") from None
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    facts = read_facts(cfg, served, writing=False)
+    plan = make_plan(cfg, served, facts)
+    try:
+        entries = journal.entries(cfg.state_dir)
+    except NfsExportdError as exc:
+        log.warning("journal unreadable, 'since' unknown: %s", exc)
+        entries = []
+    ctx = explain.Context(
+        in_force=facts.scan.managed,
+        snapshot=facts.snapshot,
+        served=served.private,
+        plan=plan,
+        journal=entries,
+        confirmations=cfg.safety.removal_confirmations,
+    )
+    if args.ip is not None:
+        result = explain.explain_ip(ctx, args.ip)
+        text = explain.ip_text(result)
+    else:
+        result = explain.explain_project(ctx, args.project)
+        text = explain.project_text(result)
+    print(json.dumps(result, indent=1, sort_keys=True) if args.json else text)
+    return EXIT_OK
 
 
 def _when(t: float) -> str:
