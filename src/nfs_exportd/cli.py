@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("release", help="end the rollback-hold that rollback left")
     sub.add_parser("check", help="Nagios/Icinga plugin: one line with perfdata; exit 0/1/2/3")
+    sa = sub.add_parser(
+        "adopt", help="take over the original daemon's header-less <project>.exports files"
+    )
+    sa.add_argument("--dry-run", action="store_true", help="show what would be adopted")
     se = sub.add_parser("explain", help="why an address (or a project) has the exports it has")
     se.add_argument("ip", nargs="?", help="a client address")
     se.add_argument("--project", metavar="NAME", help="a project: its volumes, paths, clients")
@@ -125,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     setup_logging(args.log_format, args.verbose)
     try:
-        if args.command in WRITING and os.geteuid() == 0 and not args.allow_root:
+        dry = getattr(args, "dry_run", False)  # adopt --dry-run only reads
+        if args.command in WRITING and not dry and os.geteuid() == 0 and not args.allow_root:
             raise UsageError(
                 f"refusing to run '{args.command}' as root: run it as the user that owns "
                 "exports_dir and state_dir (exportfs goes through exportfs_command, "
@@ -146,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rollback": cmd_rollback,
             "release": cmd_release,
             "explain": cmd_explain,
+            "adopt": cmd_adopt,
         }
         return handler[args.command](args)
     except NfsExportdError as exc:
@@ -311,6 +317,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
         result = explain.explain_project(ctx, args.project)
         text = explain.project_text(result)
     print(json.dumps(result, indent=1, sort_keys=True) if args.json else text)
+    return EXIT_OK
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    from . import adopt
+
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    if args.dry_run:
+        res = adopt.adopt(cfg, served, dry_run=True)
+    else:
+        with state.StateLock(cfg.state_dir, wait=LOCK_WAIT):
+            res = adopt.adopt(cfg, served, dry_run=False)
+    print(adopt.text(res, args.dry_run))
     return EXIT_OK
 
 

@@ -66,9 +66,15 @@ def parse(filename: str, text: str) -> ExportsFile | None:
         check_name(owner, kind)
     except ValueError as exc:
         raise ManagedFileError(f"{filename}:1: {exc}") from None
+    return ExportsFile(filename, kind, owner, parse_lines(filename, lines[1:], 2))
+
+
+def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[ExportLine, ...]:
+    """``PATH -OPTIONS CLIENT ...`` lines (ours, and the original daemon's): clients must
+    be IP literals or networks; ManagedFileError names file:line otherwise."""
     out: list[ExportLine] = []
     seen: set[str] = set()
-    for no, raw in enumerate(lines[1:], start=2):
+    for no, raw in enumerate(lines, start=first_no):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -85,7 +91,7 @@ def parse(filename: str, text: str) -> ExportsFile | None:
         seen.add(path)
         clients = frozenset(_client(c, where) for c in parts[2:])
         out.append(ExportLine(path, parts[1][1:], sorted_clients(clients)))
-    return ExportsFile(filename, kind, owner, tuple(out))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
