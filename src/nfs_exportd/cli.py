@@ -25,6 +25,7 @@ from .cycle import load_served, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
 from .inventory import source_from_config
+from .logs import setup_logging
 from .metrics import Exporter
 from .notify import Notifier
 from .projects import ServedSet
@@ -32,31 +33,6 @@ from .projects import ServedSet
 log = logging.getLogger("nfs_exportd")
 LOCK_WAIT = 120.0  # seconds a command waits for a cycle in progress to finish
 WRITING = frozenset({"sync", "run", "rollback", "release", "adopt"})
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
-def setup_logging(fmt: str, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.set_name("nfs-exportd")
-    root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if h.get_name() != "nfs-exportd"]
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def build_parser() -> argparse.ArgumentParser:
