@@ -365,6 +365,10 @@ def check_state_parses(lab: Lab, what: str) -> None:
             except ValueError as exc:
                 raise AssertionError(f"{what}: {name} does not parse: {exc}") from None
             assert isinstance(data, dict) and data.get("schema") == 1, f"{what}: {name}"
+    # every journal entry is complete (the history command reads them all)
+    for entry in sorted((lab.state_dir / "history").glob("*.json")):
+        data = json.loads(entry.read_text())
+        assert data.get("schema") == 1 and "files" in data, f"{what}: {entry.name}"
 
 
 # --------------------------------------------------------------------------- the checks
@@ -439,7 +443,11 @@ def kill_and_check(lab: Lab, prep: Prepared, step: str, n: int, work: Path, tall
         assert others == [], f"{what}: unexpected entries in exports_dir: {others}"
 
     # ---- state_dir
-    state_temps = temporaries(lab.state_dir) + temporaries(lab.state_dir / "last-verified")
+    state_temps = (
+        temporaries(lab.state_dir)
+        + temporaries(lab.state_dir / "last-verified")
+        + temporaries(lab.state_dir / "history")  # the journal entry of the change
+    )
     if event.path is not None and not in_exports and writing_temp:
         temp_path = event.path.with_name(f".{event.path.name}.tmp-{run.pid}")
         assert state_temps == [temp_path.name], f"{what}: {state_temps}"

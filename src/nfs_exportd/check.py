@@ -21,7 +21,7 @@ from typing import Any
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-QUIET = frozenset({"maintenance", "freeze"})
+QUIET = frozenset({"maintenance", "freeze", "pending-confirmation"})  # cycle.QUIET_HOLDS
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,12 @@ def evaluate(
             texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items())))
     perf = [
         f"last_cycle_age={int(now - finished)}s;{th.warning_after:g}",
-        f"complete_inventory_age={int(complete_age) if complete_age is not None else 'U'}s"
-        f";;{th.critical_after:g}",
+        (
+            f"complete_inventory_age={int(complete_age)}s"
+            if complete_age is not None
+            else "complete_inventory_age=U"
+        )
+        + f";;{th.critical_after:g}",
         f"holds={sum(held.values())}",
         f"projects={counts.get('projects', 0)}",
         f"exports={counts.get('exports', 0)}",

@@ -154,12 +154,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     served = load_served(cfg)
     exporter = Exporter(cfg) if cfg.metrics.textfile else None
     started = time.monotonic()
+    ran = False  # a sync refused by the lock leaves the textfile to whoever holds it
     try:
         with state.StateLock(cfg.state_dir):
+            ran = True
             result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
     finally:
-        if exporter is not None:  # the textfile reports failed cycles too
-            exporter.cycle(_status_or_empty(cfg), time.monotonic() - started)
+        if exporter is not None:
+            if ran:  # failed cycles too: their status says "error"
+                exporter.cycle(_status_or_empty(cfg), time.monotonic() - started)
             exporter.stop()
     print(result.line())
     return result.exit_code
@@ -460,10 +463,12 @@ class _Loop:
             if p
         )
         self.cycle_started = time.monotonic()
+        ran = False
         try:
             # per cycle, so that rollback/release/adopt can run between cycles; a sync
             # or rollback in progress delays this cycle rather than failing it
             with state.StateLock(self.cfg.state_dir, wait=LOCK_WAIT):
+                ran = True
                 result = sync(self.cfg, self.served, extra_holds=extra, source=self.source)
             log.info("%s", result.line())
         except NfsExportdError as exc:
@@ -474,7 +479,10 @@ class _Loop:
             duration = time.monotonic() - self.cycle_started
             self.cycle_started = None
             st = _status_or_empty(self.cfg)
-            self.exporter.cycle(st, duration)
+            if ran:
+                self.exporter.cycle(st, duration)
+            else:  # no cycle ran (the lock): an error, not a repeat of the last cycle
+                self.exporter.failed(duration)
             if not self.stopping.is_set():
                 self.notifier.status(status_line(st))
 

@@ -26,8 +26,11 @@ from .projects import ServedSet, load_projects, served_from_config
 log = logging.getLogger("nfs_exportd")
 
 
-# holds that planned work causes: check reports them as OK (maintenance has its own age)
-QUIET_HOLDS = frozenset({Reason.MAINTENANCE, Reason.FREEZE})
+# Holds that are normal operation: planned work (maintenance has its own age check) and
+# removals waiting for their confirmations (a listing that stops being complete is caught
+# by check's no-complete-inventory rule).  ``check`` warns on the others once one of them
+# has lasted longer than check.warning_after_seconds.
+QUIET_HOLDS = frozenset({Reason.MAINTENANCE, Reason.FREEZE, Reason.PENDING_CONFIRMATION})
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,12 @@ def _sync(
     extra_holds: tuple[Hold, ...],
     source: InventorySource | None,
 ) -> SyncResult:
-    for directory in (cfg.exports_dir, cfg.state_dir, cfg.state_dir / state.VERIFIED):
+    for directory in (
+        cfg.exports_dir,
+        cfg.state_dir,
+        cfg.state_dir / state.VERIFIED,
+        cfg.state_dir / journal.HISTORY,
+    ):
         for name in remove_stale_temporaries(directory):
             log.info("removed %s/%s, left by an interrupted write", directory, name)
     facts = read_facts(cfg, served, writing=True, source=source)
@@ -321,10 +329,16 @@ def _save_status(
     elif "last_complete_inventory" in old:
         status["last_complete_inventory"] = old["last_complete_inventory"]
     # since when cycles have held something other than maintenance (check warns on it)
-    if any(h.reason not in QUIET_HOLDS for h in plan.holds):
-        status["held_since"] = old.get("held_since") or started
-    else:
-        status["held_since"] = None
+    # since when each hold in force has held (so that a churn of young holds never looks
+    # like one long hold); held_since is the oldest
+    seen = old.get("hold_first_seen") if isinstance(old.get("hold_first_seen"), dict) else {}
+    first_seen = {}
+    for h in plan.holds:
+        if h.reason not in QUIET_HOLDS:
+            key = "|".join((h.reason.value, h.project or "", h.path or "", h.client or ""))
+            first_seen[key] = seen.get(key) or started
+    status["hold_first_seen"] = first_seen
+    status["held_since"] = min(first_seen.values()) if first_seen else None
     try:
         state.save_status(cfg.state_dir, status)
     except Exception as exc:

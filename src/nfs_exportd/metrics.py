@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     start_http_server,
     write_to_textfile,
 )
@@ -31,6 +32,7 @@ from .errors import NfsExportdError
 from .inventory import observe
 
 log = logging.getLogger("nfs_exportd")
+disable_created_metrics()  # no *_created series: the families are exactly METRIC_NAMES
 
 RESULTS = ("ok", "held", "error")
 MODES = ("off", "hold", "freeze")
@@ -147,6 +149,14 @@ class Metrics:
         self.api_requests.labels(service, status).inc()
         self.api_latency.labels(service).observe(seconds)
 
+    def failed(self, duration: float) -> None:
+        """A cycle that could not start (the state lock): an error, nothing else known."""
+        self.cycles.labels("error").inc()
+        self.duration.observe(duration)
+        for res in RESULTS:
+            self.last_result.labels(res).set(1 if res == "error" else 0)
+        self.last_cycle.set(time.time())
+
     def cycle(self, status: Mapping[str, Any], duration: float) -> None:
         """Account one cycle from the status it saved."""
         last = status.get("last_cycle") or {}
@@ -213,6 +223,10 @@ class Exporter:
 
     def cycle(self, status: Mapping[str, Any], duration: float) -> None:
         self.metrics.cycle(status, duration)
+        self.write_textfile()
+
+    def failed(self, duration: float) -> None:
+        self.metrics.failed(duration)
         self.write_textfile()
 
     def write_textfile(self) -> None:
