@@ -34,6 +34,10 @@ def test_demo_applies_and_confirms_the_removal(tmp_path: Path) -> None:
     assert proc.stdout.count("(exit 3)") == 3
     assert "held: unknown-inventory=" in proc.stdout
     assert "inventory: openstack:demo-admin  complete: False" in proc.stdout
+    assert "NFS-EXPORTD OK - in sync" in proc.stdout
+    assert "172.16.0.19 is instance tools-worker-10" in proc.stdout
+    assert "172.16.0.12 is not an address of any instance" in proc.stdout
+    assert "baseline" in proc.stdout and "instance-gone" in proc.stdout
     etab = (tmp_path / "demo" / "sandbox" / "lib" / "etab").read_text()
     assert f"{tmp_path / 'demo' / 'srv' / 'tools' / 'home'}\t172.16.0.19(" in etab
 

@@ -5,7 +5,8 @@ instances in ``data/inventory.yaml``), writes a clouds.yaml for it, and runs nfs
 through the real openstacksdk path: the plan, a first sync applied with the real exportfs
 in a private mount namespace (exportfs-sandbox; the machine's own NFS state is never
 touched), an instance created and one deleted, Keystone answering 401 (the daemon holds
-and says why), then recovery until the removal is confirmed.
+and says why), then recovery until the removal is confirmed; finally the operator's view:
+``check``, ``explain`` and ``history``.
 """
 
 from __future__ import annotations
@@ -172,6 +173,11 @@ def main(argv: list[str]) -> int:
         demo.run("sync")
         print("--- tools.exports now reads")
         print((root / "sandbox" / "exports.d" / "tools.exports").read_text(), end="")
+        banner("7. operate it: the Icinga check, explain an address, the journal")
+        demo.run("check")
+        demo.run("explain", "172.16.0.19")
+        demo.run("explain", "172.16.0.12")
+        demo.run("history")
         counts = sim.counts()
         tokens = counts.pop("tokens_issued")
         print(f"\nthe simulated cloud served {sum(counts.values())} requests, {tokens} tokens")
