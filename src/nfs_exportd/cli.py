@@ -267,6 +267,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     if (args.ip is None) == (args.project is None):
         raise UsageError("explain: give an address, or --project NAME (one of them)")
+    if args.project is not None and not args.project.strip():
+        raise UsageError("explain: --project needs a project name")
     if args.ip is not None:
         try:
             ipaddress.ip_address(args.ip.strip())

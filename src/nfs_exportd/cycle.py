@@ -331,7 +331,8 @@ def _save_status(
     # since when cycles have held something other than maintenance (check warns on it)
     # since when each hold in force has held (so that a churn of young holds never looks
     # like one long hold); held_since is the oldest
-    seen = old.get("hold_first_seen") if isinstance(old.get("hold_first_seen"), dict) else {}
+    seen_raw = old.get("hold_first_seen")
+    seen: dict[str, float] = seen_raw if isinstance(seen_raw, dict) else {}
     first_seen = {}
     for h in plan.holds:
         if h.reason not in QUIET_HOLDS:

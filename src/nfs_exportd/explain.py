@@ -46,6 +46,11 @@ def _since(ctx: Context, owner: str, path: str, client: str) -> tuple[float | No
     return None, "unknown (no journal yet)"
 
 
+def _has_file(ctx: Context, project: str) -> bool:
+    f = ctx.in_force.get(project + ".exports")
+    return f is not None and f.kind == "project"
+
+
 def _client_matches(client: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     try:
         return ip in ipaddress.ip_network(client, strict=False)
@@ -139,7 +144,13 @@ def _why(
     for o in owners:
         served = ctx.served.get(o["project"], ())
         who = f"instance {o['instance_name']} ({o['instance_id']}) of project {o['project']}"
-        if not served:
+        in_force = _has_file(ctx, o["project"])
+        if not served and in_force:
+            out.append(
+                f"{ip} is {who}, whose volumes are no longer served here (projects file or "
+                "serve.hosts); their exports in force wait for their confirmations"
+            )
+        elif not served:
             out.append(f"{ip} is {who}, which has no volumes on this server")
         else:
             out.append(f"{ip} is {who} (status {o['status']})")
@@ -159,6 +170,10 @@ def _why(
                 f"{ip} is exported for project {e['owner']} ({e['path']}) but belongs to "
                 f"{', '.join(projects)} now: it leaves at the next cycle (ip-conflict)"
             )
+    involved = {o["project"] for o in owners} | {e["owner"] for e in exports}
+    for ph in ctx.plan.holds:
+        if ph.client is None and ph.project in involved:
+            out.append(f"held for project {ph.project} ({ph.reason.value}): {ph.detail}")
     for c in changes:
         verb = {"add": "will be added to", "remove": "will be removed from"}.get(
             c["action"], "will get new options on"
@@ -196,6 +211,8 @@ def explain_project(ctx: Context, project: str) -> dict[str, Any]:
     snap = ctx.snapshot
     rec = snap.projects.get(project) if snap.projects else None
     in_force = ctx.in_force.get(project + ".exports")
+    if in_force is not None and in_force.kind != "project":
+        in_force = None  # e.g. a Keystone project named like a public export's file
     lines = {ln.path: ln for ln in in_force.lines} if in_force else {}
     volumes = []
     for exp in ctx.served.get(project, ()):
@@ -280,7 +297,10 @@ def project_text(r: Mapping[str, Any]) -> str:
         f"{r['inventory']}"
     ]
     if not r["served_here"]:
-        rows.append("  no volumes on this server")
+        if r["volumes"]:
+            rows.append("  no longer served here (projects file or serve.hosts); in force:")
+        else:
+            rows.append("  no volumes on this server")
     for v in r["volumes"]:
         opts = v["options_in_force"] or v["options"]
         note = f"  [{v['note']}]" if v.get("note") else ""
