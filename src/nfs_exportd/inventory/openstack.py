@@ -36,6 +36,7 @@ from ..errors import (
     InventoryIncomplete,
     InventoryUnavailable,
 )
+from ..logs import register_secret
 from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ def _auth_override(cloud: str) -> dict[str, Any]:
         import openstack.config
 
         region = openstack.config.OpenStackConfig().get_one(cloud=cloud)
+        for key, value in (region.config.get("auth") or {}).items():
+            if "password" in key or "secret" in key:
+                register_secret(value)  # never logged, even at debug
         auth_type = region.config.get("auth_type")
         version = str(region.config.get("identity_api_version", "3"))
     except Exception:
@@ -104,22 +108,27 @@ def _describe(method: str, url: str) -> str:
     return f"{method} {url}"
 
 
+LIST_PROJECTS_ROLE = (
+    "listing all projects needs a system-scoped reader: the reader role on the system "
+    "scope (clouds.yaml auth: system_scope: all), or admin"
+)
+
+
 def _check(resp: Any, what: str) -> Any:
-    """Turn a response into JSON or a typed InventoryError naming the request."""
+    """Turn a response into JSON or a typed InventoryError naming the request.
+
+    Keystone answers 404 to a request whose token is scoped to a project that was
+    disabled or deleted since, and keystoneauth re-authenticates only on 401: that 404 is
+    an auth error, so that the connection is dropped and the next cycle takes a new token
+    instead of being stuck with the dead one.
+    """
     req = _describe(resp.request.method if resp.request else "GET", resp.url)
     code = resp.status_code
-    if code in (401, 403):
-        detail = ""
-        try:
-            detail = resp.json().get("error", {}).get("message", "") or ""
-        except Exception:
-            detail = resp.text[:200]
-        role = (
-            " (listing all projects needs a system-scoped reader or an admin)"
-            if (code == 403 and what == "projects")
-            else ""
-        )
-        raise InventoryAuthError(f"{what}: HTTP {code} {detail}{role}".strip(), req)
+    if code in (401, 403) or (code == 404 and what == "projects"):
+        hint = ""
+        if code == 404:
+            hint = " (Keystone no longer accepts this token: a new one is requested next cycle)"
+        raise InventoryAuthError(f"{what}: HTTP {code} {_error_message(resp)}{hint}", req)
     if code >= 500 or code in (408, 429):
         raise InventoryUnavailable(f"{what}: HTTP {code}", req)
     if code >= 400:
@@ -130,6 +139,13 @@ def _check(resp: Any, what: str) -> Any:
         raise InventoryBadData(f"{what}: malformed JSON ({exc})", req) from None
 
 
+def _error_message(resp: Any) -> str:
+    try:
+        return str(resp.json().get("error", {}).get("message", "") or "")
+    except Exception:
+        return str(resp.text[:200])
+
+
 def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
     """Map transport and auth exceptions (keystoneauth, requests, openstacksdk)."""
     if isinstance(exc, InventoryError):
@@ -137,7 +153,14 @@ def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
     from keystoneauth1 import exceptions as ka
 
     name = type(exc).__name__
-    if isinstance(exc, ka.Unauthorized | ka.Forbidden | ka.AuthorizationFailure | ka.NotFound):
+    if isinstance(exc, ka.Unauthorized):
+        # Keystone says the same to all three: name them, the operator knows which applies
+        return InventoryAuthError(
+            f"{what}: authentication failed: {name}: {exc} (a wrong user or password, "
+            "no role on the scope asked for, or a disabled or deleted project)",
+            request,
+        )
+    if isinstance(exc, ka.Forbidden | ka.AuthorizationFailure | ka.NotFound):
         return InventoryAuthError(f"{what}: authentication failed: {name}: {exc}", request)
     if isinstance(exc, ka.MissingAuthPlugin | ka.MissingRequiredOptions | ka.NoMatchingPlugin):
         return InventoryAuthError(f"{what}: credentials incomplete: {exc}", request)
@@ -385,6 +408,12 @@ class OpenStackInventory:
         except Exception as exc:
             raise _translate(exc, "projects", request) from None
         request = _describe("GET", resp.url)
+        if resp.status_code == 403:  # say what the token has, next to what it needs
+            raise InventoryAuthError(
+                f"projects: HTTP 403 {_error_message(resp)} ({LIST_PROJECTS_ROLE}; "
+                f"cloud {cloud!r}: {_scope_of(conn)})",
+                request,
+            )
         body = _check(resp, "projects")
         if not isinstance(body, dict) or not isinstance(body.get("projects"), list):
             raise InventoryBadData("projects: answer has no 'projects' list", request)
@@ -631,6 +660,20 @@ class OpenStackInventory:
             name = str(srv.get("name", ""))
             out.append(InstanceRecord(sid, name, project.name, status, tuple(addrs)))
         return out
+
+
+def _scope_of(conn: Any) -> str:
+    """The scope and roles of a connection's current token (no request is made)."""
+    try:
+        access = conn.session.auth.get_access(conn.session)
+        roles = ", ".join(sorted(access.role_names)) or "none"
+        if access.system_scoped:
+            return f"token is system-scoped with roles {roles}"
+        if access.project_scoped:
+            return f"token is scoped to project {access.project_name!r} with roles {roles}"
+        return "token is unscoped"
+    except Exception:
+        return "token scope unknown"
 
 
 def _ip(text: str, where: str) -> IPAddress:

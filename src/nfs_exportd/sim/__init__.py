@@ -28,14 +28,17 @@ IPv4 on that network.  See ``cloud`` for the URL layout.
 from __future__ import annotations
 
 from .cloud import SimCloud
+from .external import ExternalKeystone, ServiceUser
 from .generate import ADMIN_PASSWORD, OBSERVER_PASSWORD, generate
 from .scenario import Scenario, ScenarioError, dump_scenario, load_scenario, parse_scenario
 
 __all__ = [
     "ADMIN_PASSWORD",
     "OBSERVER_PASSWORD",
+    "ExternalKeystone",
     "Scenario",
     "ScenarioError",
+    "ServiceUser",
     "SimCloud",
     "dump_scenario",
     "generate",

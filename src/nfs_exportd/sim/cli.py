@@ -3,11 +3,17 @@
 ``serve`` prints a clouds.yaml for the running cloud first (so a shell script can capture
 it and point ``OS_CLIENT_CONFIG_FILE`` at it), then serves until SIGTERM or SIGINT.
 ``gen`` writes a generated scenario that ``serve --scenario`` (or a test) loads again.
+
+``serve --keystone-url URL`` puts the simulated Nova and Neutron in front of a real
+Keystone (``sim.external``): it prints the endpoints to register in that Keystone's
+catalog instead of a clouds.yaml.  The service user that validates tokens is
+``--keystone-user`` (a system reader), its password in ``$NFS_EXPORTD_SIM_KEYSTONE_PASSWORD``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,8 +25,11 @@ import yaml
 
 from ..errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .cloud import SimCloud
+from .external import ExternalKeystone, ServiceUser
 from .generate import generate
 from .scenario import Scenario, ScenarioError, dump_scenario, load_scenario
+
+PASSWORD_ENV = "NFS_EXPORTD_SIM_KEYSTONE_PASSWORD"  # serve --keystone-url: the service user's
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,6 +47,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--instances", type=int, default=40, help="without --scenario: instances to generate"
+    )
+    serve.add_argument(
+        "--keystone-url",
+        help="validate tokens against this real Keystone (its /v3 URL) instead of simulating it",
+    )
+    serve.add_argument(
+        "--keystone-user",
+        default="nfs-sim",
+        help="with --keystone-url: the service user (system reader) that validates tokens; "
+        f"password in ${PASSWORD_ENV} (default user: %(default)s)",
     )
     gen = sub.add_parser("gen", help="generate a realistic scenario")
     gen.add_argument("--projects", type=int, required=True)
@@ -97,23 +116,45 @@ def _serve(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     else:
         scenario = generate(args.projects, args.instances)
+    external: ExternalKeystone | None = None
+    if args.keystone_url:
+        password = os.environ.get(PASSWORD_ENV)
+        if not password or args.clouds_yaml is not None:
+            print(
+                f"nfs-exportd sim serve: --keystone-url needs ${PASSWORD_ENV} and no "
+                "--clouds-yaml (clouds.yaml entries then point at the real Keystone)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        external = ExternalKeystone(args.keystone_url, ServiceUser(args.keystone_user, password))
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    cloud = SimCloud(scenario, port=args.port)
+    cloud = SimCloud(scenario, port=args.port, external_keystone=external)
     try:
         url = cloud.start()
-        doc = {"clouds": {n: cloud.clouds_entry(**e) for n, e in cloud.default_entries().items()}}
+        doc: dict[str, Any]
+        if external is not None:  # what to register in the real Keystone's catalog
+            doc = {
+                "endpoints": {
+                    r: {"compute": cloud.compute_url(r), "network": cloud.network_url(r)}
+                    for r in scenario.regions
+                }
+            }
+        else:
+            entries = cloud.default_entries()
+            doc = {"clouds": {n: cloud.clouds_entry(**e) for n, e in entries.items()}}
         text = yaml.safe_dump(doc, sort_keys=False)
         if args.clouds_yaml is not None:
             args.clouds_yaml.write_text(text, encoding="utf-8")
         sys.stdout.write(text)
         sys.stdout.flush()
         print(
-            f"simulated cloud at {url} (auth_url {cloud.auth_url}), regions "
+            f"simulated cloud at {url} (auth_url "
+            f"{external.auth_url if external is not None else cloud.auth_url}), regions "
             f"{', '.join(scenario.regions)}; SIGTERM or Ctrl-C stops it",
             file=sys.stderr,
             flush=True,

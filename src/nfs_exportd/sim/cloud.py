@@ -11,6 +11,10 @@ URL layout (one port, one path prefix per service, like a devstack behind Apache
 
 It binds 127.0.0.1 only.  The real openstacksdk and keystoneauth talk to it unmodified:
 the catalog it hands out in every token points back at it.
+
+With ``external_keystone`` (``sim.external``), Nova and Neutron accept the tokens of a
+real Keystone instead, validated as keystonemiddleware does; register ``compute_url`` and
+``network_url`` in that Keystone's catalog and give the scenario its project ids.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
+from .external import ExternalKeystone
 from .faults import FaultTable
 from .http import ApiError, Request, Response, error_body
 from .keystone import Keystone
@@ -142,7 +147,12 @@ class SimCloud:
     request counts are thread-safe and take effect on the next request.
     """
 
-    def __init__(self, scenario: Scenario | dict[str, Any] | str | Path, port: int = 0) -> None:
+    def __init__(
+        self,
+        scenario: Scenario | dict[str, Any] | str | Path,
+        port: int = 0,
+        external_keystone: ExternalKeystone | None = None,
+    ) -> None:
         if isinstance(scenario, str | Path):
             scenario = load_scenario(scenario)
         self.scenario = parse_scenario(scenario)
@@ -158,8 +168,10 @@ class SimCloud:
         self._req_seq = 0
         self.base_url = ""
         self.keystone = Keystone(self.state, self)
-        self.nova = Nova(self.state)
-        self.neutron = Neutron(self.state)
+        self.external_keystone = external_keystone
+        check = external_keystone.check if external_keystone is not None else None
+        self.nova = Nova(self.state, check)
+        self.neutron = Neutron(self.state, check)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -456,7 +468,9 @@ class SimCloud:
         except ApiError as e:
             resp = e.response
             if resp.status == 401 and req.service in ("compute", "network"):
-                resp.headers["WWW-Authenticate"] = f'Keystone uri="{self.identity_url}"'
+                ext = self.external_keystone
+                uri = ext.identity_url if ext is not None else self.identity_url
+                resp.headers["WWW-Authenticate"] = f'Keystone uri="{uri}"'
             return resp
         return Response(
             404,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .http import Request, Response, fail, link, parse_bool
-from .state import CloudState, Token
+from .state import CloudState, Token, TokenCheck
 
 UNAUTHORIZED = "The request you have made requires authentication."
 PAGING_ARGS = frozenset({"limit", "marker", "page_reverse", "fields", "sort_key", "sort_dir"})
@@ -49,8 +49,9 @@ COLLECTIONS = {"ports": "port", "floatingips": "floatingip"}
 
 
 class Neutron:
-    def __init__(self, state: CloudState) -> None:
+    def __init__(self, state: CloudState, check_token: TokenCheck | None = None) -> None:
         self.state = state
+        self.check_token = check_token or state.check_token
 
     def handle(self, req: Request) -> Response:
         path = req.path
@@ -69,7 +70,7 @@ class Neutron:
                     ]
                 },
             )
-        tok, _why = self.state.check_token(req.header("X-Auth-Token"))
+        tok, _why = self.check_token(req.header("X-Auth-Token"))
         if tok is None:
             raise fail("network", 401, UNAUTHORIZED)
         if tok.system or tok.project_id is None:

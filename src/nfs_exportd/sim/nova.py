@@ -21,7 +21,7 @@ from typing import Any
 
 from .http import Request, Response, fail, link, parse_bool
 from .scenario import stable_uuid
-from .state import CloudState, ServerRec, Token, iso, mac_for, parse_time
+from .state import CloudState, ServerRec, Token, TokenCheck, iso, mac_for, parse_time
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 96)
@@ -101,8 +101,9 @@ def requested_version(req: Request) -> tuple[int, int]:
 
 
 class Nova:
-    def __init__(self, state: CloudState) -> None:
+    def __init__(self, state: CloudState, check_token: TokenCheck | None = None) -> None:
         self.state = state
+        self.check_token = check_token or state.check_token
 
     def handle(self, req: Request) -> Response:
         path = req.path
@@ -142,7 +143,7 @@ class Nova:
         return resp
 
     def _versioned(self, req: Request, path: str, mv: tuple[int, int]) -> Response:
-        tok, _why = self.state.check_token(req.header("X-Auth-Token"))
+        tok, _why = self.check_token(req.header("X-Auth-Token"))
         if tok is None:
             raise fail("compute", 401, UNAUTHORIZED)
         if path in ("/servers", "/servers/detail"):

@@ -13,7 +13,7 @@ import ipaddress
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +106,11 @@ class Token:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
+
+
+# How Nova and Neutron check a request's token: (token, "") or (None, why).  The simulated
+# Keystone's tokens by default; a real Keystone's with ``SimCloud(external_keystone=...)``.
+TokenCheck = Callable[[str | None], tuple[Token | None, str]]
 
 
 def _check_floating(addresses: Sequence[Address], server: str) -> None:
