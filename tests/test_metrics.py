@@ -440,3 +440,77 @@ def test_run_with_a_bad_metrics_listen_exits_2(lab: Lab) -> None:
     assert proc.returncode == 2, out
     assert "metrics.listen" in out
     assert "expected HOST:PORT" in out
+
+
+def test_openstack_source_reports_every_request_by_service_and_status() -> None:
+    """Through the real openstacksdk against the simulated cloud: each request of a read
+    is counted under its service, with its HTTP status; a failing one under its code."""
+    from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
+    from nfs_exportd.sim import SimCloud
+
+    scenario = {
+        "regions": ["RegionOne"],
+        "projects": [{"name": "admin"}, {"name": "tools"}],
+        "users": [
+            {
+                "name": "admin",
+                "password": "pw-admin",
+                "roles": [{"role": "admin", "project": "admin"}],
+            }
+        ],
+        "servers": [
+            {
+                "id": "t1",
+                "name": "t-1",
+                "project": "tools",
+                "region": "RegionOne",
+                "addresses": ["172.16.0.5"],
+            }
+        ],
+    }
+    m = Metrics()
+    with SimCloud(scenario) as sim:
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            clouds = sim.clouds_yaml(
+                Path(tmp) / "clouds.yaml",
+                {"c": {"user": "admin", "password": "pw-admin", "project": "admin"}},
+            )
+            old = os.environ.get("OS_CLIENT_CONFIG_FILE")
+            os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+            try:
+                src = OpenStackInventory(OpenStackSettings(clouds=("c",), timeout=5))
+                snap = src.read(frozenset({"tools"}))
+                assert snap.listing_complete, snap.problem
+                r = m.registry
+                sample = r.get_sample_value
+                for service in ("identity", "compute", "network"):
+                    assert (
+                        sample(
+                            "nfs_exportd_api_requests_total", {"service": service, "status": "200"}
+                        )
+                        or 0
+                    ) >= 1, service
+                    assert (
+                        sample(
+                            "nfs_exportd_api_request_duration_seconds_count", {"service": service}
+                        )
+                        or 0
+                    ) >= 1
+                sim.add_fault(service="compute", status=503)
+                snap = src.read(frozenset({"tools"}))
+                assert not snap.listing_complete or snap.incomplete
+                assert (
+                    sample(
+                        "nfs_exportd_api_requests_total", {"service": "compute", "status": "503"}
+                    )
+                    or 0
+                ) >= 1
+            finally:
+                m.close()
+                if old is None:
+                    os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+                else:
+                    os.environ["OS_CLIENT_CONFIG_FILE"] = old

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ..errors import (
 )
 from ..logs import register_secret
 from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from . import observe
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +207,23 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: st
     return val
 
 
+def _service_of(get: Callable[..., Any]) -> str:
+    """The service type of the adapter a bound ``get`` belongs to (for metrics)."""
+    return str(getattr(getattr(get, "__self__", None), "service_type", None) or "unknown")
+
+
+def _observed(service: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Make one request and report its service, status and latency (``observe``)."""
+    started = time.monotonic()
+    try:
+        resp = call(*args, **kwargs)
+    except Exception:
+        observe.report(service, "error", time.monotonic() - started)
+        raise
+    observe.report(service, str(getattr(resp, "status_code", "error")), time.monotonic() - started)
+    return resp
+
+
 def list_all(
     get: Callable[..., Any],
     path: str,
@@ -226,7 +245,7 @@ def list_all(
     while True:
         request = _describe("GET", f"{path}?{_qs(query)}")
         try:
-            resp = get(path, params=query, **kw)
+            resp = _observed(_service_of(get), get, path, params=query, **kw)
         except Exception as exc:
             raise _translate(exc, what, request) from None
         request = _describe("GET", resp.url)
@@ -404,7 +423,7 @@ class OpenStackInventory:
         conn = self._conn(cloud)
         request = "GET identity /v3/projects"
         try:
-            resp = conn.identity.get("/projects")
+            resp = _observed("identity", conn.identity.get, "/projects")
         except Exception as exc:
             raise _translate(exc, "projects", request) from None
         request = _describe("GET", resp.url)
