@@ -195,9 +195,34 @@ def status_line(st: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def live_status(cfg: Config) -> dict[str, Any] | None:
+    """status.json, with the rollback-hold as it is now: rollback and release change it
+    between cycles, and status and check must say so at once."""
+    st = state.load_status(cfg.state_dir)
+    marker = state.load_rollback_hold(cfg.state_dir)
+    if st is None:
+        return None
+    st = dict(st)
+    holds = dict(st.get("holds_by_reason") or {})
+    seen = dict(st.get("hold_first_seen") or {})
+    if marker is not None:
+        st["rollback_hold"] = state.rollback_hold_detail(marker)
+        holds.setdefault("rollback-hold", 1)
+        since = float(marker.get("time") or time.time())
+        seen.setdefault("rollback-hold|||", since)
+    else:
+        st["rollback_hold"] = None
+        holds.pop("rollback-hold", None)
+        seen = {k: v for k, v in seen.items() if not k.startswith("rollback-hold|")}
+    st["holds_by_reason"] = holds
+    st["hold_first_seen"] = seen
+    st["held_since"] = min(seen.values()) if seen else None
+    return st
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    st = state.load_status(cfg.state_dir)
+    st = live_status(cfg)
     if args.json:
         print(json.dumps(st or {"schema": 1, "last_cycle": None}, indent=1, sort_keys=True))
         return EXIT_OK
@@ -215,6 +240,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for proj, why in sorted(inv.get("incomplete_projects", {}).items()):
         print(f"  unknown: {proj}: {why}")
     print(f"maintenance: {st.get('maintenance')}")
+    if st.get("rollback_hold"):
+        print(f"rollback-hold: {st['rollback_hold']}")
     holds = st.get("holds_by_reason", {})
     print("holds: " + (", ".join(f"{k}={v}" for k, v in holds.items()) or "none"))
     counts = st.get("counts", {})
@@ -231,7 +258,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config)
-        st = state.load_status(cfg.state_dir)
+        st = live_status(cfg)
         flag = None
         try:
             mtime = cfg.maintenance_file.stat().st_mtime

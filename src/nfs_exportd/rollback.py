@@ -2,10 +2,11 @@
 
 The restored files are written atomically, applied with exportfs and read back like any
 sync; the rollback is journaled itself.  Restored pairs whose address now belongs to
-another project (in a complete listing, or in another managed file in force) are dropped
-and reported: a rollback must never export one address for two projects.  Afterwards a
-``rollback-hold`` marker makes every later cycle hold all changes except conflict
-removals, so that the running daemon does not undo the rollback, until ``release``.
+another project (an instance the inventory shows, or another project's managed file in
+force) are dropped and reported: a rollback must never export one address for two
+projects.  Afterwards a ``rollback-hold`` marker makes every later cycle hold all
+changes except conflict removals, so that the running daemon does not undo the rollback,
+until ``release``.
 """
 
 from __future__ import annotations
@@ -68,31 +69,45 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
             continue
         parsed[name] = f
 
-    # Who owns each address now: a complete listing if we can get one, and always the
-    # other managed files in force.
+    # Who owns each address now: the instances the inventory shows (positive evidence,
+    # even from a partial read), and always the other projects' managed files in force
+    # (an address another project exports now is never handed back to this one).
     claims: dict[str, set[str]] = {}
     snap = source_from_config(cfg).read(
         frozenset(served.private) | {f.owner for f in parsed.values() if f.kind == "project"}
     )
-    if snap.listing_complete:
-        for project, insts in snap.instances.items():
-            for inst in insts:
-                for addr in inst.addresses:
-                    claims.setdefault(str(addr), set()).add(project)
+    for project, insts in snap.instances.items():
+        for inst in insts:
+            for addr in inst.addresses:
+                claims.setdefault(str(addr), set()).add(project)
+    involved = {f.owner for f in parsed.values() if f.kind == "project"}
+    unknown = sorted(p for p in involved if not snap.project_complete(p))
+    if snap.listing_complete and not unknown:
         result.inventory_note = "checked against a complete inventory listing"
-    elif force:
-        result.inventory_note = (
-            f"inventory unknown ({snap.problem}); restored without checking who owns each "
-            "address now (--force)"
-        )
-        log.warning("%s", result.inventory_note)
-    else:
+    elif not snap.listing_complete and not force:
         raise UsageError(
             f"cannot check that the restored addresses still belong to their projects: "
             f"inventory unknown: {snap.problem}; retry when the cloud answers, or pass --force"
         )
+    else:
+        if not snap.listing_complete:
+            result.inventory_note = (
+                f"inventory unknown ({snap.problem}); checked only against the other "
+                "projects' files in force (--force)"
+            )
+        else:
+            result.inventory_note = (
+                f"inventory unknown for {', '.join(unknown)}; checked against the instances "
+                "known and the other projects' files in force"
+            )
+        log.warning("%s", result.inventory_note)
+    in_force_owner: dict[str, set[str]] = {}
+    for f in current.managed.values():
+        if f.kind == "project":
+            for _path, client in f.pairs():
+                in_force_owner.setdefault(client, set()).add(f.owner)
     # Within the restored set, an address in two projects' files stays with neither
-    # (unless a complete listing says whose it is).
+    # (unless the inventory says whose it is).
     restored_owner: dict[str, set[str]] = {}
     for f in parsed.values():
         if f.kind == "project":
@@ -108,11 +123,11 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
         for line in f.lines:
             keep = []
             for client in line.clients:
-                claimed = claims.get(client)
-                if claimed:
-                    others = claimed - {f.owner}
-                else:
-                    others = restored_owner.get(client, set()) - {f.owner}
+                others = (
+                    claims.get(client, set())
+                    | in_force_owner.get(client, set())
+                    | (set() if client in claims else restored_owner.get(client, set()))
+                ) - {f.owner}
                 if others:
                     why = f"now belongs to project {', '.join(sorted(others))}"
                     result.dropped.append((f.owner, line.path, client, why))
