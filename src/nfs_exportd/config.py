@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -47,6 +48,16 @@ def check_options(value: str) -> str:
 
 
 Options = Annotated[str, Field(min_length=1), AfterValidator(check_options)]
+
+
+def _int_to_float(v: Any) -> Any:
+    """Strict mode would reject a plain ``1`` for a float: accept ints, not bools or text."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+Number = Annotated[float, BeforeValidator(_int_to_float)]
 
 
 class _Strict(BaseModel):
@@ -91,16 +102,9 @@ class InventoryConfig(_Strict):
     mode: Literal["all-projects", "per-project"] = "all-projects"
     file: Path | None = None
     regions: list[str] | None = None  # default: every region in the catalog
-    timeout_seconds: float = Field(default=30, gt=0)
+    timeout_seconds: Number = Field(default=30, gt=0)
     concurrency: int = Field(default=8, ge=1, le=64)
     include_floating_ips: bool = False
-
-    @field_validator("timeout_seconds", mode="before")
-    @classmethod
-    def _num(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
 
     @field_validator("cloud")
     @classmethod
@@ -116,18 +120,10 @@ class InventoryConfig(_Strict):
 
 class SafetyConfig(_Strict):
     removal_confirmations: int = Field(default=3, ge=1)
-    max_removal_fraction: float = Field(default=0.25, gt=0, le=1)
+    max_removal_fraction: Number = Field(default=0.25, gt=0, le=1)
     min_removal_count: int = Field(default=10, ge=0)
-    removal_min_age_seconds: float = Field(default=3600, ge=0)
+    removal_min_age_seconds: Number = Field(default=3600, ge=0)
     disabled_projects: Literal["keep", "remove"] = "keep"
-
-    @field_validator("max_removal_fraction", "removal_min_age_seconds", mode="before")
-    @classmethod
-    def _int_ok(cls, v: Any) -> Any:
-        # strict mode would reject a plain ``1``; accept ints, but not bools or strings
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
 
 
 def _listen(value: str) -> str:
@@ -163,40 +159,19 @@ class MetricsConfig(_Strict):
 class CheckConfig(_Strict):
     """Thresholds of ``nfs-exportd check`` (Nagios/Icinga plugin)."""
 
-    warning_after_seconds: float = Field(default=900, gt=0)  # held or stale this long
-    critical_after_seconds: float = Field(default=3600, gt=0)  # no complete inventory
-
-    @field_validator("warning_after_seconds", "critical_after_seconds", mode="before")
-    @classmethod
-    def _num(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
+    warning_after_seconds: Number = Field(default=900, gt=0)  # held or stale this long
+    critical_after_seconds: Number = Field(default=3600, gt=0)  # no complete inventory
 
 
 class MaintenanceConfig(_Strict):
     # a maintenance flag older than this is a WARNING in ``check``: forgotten flags are
     # how removals silently stop
-    max_age_seconds: float = Field(default=86400, gt=0)
-
-    @field_validator("max_age_seconds", mode="before")
-    @classmethod
-    def _num(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
+    max_age_seconds: Number = Field(default=86400, gt=0)
 
 
 class HistoryConfig(_Strict):
-    retention_days: float = Field(default=90, gt=0)  # journal entries older than this go
+    retention_days: Number = Field(default=90, gt=0)  # journal entries older than this go
     max_entries: int = Field(default=1000, ge=2)  # and never more than this many
-
-    @field_validator("retention_days", mode="before")
-    @classmethod
-    def _num(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
 
 
 class Config(_Strict):
@@ -210,10 +185,10 @@ class Config(_Strict):
     exportfs_command: list[str] = Field(
         default_factory=lambda: ["sudo", "-n", "/usr/sbin/exportfs"], min_length=1
     )
-    exportfs_timeout_seconds: float = Field(default=60, gt=0)
+    exportfs_timeout_seconds: Number = Field(default=60, gt=0)
     etab_file: Path = Path("/var/lib/nfs/etab")  # extension: where exportfs keeps its state
     maintenance_file: Path = Path("/etc/nfs-exportd/maintenance")
-    interval_seconds: float = Field(default=60, ge=1)
+    interval_seconds: Number = Field(default=60, ge=1)
     backend: Literal["exportfs"] = "exportfs"
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -223,13 +198,6 @@ class Config(_Strict):
 
     # Where this config came from; set by load_config, not a key in the file.
     source_path: Path = Field(default=Path("config.yaml"), exclude=True)
-
-    @field_validator("exportfs_timeout_seconds", "interval_seconds", mode="before")
-    @classmethod
-    def _num(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):
-            return float(v)
-        return v
 
     @field_validator(
         "projects_file",
