@@ -124,6 +124,10 @@ UNKNOWN_KEYS = [
     ("serve.host", "nfs-1.svc.example"),
     ("inventory.files", "inventory.yaml"),
     ("public_exports.scratch.client", ["172.16.0.0/21"]),
+    ("metrics.port", 9464),
+    ("check.warn_after_seconds", 600),
+    ("maintenance.max_age", 3600),
+    ("history.retention", 30),
 ]
 
 
@@ -184,6 +188,20 @@ WRONG = [
     ("etab_file", False),
     ("backend", "ganesha-someday"),
     ("public_exports", ["scratch"]),
+    # operations (issue 5)
+    ("metrics.listen", "localhost"),
+    ("metrics.listen", "127.0.0.1:0"),
+    ("metrics.listen", 9464),
+    ("metrics.textfile", 5),
+    ("metrics", "on"),
+    ("check.warning_after_seconds", 0),
+    ("check.critical_after_seconds", "1h"),
+    ("check.warning_after_seconds", 7200),  # above critical_after_seconds (3600)
+    ("maintenance.max_age_seconds", -1),
+    ("maintenance.max_age_seconds", True),
+    ("history.retention_days", 0),
+    ("history.max_entries", 1),
+    ("history.max_entries", 2.5),
 ]
 
 
