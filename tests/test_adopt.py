@@ -149,3 +149,39 @@ def test_adopt_leaves_files_it_cannot_read_as_the_original_format(
     assert "tools.exports: not in the original daemon's format" in out and ":1:" in out
     assert "web.exports: exports /srv/other" in out
     assert lab.files() == before
+
+
+def test_rollback_right_after_adopt_takes_nothing_away(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The journal's baseline after an adopt holds the adopted files: the pairs in force
+    before the adopt were the same.  A rollback to it must not drop the adopted exports."""
+    _setup(lab)
+    before_pairs = lab.in_force()
+    assert lab.cli("adopt") == 0
+    capsys.readouterr()
+    assert lab.cli("history", "--json") == 0
+    hist = json.loads(capsys.readouterr().out)
+    assert [e["kind"] for e in hist["entries"]] == ["baseline", "adopt"]
+    assert hist["entries"][0]["files"] == N
+    assert lab.cli("rollback") == 0  # to the baseline
+    assert lab.in_force() == before_pairs
+
+
+def test_rollback_beyond_the_removal_bound_needs_force(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rollback to an entry far from what is in force (here: the empty baseline before
+    the first sync) is bounded like a sync: refused, nothing changes, unless --force."""
+    for i in range(12):
+        lab.add_project(f"p{i:02d}", 51000 + i)
+        lab.add_instance(f"i-{i}", f"p{i:02d}", f"172.16.1.{10 + i}")
+    assert lab.cli("sync") == 0
+    files, pairs = lab.files(), lab.in_force()
+    assert len(pairs) == 12
+    assert lab.cli("rollback", "--to", "1") == 2
+    assert lab.files() == files and lab.in_force() == pairs
+    assert not (lab.state_dir / "rollback-hold").exists()
+    assert lab.cli("rollback", "--to", "1", "--force") == 0
+    assert lab.in_force() == set()
+    assert (lab.state_dir / "rollback-hold").exists()

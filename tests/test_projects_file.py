@@ -533,3 +533,23 @@ def test_good_file_after_bad_applies(good: Lab, capsys: pytest.CaptureFixture[st
         (home, "172.16.0.7"),
         (good.srv("paws", "home"), "172.16.1.5"),
     }
+
+
+def test_the_original_generated_nfs_mounts_yaml_is_read_as_its_private_part() -> None:
+    """Migration: the original daemon's /etc/nfs-mounts.yaml ({public: ..., private:
+    projects}) gives the same projects as the human-edited projects.yaml; its public
+    entries (exports lines) are not taken over silently: a warning says where they go."""
+    data = yaml.safe_load((Path(__file__).parent / "data" / "projects.yaml").read_text())
+    plain = parse_projects(data, "projects.yaml")
+    generated = {
+        "public": {"scratch": "/srv/scratch *(rw,sec=sys,sync,no_subtree_check,root_squash)"},
+        "private": data,
+    }
+    got = parse_projects(generated, "/etc/nfs-mounts.yaml")
+    assert got.projects == plain.projects
+    assert any("public_exports" in w and "scratch" in w for w in got.warnings)
+    # without a public part there is nothing to warn about
+    assert parse_projects({"private": data}, "projects.yaml").warnings == plain.warnings
+    # but projects really named public and private are still projects
+    real = {"private": {"gid": 5, "mounts": {}}, "public": {"gid": 6, "mounts": {}}}
+    assert set(parse_projects(real, "x").projects) == {"private", "public"}

@@ -122,6 +122,9 @@ def adopt(cfg: Config, served: ServedSet, *, dry_run: bool) -> AdoptResult:
         f"adopted {len(res.adopted)} files of the original daemon ({res.pairs} pairs)",
         before,
         after,
+        # the pairs in force before were the same, under the original's files: a rollback
+        # to the baseline must not take them away
+        baseline=after,
     )
     res.entry_id = entry.id if entry else None
     return res

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ss = sub.add_parser("sync", help="one full cycle: read, decide, apply, verify")
     ss.add_argument(
-        "--force", action="store_true", help="release the too-much-change hold (only that one)"
+        "--force",
+        action="store_true",
+        help="release the too-much-change and inventory-shrink holds (never unknown data)",
     )
     ss.add_argument(
         "--plan-checksum", metavar="SHA256", help="refuse unless the plan has this checksum"
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument(
         "--force",
         action="store_true",
-        help="restore even when the inventory cannot be read to check address owners",
+        help="restore even when the inventory cannot be read to check address owners, "
+        "or when it removes more than the safety bounds allow",
     )
     sub.add_parser("release", help="end the rollback-hold that rollback left")
     sub.add_parser("check", help="Nagios/Icinga plugin: one line with perfdata; exit 0/1/2/3")

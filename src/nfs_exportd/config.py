@@ -101,7 +101,7 @@ class InventoryConfig(_Strict):
     identity_cloud: str | None = None  # clouds.yaml entry for Keystone (default: cloud)
     mode: Literal["all-projects", "per-project"] = "all-projects"
     file: Path | None = None
-    regions: list[str] | None = None  # default: every region in the catalog
+    regions: list[str] | None = None  # default: every region with a compute endpoint
     timeout_seconds: Number = Field(default=30, gt=0)
     concurrency: int = Field(default=8, ge=1, le=64)
     include_floating_ips: bool = False

@@ -235,6 +235,7 @@ def journal_change(
     before: dict[str, str],
     after: dict[str, str],
     plan: Plan | None = None,
+    baseline: dict[str, str] | None = None,
 ) -> journal.Entry | None:
     """Journal an applied change.  A journal that cannot be written is logged, not fatal:
     the change is applied and verified already, and undoing it would be worse."""
@@ -250,6 +251,7 @@ def journal_change(
             reasons=reasons,
             retention_days=cfg.history.retention_days,
             max_entries=cfg.history.max_entries,
+            baseline=baseline,
         )
     except Exception as exc:
         log.error("could not journal the change: %s", exc)

@@ -175,11 +175,14 @@ def record(
     retention_days: float = 90,
     max_entries: int = 1000,
     now: float | None = None,
+    baseline: Mapping[str, str] | None = None,
 ) -> Entry | None:
     """Journal one applied change (``before`` -> ``after``, both complete file sets).
 
     Returns the new entry, or None when nothing changed.  ``reasons`` gives the plan's
-    reason per pair; pairs without one get ``kind`` as their reason.
+    reason per pair; pairs without one get ``kind`` as their reason.  ``baseline`` is what
+    the first entry records as the state before, when it is not ``before`` (adopt: the
+    same pairs were in force, under the original daemon's files).
     """
     added, removed, updated = pair_diff(before, after)
     if not (added or removed or updated) and dict(before) == dict(after):
@@ -202,7 +205,7 @@ def record(
                 "baseline",
                 "",
                 "files in force before the first change",
-                files=dict(before),
+                files=dict(before if baseline is None else baseline),
                 user=user,
             ),
         )

@@ -37,6 +37,14 @@ class ProjectsFile:
     warnings: tuple[str, ...]
 
 
+def _is_generated_mounts_file(data: dict[object, object]) -> bool:
+    """``{private: {PROJECT: {gid, mounts}}, public: {...}}``, not two projects so named."""
+    if "private" not in data or not set(data) <= {"public", "private"}:
+        return False
+    private = data["private"]
+    return isinstance(private, dict) and not ({"gid", "mounts"} & set(private))
+
+
 def parse_projects(data: object, source: str) -> ProjectsFile:
     """Validate projects data; raise ConfigError naming every offending project."""
     if data is None:
@@ -45,6 +53,17 @@ def parse_projects(data: object, source: str) -> ProjectsFile:
         raise ConfigError(f"{source}: expected a mapping of project names at the top level")
     errors: list[str] = []
     warnings: list[str] = []
+    if _is_generated_mounts_file(data):
+        # the original daemon's generated /etc/nfs-mounts.yaml: {public: ..., private: ...}
+        public = data.get("public") or {}
+        if public:
+            warnings.append(
+                f"{source}: 'public' entries ({', '.join(sorted(map(str, public)))}) are "
+                "not read from here: configure them under public_exports in the config"
+            )
+        data = data.get("private") or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: private: expected a mapping of project names")
     projects: dict[str, ProjectSpec] = {}
     for name, body in data.items():
         where = f"{source}: project {name!r}"

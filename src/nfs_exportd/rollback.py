@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,22 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     for name in current.managed:
         if name not in targets:
             targets[name] = None  # it did not exist then
+
+    # The removal bound of sync applies to a rollback too: an old entry can be far from
+    # what is in force (before an adopt, before many projects were added).
+    def pairs(files: Mapping[str, ExportsFile | None]) -> set[tuple[str, str, str]]:
+        return {(f.owner, p, c) for f in files.values() if f is not None for p, c in f.pairs()}
+
+    now_pairs = pairs(current.managed)
+    lost = now_pairs - pairs(targets)
+    limit = cfg.safety.max_removal_fraction * len(now_pairs)
+    if len(lost) > limit and len(lost) > cfg.safety.min_removal_count and not force:
+        raise UsageError(
+            f"rollback to entry {target.id} would remove {len(lost)} of {len(now_pairs)} pairs "
+            f"in force, more than safety.max_removal_fraction {cfg.safety.max_removal_fraction}"
+            f" (and safety.min_removal_count {cfg.safety.min_removal_count}); review it with "
+            f"'nfs-exportd history --show {target.id}' and pass --force to roll back anyway"
+        )
 
     before = dict(current.raw)
     backend = backend_for(cfg)
