@@ -229,6 +229,15 @@ class Model:
         now = self.listed_as(seen, name)
         return now is not None and seen.project_complete(now)
 
+    def judged(self, seen: Seen, name: str) -> bool:
+        """The cycle can judge the project's pairs: its data is complete, or (with
+        disabled_projects remove) the complete listing shows it disabled under its own
+        name, which needs no instance data."""
+        if self.complete(seen, name):
+            return True
+        rec = seen.listed.get(name)
+        return self.disabled_remove and seen.complete and rec is not None and not rec.enabled
+
     def wanted(self, seen: Seen, served: dict[str, tuple[str, ...]], pair: Pair) -> bool:
         """The cycle shows the pair's IP on the project's instances alone, its path is
         served (under the old or the new name), and a disabled project is not removed."""
@@ -288,7 +297,7 @@ class Model:
         for pair in in_force:
             if pair[0] not in seen.listed:
                 self.missing_low[pair] = 0  # (renamed pairs: no liveness owed)
-            if not self.complete(seen, pair[0]):
+            if not self.judged(seen, pair[0]):
                 continue  # unknown or absent: this project's pairs are not judged
             if self.wanted(seen, served, pair):
                 self.missing[pair] = self.missing_low[pair] = 0
@@ -315,7 +324,7 @@ class Model:
         counts = self.missing_low if low else self.missing
         return (
             seen.counting
-            and self.complete(seen, pair[0])
+            and self.judged(seen, pair[0])
             and counts.get(pair, 0) >= self.confirmations
         )
 

@@ -201,6 +201,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         desired: dict[str, set[str]] = {}
         keep_all: Reason | None = None
         keep_detail = ""
+        quiet = False  # keep what is in force without a hold (policy says keep anyway)
         gone_reason = Reason.INSTANCE_GONE if kind == "project" else Reason.NOT_SERVED
         if kind == "project":
             for exp in inp.private.get(owner, ()):
@@ -214,6 +215,19 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 and ((aliases(owner) - {owner}) & set(inp.private))
             ):
                 moved.add(owner)  # the projects file follows the new name: move there
+            elif verdict.status is Status.UNKNOWN and _disabled(snap, owner):
+                # A disabled project's instances often cannot be read at all (per-project
+                # mode: no token for it); the listing alone decides what policy wants.
+                if policy.disabled_projects == "remove":
+                    gone_reason = Reason.PROJECT_DISABLED
+                    desired = {p: set() for p in target_opts}
+                else:
+                    keep_all, quiet = Reason.UNKNOWN_PROJECT, True
+                    notes.append(
+                        f"project {owner} is disabled and its instances could not be read "
+                        f"({verdict.detail}); its exports in force are kept "
+                        "(safety.disabled_projects: keep)"
+                    )
             elif verdict.status in (Status.UNKNOWN, Status.RENAMED):
                 keep_all, keep_detail = Reason.UNKNOWN_PROJECT, verdict.detail
             elif verdict.status is Status.ABSENT:
@@ -268,7 +282,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                         work.holds.append(
                             Hold(keep_all, label, path, client, keep_detail, Action.REMOVE)
                         )
-                elif st.options is not None or st.current:
+                elif (st.options is not None or st.current) and not quiet:
                     work.holds.append(Hold(keep_all, project=label, path=path, detail=keep_detail))
                 for client in st.current:
                     key = PairKey(label, path, client)
@@ -368,6 +382,12 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         memory=memory if counting else inp.memory,
         notes=tuple(notes),
     )
+
+
+def _disabled(snap: InventorySnapshot, name: str) -> bool:
+    """The complete listing shows the project, disabled."""
+    rec = snap.projects.get(name) if snap.projects is not None else None
+    return snap.listing_complete and rec is not None and not rec.enabled
 
 
 def _add(work: _Work, inp: DecideInput, policy: Policy, change: Change, st: _Path) -> None:
