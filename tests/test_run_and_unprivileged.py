@@ -184,3 +184,27 @@ def test_sync_works_unprivileged_through_the_command_prefix() -> None:
         assert (root / "state" / "counters.json").stat().st_uid == 65534
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_second_run_is_refused_but_a_sync_runs_between_cycles(
+    lab: Lab, daemon: Callable[[], subprocess.Popen[str]]
+) -> None:
+    """``run`` holds run.lock for its life (one daemon per state_dir) and the state lock
+    only during a cycle, so a sync (or rollback, release, adopt) runs between cycles."""
+    lab.config["interval_seconds"] = 30  # long sleeps: the state lock is free meanwhile
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    home = lab.srv("tools", "home")
+    first = daemon()
+    wait_for(lambda: lab.in_force() == {(home, "172.16.0.5")}, "first cycle")
+    second = daemon()
+    out, _ = second.communicate(timeout=30)
+    assert second.returncode == 1, out
+    assert f"(pid {first.pid}) is running the run loop" in out
+    lab.add_instance("i-2", "tools", "172.16.0.6")
+    assert lab.cli("sync") == 0  # between the daemon's cycles
+    assert (home, "172.16.0.6") in lab.in_force()
+    assert first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    out, _ = first.communicate(timeout=30)
+    assert first.returncode == 0, out
