@@ -45,7 +45,9 @@ def _entries(lab: Lab, capsys: Out) -> list[dict[str, Any]]:
 
 def _ids(lab: Lab) -> list[int]:
     hdir = lab.state_dir / "history"
-    return sorted(int(p.stem) for p in hdir.glob("*.json")) if hdir.exists() else []
+    if not hdir.exists():
+        return []
+    return sorted(int(p.stem) for p in hdir.glob("*.json") if p.stem.isdigit())
 
 
 def _entry_file(lab: Lab, entry_id: int) -> Path:
@@ -53,7 +55,12 @@ def _entry_file(lab: Lab, entry_id: int) -> Path:
 
 
 def _entry(lab: Lab, entry_id: int) -> dict[str, Any]:
+    """The entry as stored: its summary, with the files from NNNNNN.files.json."""
     data: dict[str, Any] = json.loads(_entry_file(lab, entry_id).read_text())
+    files_path = _entry_file(lab, entry_id).with_name(f"{entry_id:06d}.files.json")
+    stored = json.loads(files_path.read_text())
+    assert stored["id"] == entry_id and len(stored["files"]) == data["files"]
+    data["files"] = stored["files"]
     return data
 
 
@@ -578,7 +585,7 @@ def test_journal_is_bounded_by_retention_days_the_newest_stays(lab: Lab, capsys:
     assert _ids(lab) == [1, 2, 3]
 
     def age(entry_id: int, seconds: float) -> None:
-        data = _entry(lab, entry_id)
+        data = json.loads(_entry_file(lab, entry_id).read_text())  # the summary
         data["time"] -= seconds
         _entry_file(lab, entry_id).write_text(json.dumps(data))
 
@@ -598,6 +605,11 @@ def test_journal_is_bounded_by_retention_days_the_newest_stays(lab: Lab, capsys:
         3
     ]
     assert _ids(lab) == [4]
+    # each entry's files went with its summary
+    assert sorted(p.name for p in (lab.state_dir / "history").iterdir()) == [
+        "000004.files.json",
+        "000004.json",
+    ]
     # and a journal with one entry has nothing before it to roll back to
     assert lab.cli("rollback") == 2
     assert [e["id"] for e in _entries(lab, capsys)] == [4]

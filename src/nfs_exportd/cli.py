@@ -357,7 +357,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             print(json.dumps(entry.to_json(), indent=1, sort_keys=True))
         else:
             print(_entry_text(entry))
-            for name, text in sorted(entry.files.items()):
+            for name, text in sorted((entry.files or {}).items()):
                 print(f"--- {name}")
                 print(text, end="")
         return EXIT_OK
@@ -375,7 +375,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _entry_text(e: journal.Entry) -> str:
     head = (
         f"{e.id:>5}  {_when(e.time)}  {e.kind:<8} +{len(e.added)} -{len(e.removed)} "
-        f"~{len(e.updated)}  {len(e.files)} files  {e.user}  {e.reason}"
+        f"~{len(e.updated)}  {e.file_count} files  {e.user}  {e.reason}"
     )
     rows = [head]
     for sign, pairs in (("+", e.added), ("-", e.removed), ("~", e.updated)):

@@ -1,8 +1,10 @@
 """The history journal: one entry per applied change, in ``state_dir/history``.
 
 Each entry records when, what (pairs added, removed and updated, each with its reason),
-the plan checksum, and the complete set of managed files that was verified after the
-change, so that ``rollback`` can restore any entry through the normal apply path.  The
+the plan checksum (``NNNNNN.json``), and the complete set of managed files that was
+verified after the change (``NNNNNN.files.json``, written first), so that ``rollback`` can
+restore any entry through the normal apply path.  ``history`` and ``explain`` read only
+the small summaries.  The
 very first change also records the files in force before it (a ``baseline`` entry), so
 that even the first change can be undone.
 
@@ -13,12 +15,13 @@ An entry that cannot be parsed is reported, never silently used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +54,14 @@ class Entry:
     added: tuple[PairChange, ...] = ()
     removed: tuple[PairChange, ...] = ()
     updated: tuple[PairChange, ...] = ()
-    files: Mapping[str, str] = field(default_factory=dict)  # verified after the change
+    # the files verified after the change; None when only the summary was read
+    files: Mapping[str, str] | None = field(default=None)
     user: str = ""
+    file_count: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
+            "schema": 1,
             "id": self.id,
             "time": self.time,
             "kind": self.kind,
@@ -65,11 +71,12 @@ class Entry:
             "added": [p.to_list() for p in self.added],
             "removed": [p.to_list() for p in self.removed],
             "updated": [p.to_list() for p in self.updated],
-            "files": len(self.files),
+            "files": self.file_count,
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.summary(), "schema": 1, "files": dict(sorted(self.files.items()))}
+        """The summary with the files themselves (``history --show ID --json``)."""
+        return {**self.summary(), "files": dict(sorted((self.files or {}).items()))}
 
 
 def _dir(state_dir: Path) -> Path:
@@ -87,17 +94,19 @@ def _pairs(items: Any, where: str) -> tuple[PairChange, ...]:
     return tuple(out)
 
 
-def _load(path: Path) -> Entry:
+def _files_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".json", ".files.json"))
+
+
+def _load(path: Path, with_files: bool = False) -> Entry:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("schema") != 1:
             raise ValueError("not a schema 1 journal entry")
-        files = data["files"]
-        if not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
-        ):
-            raise ValueError("files must map names to text")
-        return Entry(
+        count = data.get("files", 0)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ValueError("files must be the number of files")
+        entry = Entry(
             id=int(data["id"]),
             time=float(data["time"]),
             kind=str(data["kind"]),
@@ -106,11 +115,26 @@ def _load(path: Path) -> Entry:
             added=_pairs(data.get("added", []), "added"),
             removed=_pairs(data.get("removed", []), "removed"),
             updated=_pairs(data.get("updated", []), "updated"),
-            files=files,
             user=str(data.get("user", "")),
+            file_count=count,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{path}: unreadable journal entry: {exc}") from None
+    if not with_files:
+        return entry
+    fpath = _files_path(path)
+    try:
+        fdata = json.loads(fpath.read_text(encoding="utf-8"))
+        files = fdata["files"] if isinstance(fdata, dict) else None
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+        ):
+            raise ValueError("files must map names to text")
+        if fdata.get("id") != entry.id or len(files) != entry.file_count:
+            raise ValueError(f"does not belong to entry {entry.id}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{fpath}: unreadable journal files: {exc}") from None
+    return replace(entry, files=files)
 
 
 def ids(state_dir: Path) -> list[int]:
@@ -124,15 +148,17 @@ def ids(state_dir: Path) -> list[int]:
 
 
 def load(state_dir: Path, entry_id: int) -> Entry:
+    """One entry with its files (what rollback restores)."""
     path = _dir(state_dir) / f"{entry_id:06d}.json"
     if not path.exists():
         known = ids(state_dir)
         span = f"{known[0]}..{known[-1]}" if known else "none"
         raise StateError(f"{path}: no journal entry {entry_id} (entries: {span})")
-    return _load(path)
+    return _load(path, with_files=True)
 
 
 def entries(state_dir: Path) -> list[Entry]:
+    """Every entry's summary, oldest first (the files are not read)."""
     return [_load(_dir(state_dir) / f"{i:06d}.json") for i in ids(state_dir)]
 
 
@@ -207,6 +233,7 @@ def record(
                 "files in force before the first change",
                 files=dict(before if baseline is None else baseline),
                 user=user,
+                file_count=len(before if baseline is None else baseline),
             ),
         )
         next_id += 1
@@ -224,8 +251,9 @@ def record(
         rows(added),
         rows(removed),
         rows(updated),
-        dict(after),
-        user,
+        files=dict(after),
+        user=user,
+        file_count=len(after),
     )
     _write(hdir, entry)
     prune(state_dir, retention_days=retention_days, max_entries=max_entries, now=now)
@@ -245,32 +273,39 @@ def _user() -> str:
 
 
 def _write(hdir: Path, entry: Entry) -> None:
+    """The files first: a summary that exists always has its files."""
     path = hdir / f"{entry.id:06d}.json"
+    files = {"schema": 1, "id": entry.id, "files": dict(sorted((entry.files or {}).items()))}
     try:
-        atomic_write(path, json.dumps(entry.to_json(), indent=1, sort_keys=True) + "\n", 0o600)
+        atomic_write(_files_path(path), json.dumps(files, indent=1) + "\n", 0o600)
+        atomic_write(path, json.dumps(entry.summary(), indent=1, sort_keys=True) + "\n", 0o600)
     except OSError as exc:
         raise StateError(f"{path}: cannot write journal entry: {exc}") from None
 
 
 def prune(state_dir: Path, *, retention_days: float, max_entries: int, now: float) -> list[int]:
-    """Drop entries older than the retention or beyond the count; the newest stays."""
+    """Drop entries beyond the count, and old ones from the oldest on until one is within
+    the retention (entries are in time order: only a few summaries are read); the newest
+    always stays."""
     known = ids(state_dir)
     if len(known) <= 1:
         return []
-    drop = set(known[: max(0, len(known) - max_entries)])
+    drop = known[: max(0, len(known) - max_entries)]
     cutoff = now - retention_days * 86400
-    for i in known[:-1]:
-        if i in drop:
-            continue
+    for i in known[len(drop) : -1]:
         try:
             t = json.loads((_dir(state_dir) / f"{i:06d}.json").read_text()).get("time", now)
         except (OSError, ValueError, AttributeError):
-            continue  # unreadable entries are reported by whoever reads them
-        if isinstance(t, int | float) and t < cutoff:
-            drop.add(i)
-    for i in sorted(drop):
+            break  # unreadable entries are reported by whoever reads them
+        if not isinstance(t, int | float) or t >= cutoff:
+            break
+        drop.append(i)
+    for i in drop:
+        path = _dir(state_dir) / f"{i:06d}.json"
         try:
-            atomic_remove(_dir(state_dir) / f"{i:06d}.json")
+            atomic_remove(path)  # the summary first: no entry without its files
+            with contextlib.suppress(FileNotFoundError):
+                atomic_remove(_files_path(path))
         except OSError as exc:
             raise StateError(f"cannot prune journal entry {i}: {exc}") from None
-    return sorted(drop)
+    return drop

@@ -58,7 +58,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     result = RollbackResult(target, None)
     current = scan(cfg.exports_dir)
     parsed: dict[str, ExportsFile] = {}
-    for name, text in sorted(target.files.items()):
+    for name, text in sorted((target.files or {}).items()):
         try:
             f = parse(name, text)
         except ManagedFileError as exc:
