@@ -141,6 +141,36 @@ class Lab:
         subprocess.run([str(SANDBOX), str(self.root / "sb"), *args], check=True, timeout=60)
 
 
+def finished(lab: Lab) -> float:
+    """When the last cycle ended (status.json), 0.0 before the first one."""
+    last = lab.status().get("last_cycle")
+    return float(last.get("finished") or 0.0) if isinstance(last, dict) else 0.0
+
+
+def watch_held(
+    lab: Lab, before: set[tuple[str, str]], cycles: int, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Sample the etab and status.json of a running daemon until ``cycles`` new cycles
+    have ended: every sample must show exactly ``before`` (nothing is lost while the
+    control plane is sick).  Returns the statuses of those cycles, in order."""
+    start = finished(lab)
+    seen: dict[float, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < cycles:
+        assert lab.in_force() == before, "pairs changed while the cloud could not be read"
+        st = lab.status()
+        fin = st.get("last_cycle", {}).get("finished")
+        if fin is not None and fin > start and fin not in seen:
+            seen[fin] = st
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"only {len(seen)} of {cycles} cycles ended within {timeout:g} s: the run "
+                f"loop stopped cycling (hung?); last status: {json.dumps(st)[:600]}"
+            )
+        time.sleep(0.05)
+    return [seen[k] for k in sorted(seen)]
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

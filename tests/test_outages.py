@@ -10,12 +10,10 @@ that piled up meanwhile applied once it is healthy again.
 from __future__ import annotations
 
 import ipaddress
-import json
 import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import HOST, Lab, wait_for
+from conftest import HOST, Lab, wait_for, watch_held
 from nfs_exportd.sim import SimCloud
 
 PW = {"admin": "admin-pw", "novaobserver": "observer-pw"}
@@ -138,33 +136,6 @@ def site(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
 # ----------------------------------------------------------------------------- run mode
 
 
-def _finished(lab: Lab) -> float | None:
-    last = lab.status().get("last_cycle")
-    return last.get("finished") if isinstance(last, dict) else None
-
-
-def _watch_held(site: Site, cycles: int, timeout: float) -> list[dict[str, Any]]:
-    """Sample the etab and status.json until ``cycles`` new cycles have ended: every
-    sample must show exactly the pairs of before the outage.  Returns the statuses."""
-    lab, before = site.lab, site.pairs(BEFORE)
-    start = _finished(lab) or 0.0
-    seen: dict[float, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while len(seen) < cycles:
-        assert lab.in_force() == before, "pairs changed while the control plane was sick"
-        st = lab.status()
-        fin = st.get("last_cycle", {}).get("finished")
-        if fin is not None and fin > start and fin not in seen:
-            seen[fin] = st
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"only {len(seen)} of {cycles} cycles ended within {timeout:g} s: the run loop "
-                f"stopped cycling (hung?); last status: {json.dumps(st)[:600]}"
-            )
-        time.sleep(0.05)
-    return [seen[k] for k in sorted(seen)]
-
-
 def _stop(proc: subprocess.Popen[str]) -> tuple[int | None, str]:
     """SIGTERM (the daemon finishes its cycle), then SIGKILL if it does not stop: only
     this process, by its pid."""
@@ -196,7 +167,7 @@ def _replay_failover(
         for spec in faults:
             sim.add_fault(**spec)
         life_goes_on(sim)
-        statuses = _watch_held(site, cycles=4, timeout=20)  # interval 1 s
+        statuses = watch_held(site.lab, site.pairs(BEFORE), cycles=4, timeout=20)  # interval 1 s
         for st in statuses:
             assert st["last_cycle"]["result"] == "held"
             assert st["inventory"]["complete"] is False

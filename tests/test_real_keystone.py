@@ -17,12 +17,10 @@ roles asking for a scope, get 401.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import Lab, wait_for
+from conftest import Lab, finished, wait_for, watch_held
 from keystone_lab.real_keystone import REGION, SERVICE_PASSWORD, SERVICE_USER, RealKeystone
 from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd.model import InventorySnapshot
@@ -396,34 +394,6 @@ def test_per_project_token_of_a_disabled_project(site: Site) -> None:
 # ----------------------------------------------------------------------------- run mode
 
 
-def _finished(lab: Lab) -> float:
-    last = lab.status().get("last_cycle")
-    return float(last.get("finished") or 0.0) if isinstance(last, dict) else 0.0
-
-
-def _watch_held(
-    site: Site, before: set[tuple[str, str]], cycles: int, timeout: float = 30
-) -> list[dict[str, Any]]:
-    """Sample the etab and status.json until ``cycles`` new cycles have ended: every
-    sample shows exactly ``before``.  Returns the statuses of those cycles."""
-    lab = site.lab
-    start = _finished(lab)
-    seen: dict[float, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while len(seen) < cycles:
-        assert lab.in_force() == before, "pairs changed while the cloud could not be read"
-        st = lab.status()
-        fin = st.get("last_cycle", {}).get("finished")
-        if fin is not None and fin > start and fin not in seen:
-            seen[fin] = st
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{len(seen)} of {cycles} cycles in {timeout:g} s; {json.dumps(st)[:600]}"
-            )
-        time.sleep(0.05)
-    return [seen[k] for k in sorted(seen)]
-
-
 def _stop(proc: subprocess.Popen[str]) -> tuple[int | None, str]:
     """SIGTERM (the daemon ends its cycle), SIGKILL if it does not stop; by pid."""
     if proc.poll() is None:
@@ -444,8 +414,8 @@ def _ok(lab: Lab) -> bool:
 def _between_cycles(lab: Lab) -> None:
     """Return just after a cycle ended (cycles last well under the 1 s interval), so that
     a change made now is seen whole by the next cycle, not by half of a running one."""
-    last = _finished(lab)
-    wait_for(lambda: _finished(lab) > last, "the end of a cycle", 10)
+    last = finished(lab)
+    wait_for(lambda: finished(lab) > last, "the end of a cycle", 10)
 
 
 def test_keystone_stopped_mid_run_holds_and_its_restart_is_picked_up(site: Site) -> None:
@@ -468,7 +438,7 @@ def test_keystone_stopped_mid_run_holds_and_its_restart_is_picked_up(site: Site)
         )
         assert r.status_code == 503 and "temporarily unavailable" in r.text, r.text
         life_goes_on(site)
-        statuses = _watch_held(site, site.pairs(BEFORE), cycles=3)
+        statuses = watch_held(site.lab, site.pairs(BEFORE), cycles=3)
         for st in statuses:
             assert st["last_cycle"]["result"] == "held"
             assert st["inventory"]["complete"] is False
@@ -503,7 +473,9 @@ def test_run_survives_its_project_deleted_and_recreated(site: Site) -> None:
         _between_cycles(lab)
         site.ks.delete_project(site.ids["ops"])
         life_goes_on(site)
-        problems = [st["inventory"]["problem"] for st in _watch_held(site, site.pairs(BEFORE), 3)]
+        problems = [
+            st["inventory"]["problem"] for st in watch_held(site.lab, site.pairs(BEFORE), 3)
+        ]
         assert "HTTP 404" in problems[0], problems
         assert all("HTTP 401" in p for p in problems[1:]), problems  # new logins, refused
         site.recreate_project("ops", "admin", "admin")

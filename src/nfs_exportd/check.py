@@ -21,7 +21,15 @@ from typing import Any
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-QUIET = frozenset({"maintenance", "freeze", "pending-confirmation"})  # cycle.QUIET_HOLDS
+# Holds that are normal operation, not a reason to warn: planned work (maintenance has its
+# own age check) and removals waiting for their confirmations (a listing that stops being
+# complete is caught by the no-complete-inventory rule).
+QUIET = frozenset({"maintenance", "freeze", "pending-confirmation"})
+
+
+def hold_key(reason: str, project: str | None, path: str | None, client: str | None) -> str:
+    """How status.json's ``hold_first_seen`` names one hold."""
+    return "|".join((reason, project or "", path or "", client or ""))
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from types import FrameType
 from typing import Any
 
 from . import __version__, journal, state
+from .check import hold_key
 from .config import DEFAULT_CONFIG, Config, load_config
-from .cycle import load_served, make_plan, read_facts, sync
+from .cycle import load_served, load_status_or_empty, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
 from .inventory import source_from_config
@@ -165,17 +166,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         if exporter is not None:
             if ran:  # failed cycles too: their status says "error"
-                exporter.cycle(_status_or_empty(cfg), time.monotonic() - started)
+                exporter.cycle(load_status_or_empty(cfg), time.monotonic() - started)
             exporter.stop()
     print(result.line())
     return result.exit_code
-
-
-def _status_or_empty(cfg: Config) -> dict[str, object]:
-    try:
-        return state.load_status(cfg.state_dir) or {}
-    except NfsExportdError:
-        return {}
 
 
 def status_line(st: dict[str, Any]) -> str:
@@ -212,7 +206,7 @@ def live_status(cfg: Config) -> dict[str, Any] | None:
         st["rollback_hold"] = state.rollback_hold_detail(marker)
         holds.setdefault("rollback-hold", 1)
         since = float(marker.get("time") or time.time())
-        seen.setdefault("rollback-hold|||", since)
+        seen.setdefault(hold_key(Reason.ROLLBACK_HOLD.value, None, None, None), since)
     else:
         st["rollback_hold"] = None
         holds.pop("rollback-hold", None)
@@ -510,7 +504,7 @@ class _Loop:
         finally:
             duration = time.monotonic() - self.cycle_started
             self.cycle_started = None
-            st = _status_or_empty(self.cfg)
+            st = load_status_or_empty(self.cfg)
             if ran:
                 self.exporter.cycle(st, duration)
             else:  # no cycle ran (the lock): an error, not a repeat of the last cycle

@@ -13,8 +13,9 @@ from typing import Any
 
 from . import journal, state
 from .backends.exportfs import ApplyResult, ExportfsBackend
+from .check import QUIET, hold_key
 from .config import Config
-from .decide import Action, DecideInput, Hold, Plan, Policy, Reason, decide
+from .decide import Action, DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
 from .exportsfile import DirScan, render, scan
 from .fsutil import remove_stale_temporaries
@@ -24,13 +25,6 @@ from .model import InventorySnapshot, Maintenance
 from .projects import ServedSet, load_projects, served_from_config
 
 log = logging.getLogger("nfs_exportd")
-
-
-# Holds that are normal operation: planned work (maintenance has its own age check) and
-# removals waiting for their confirmations (a listing that stops being complete is caught
-# by check's no-complete-inventory rule).  ``check`` warns on the others once one of them
-# has lasted longer than check.warning_after_seconds.
-QUIET_HOLDS = frozenset({Reason.MAINTENANCE, Reason.FREEZE, Reason.PENDING_CONFIRMATION})
 
 
 @dataclass(frozen=True)
@@ -268,7 +262,8 @@ def journal_change(
     return entry
 
 
-def _old_status(cfg: Config) -> dict[str, Any]:
+def load_status_or_empty(cfg: Config) -> dict[str, Any]:
+    """The last saved status, or {} when there is none or it cannot be read."""
     try:
         return state.load_status(cfg.state_dir) or {}
     except Exception:
@@ -277,7 +272,7 @@ def _old_status(cfg: Config) -> dict[str, Any]:
 
 def _save_error(cfg: Config, started: float, message: str, kind: str = "") -> None:
     """Record a failed cycle; what is in force did not change, so the counts stay."""
-    status = _old_status(cfg)
+    status = load_status_or_empty(cfg)
     status["schema"] = 1
     status.setdefault("first_cycle", started)
     status["last_cycle"] = {
@@ -324,7 +319,7 @@ def _save_status(
         "applied": {a.value: plan.count(a) for a in Action},
         "plan": plan.to_json(),
     }
-    old = _old_status(cfg)
+    old = load_status_or_empty(cfg)
     status["first_cycle"] = old.get("first_cycle") or started
     if facts.snapshot.listing_complete:
         status["last_complete_inventory"] = time.time()
@@ -337,8 +332,8 @@ def _save_status(
     seen: dict[str, float] = seen_raw if isinstance(seen_raw, dict) else {}
     first_seen = {}
     for h in plan.holds:
-        if h.reason not in QUIET_HOLDS:
-            key = "|".join((h.reason.value, h.project or "", h.path or "", h.client or ""))
+        if h.reason.value not in QUIET:
+            key = hold_key(h.reason.value, h.project, h.path, h.client)
             first_seen[key] = seen.get(key) or started
     status["hold_first_seen"] = first_seen
     status["held_since"] = min(first_seen.values()) if first_seen else None

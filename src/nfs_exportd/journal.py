@@ -221,7 +221,7 @@ def record(
         hdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StateError(f"{hdir}: cannot create the journal: {exc}") from None
-    user = _user()
+    user = current_user()
     if not known:
         _write(
             hdir,
@@ -260,7 +260,7 @@ def record(
     return entry
 
 
-def _user() -> str:
+def current_user() -> str:
     """Who ran the command: the sudo caller if any, else the process's user name."""
     if os.environ.get("SUDO_USER"):
         return os.environ["SUDO_USER"]

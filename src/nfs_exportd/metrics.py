@@ -27,7 +27,7 @@ from prometheus_client import (
 
 from . import __version__
 from .config import Config, split_listen
-from .decide import Reason
+from .decide import HOLD_REASONS
 from .errors import NfsExportdError
 from .inventory import observe
 
@@ -37,21 +37,6 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created serie
 RESULTS = ("ok", "held", "error")
 MODES = ("off", "hold", "freeze")
 ACTIONS = ("add", "remove", "update")
-HOLD_REASONS = (
-    Reason.UNKNOWN_INVENTORY,
-    Reason.UNKNOWN_PROJECT,
-    Reason.PENDING_CONFIRMATION,
-    Reason.TOO_MUCH_CHANGE,
-    Reason.INVENTORY_SHRINK,
-    Reason.MAINTENANCE,
-    Reason.FREEZE,
-    Reason.UNMANAGED_CONFLICT,
-    Reason.PATH_MISSING,
-    Reason.STATE_CORRUPT,
-    Reason.ROLLBACK_HOLD,
-    Reason.CONFIG_INVALID,
-    Reason.IP_CONFLICT,
-)
 
 METRIC_NAMES = frozenset(
     {

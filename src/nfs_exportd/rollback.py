@@ -179,7 +179,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
             "time": time.time(),
             "to": target.id,
             "entry": result.entry.id if result.entry else None,
-            "user": journal._user(),
+            "user": journal.current_user(),
             "dropped": [list(d) for d in result.dropped],
         },
     )

@@ -3,10 +3,12 @@
 ``tests/test_layering.py`` enforces that nothing here imports I/O or network modules.
 """
 
-from .plan import Action, Change, Hold, Plan, Reason
+from .plan import CHANGE_ONLY_REASONS, HOLD_REASONS, Action, Change, Hold, Plan, Reason
 from .reconcile import DecideInput, Policy, decide, project_filename, public_filename
 
 __all__ = [
+    "CHANGE_ONLY_REASONS",
+    "HOLD_REASONS",
     "Action",
     "Change",
     "DecideInput",

@@ -49,6 +49,23 @@ class Reason(enum.StrEnum):
     CONFIG_INVALID = "config-invalid"
 
 
+# Reasons a change has and a hold never has (ip-conflict is both: a removal, and the hold
+# of an address two projects claim).
+CHANGE_ONLY_REASONS = frozenset(
+    {
+        Reason.NEW_INSTANCE,
+        Reason.NEW_EXPORT,
+        Reason.INSTANCE_GONE,
+        Reason.PROJECT_DELETED,
+        Reason.PROJECT_DISABLED,
+        Reason.PROJECT_RENAMED,
+        Reason.NOT_SERVED,
+        Reason.OPTIONS_CHANGED,
+    }
+)
+HOLD_REASONS = tuple(r for r in Reason if r not in CHANGE_ONLY_REASONS)
+
+
 class Action(enum.StrEnum):
     ADD = "add"
     REMOVE = "remove"
