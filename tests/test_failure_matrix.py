@@ -1536,7 +1536,13 @@ def _run_cycle(w: World, c: Cycle, label: str, plan_check: bool) -> None:
 
 @pytest.mark.parametrize("name", [s.name for s in S])
 def test_failure_matrix(world: World, name: str) -> None:
-    sc = SCENARIOS[name]
+    run_scenario(world, SCENARIOS[name])
+
+
+def run_scenario(world: World, sc: Scenario) -> None:
+    """Baseline, inject, during, clear, after, converged: the shape every scenario has
+    (also used by the other matrix files, which import this driver and ``world``)."""
+    name = sc.name
     _merge(world.lab.config, sc.config)
     assert world.sync() == 0, "baseline"
     assert world.lab.in_force() == world.pairs(BASE)
