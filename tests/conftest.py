@@ -67,7 +67,13 @@ class Lab:
         return str(p)
 
     def write(self) -> None:
-        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        """Write the lab's files.  The lab runs cycles back to back, so unless a test sets
+        ``safety.confirmation_spacing_seconds`` every complete cycle counts (0)."""
+        config = dict(self.config)
+        safety = config.get("safety", {})
+        if isinstance(safety, dict) and "confirmation_spacing_seconds" not in safety:
+            config["safety"] = {**safety, "confirmation_spacing_seconds": 0}
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         (self.root / "projects.yaml").write_text(yaml.safe_dump(self.projects, sort_keys=False))
         (self.root / "inventory.yaml").write_text(yaml.safe_dump(self.inventory, sort_keys=False))
 
@@ -183,12 +189,12 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     require_exportfs()
-    root = tmp_path / "lab"
+    root = tmp_path.resolve() / "lab"  # real paths: a symlink in them is path-unsafe
     (root / "sb" / "exports.d").mkdir(parents=True)
     lab = Lab(root)
     lab.config = {
         "projects_file": "projects.yaml",
-        "serve": {"hosts": [HOST]},
+        "serve": {"hosts": [HOST], "roots": [str(root / "srv")]},
         "inventory": {"source": "static", "file": "inventory.yaml"},
         "exports_dir": str(lab.exports_dir),
         "state_dir": str(lab.state_dir),

@@ -28,11 +28,16 @@ Case schema (keys not listed are an error)::
     policy: {confirmations, max_removal_fraction, min_removal_count,
              maintenance: off|hold|freeze, force,
              removal_min_age, disabled_projects: keep|remove,
-             rollback_hold: null|"why"}                        # defaults: DEFAULT_POLICY
+             rollback_hold: null|"why", max_project_deletions,
+             project_deletion_window, max_project_shrink_fraction,
+             project_shrink_min_count, confirmation_spacing}   # defaults: DEFAULT_POLICY
     memory:             # what earlier cycles remembered              (default empty)
       absent: {tools: {since: 9000, cycles: 2}}  # project absent from complete listings
-      known_ids: {tools: id-tools}               # name -> id in the last complete listing
+      known_ids: {tools: id-tools}               # name -> id (listing; bound for ours)
       instances: {tools: 2}                      # instance counts, last complete listing
+      deletions: {old: 9500}                     # project deletions applied, and when
+      last_counted: 9990                         # the last cycle that counted
+    pinned_ids: {tools: id-tools}   # the projects file's id: per project  (default {})
     now: 10000          # the cycle's clock                           (default 0)
     expect:             # four keys required, write [] / {} for "none"
       changes: [{project, path, client, action, reason}]   # compared as a multiset
@@ -87,6 +92,11 @@ DEFAULT_POLICY: dict[str, Any] = {
     "removal_min_age": 0,
     "disabled_projects": "keep",
     "rollback_hold": None,
+    "max_project_deletions": 2,
+    "project_deletion_window": 86400,
+    "max_project_shrink_fraction": 0.5,
+    "project_shrink_min_count": 2,
+    "confirmation_spacing": 0,
 }
 CASE_KEYS = {
     "description",
@@ -100,6 +110,7 @@ CASE_KEYS = {
     "state_problem",
     "policy",
     "memory",
+    "pinned_ids",
     "now",
     "expect",
 }
@@ -225,6 +236,7 @@ def build_input(case: dict[str, Any]) -> DecideInput:
         state_problem=case.get("state_problem"),
         memory=build_memory(case.get("memory") or {}),
         now=float(case.get("now", 0)),
+        pinned_ids={str(k): str(v) for k, v in (case.get("pinned_ids") or {}).items()},
     )
 
 
@@ -237,6 +249,8 @@ def build_memory(spec: dict[str, Any]) -> Memory:
         },
         known_ids=dict(spec.get("known_ids") or {}),
         instances={n: int(v) for n, v in (spec.get("instances") or {}).items()},
+        deletions={n: float(t) for n, t in (spec.get("deletions") or {}).items()},
+        last_counted=None if spec.get("last_counted") is None else float(spec["last_counted"]),
     )
 
 
@@ -252,6 +266,11 @@ def build_policy(case: dict[str, Any]) -> Policy:
         removal_min_age=float(spec["removal_min_age"]),
         disabled_projects=str(spec["disabled_projects"]),
         rollback_hold=spec["rollback_hold"],
+        max_project_deletions=int(spec["max_project_deletions"]),
+        project_deletion_window=float(spec["project_deletion_window"]),
+        max_project_shrink_fraction=float(spec["max_project_shrink_fraction"]),
+        project_shrink_min_count=int(spec["project_shrink_min_count"]),
+        confirmation_spacing=float(spec["confirmation_spacing"]),
     )
 
 
@@ -371,9 +390,10 @@ def test_decide_case(path: Path) -> None:
     if "memory" in case["expect"]:  # only the parts a case names
         want = build_memory(case["expect"]["memory"])
         for part in case["expect"]["memory"]:
-            comparisons.append(
-                (f"memory.{part}", dict(getattr(want, part)), dict(getattr(plan.memory, part)))
-            )
+            exp, act = getattr(want, part), getattr(plan.memory, part)
+            if part != "last_counted":
+                exp, act = dict(exp), dict(act)
+            comparisons.append((f"memory.{part}", exp, act))
     problems = [
         f"{what}:\n  expected {exp}\n  actual   {act}"
         for what, exp, act in comparisons

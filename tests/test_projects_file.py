@@ -254,6 +254,7 @@ def test_plan_with_paths_that_do_not_exist_only_holds_them(
 ) -> None:
     """The unmodified file (paths under the real /srv) plans fine: missing paths are holds."""
     lab.projects = yaml.safe_load(DATA.read_text())
+    lab.config["serve"]["roots"] = ["/srv"]  # the file's paths (the default root)
     for name in lab.projects:
         lab.inventory["projects"].append({"id": f"id-{name}", "name": name, "enabled": True})
     lab.add_instance("i-1", "huggle", "172.16.3.4")

@@ -148,7 +148,7 @@ def test_sync_works_unprivileged_through_the_command_prefix() -> None:
             yaml.safe_dump(
                 {
                     "projects_file": "projects.yaml",
-                    "serve": {"hosts": [HOST]},
+                    "serve": {"hosts": [HOST], "roots": [str(root / "srv")]},
                     "inventory": {"source": "static", "file": "inventory.yaml"},
                     "exports_dir": "sb/exports.d",
                     "state_dir": "state",

@@ -337,16 +337,72 @@ BAD_ADDRESSES = [
 ]
 
 
-@pytest.mark.parametrize("address", BAD_ADDRESSES, ids=repr)
-def test_invalid_address_names_the_instance(
+# The one address grammar (nfs_exportd.addresses), refused in the static file as in the
+# cloud: zone ids (the exports-line injection of issue 10), loopback, link-local, ...
+REFUSED_ADDRESSES = [
+    "fe80::1%x *(rw,no_root_squash,insecure)",
+    "fd00::6%eth0",
+    "172.16.0.6\n/ *(rw)",
+    "127.0.0.1",
+    "::1",
+    "0.0.0.0",
+    "::",
+    "169.254.0.6",
+    "fe80::6",
+    "224.0.0.6",
+    "ff02::1",
+    "255.255.255.255",
+    "240.0.0.6",
+    "fec0::6",
+    "::172.16.0.6",  # IPv4-compatible (deprecated), not the IPv4-mapped form
+    "\uff11\uff17\uff12.16.0.6",  # full-width digits
+]
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES + REFUSED_ADDRESSES, ids=repr)
+def test_invalid_address_holds_only_its_instances_project(
     good: tuple[Lab, Snapshot], capsys: pytest.CaptureFixture[str], address: Any
 ) -> None:
+    """A bad address is data about one instance: its project keeps exactly what is in
+    force (unknown-project, naming file, key, instance and value), the others go on."""
     lab, before = good
     data = _valid(lab)
     data["instances"][1]["addresses"] = ["172.16.0.6", address]
+    data["instances"].append(
+        {"id": "i-4", "name": "paws-i-4", "project": "paws", "status": "ACTIVE",
+         "addresses": ["172.16.1.9"]}
+    )  # fmt: skip
     path = write_inventory(lab, data)
-    plan = assert_held(lab, before, capsys, str(path), "i-2", "tools-i-2", repr(address))
-    assert "invalid address" in plan["holds"][0]["detail"]
+    plan = plan_raw(lab, capsys)
+    assert run_raw(lab, "sync") == 3
+    holds = plan["holds"]
+    assert {(h["reason"], h["project"]) for h in holds} == {("unknown-project", "tools")}
+    detail = holds[0]["detail"]
+    for n in (f"{path}: instances[1].addresses[1]", "'i-2'", "'tools-i-2'", "invalid address"):
+        assert n in detail, f"{n!r} not in {detail!r}"
+    assert "\n" not in detail  # one line: the value is shown escaped
+    paws = lab.srv("paws", "home")
+    assert lab.in_force() == before[0] | {(paws, "172.16.1.9")}
+    assert plan["changes"] == [
+        {"project": "paws", "path": paws, "client": "172.16.1.9", "action": "add",
+         "reason": "new-instance"}
+    ]  # fmt: skip
+    assert "tools-i-2" not in "".join(lab.files().values())
+
+
+def test_v4_mapped_address_is_its_ipv4_address(lab: Lab) -> None:
+    """``::ffff:a.b.c.d`` is read as ``a.b.c.d`` before any comparison: written as IPv4,
+    and an IPv4 address claimed that way by two projects is a conflict."""
+    lab.add_project("tools", 50380)
+    lab.add_project("paws", 52771)
+    lab.add_instance("i-1", "tools", "::ffff:172.16.0.5", "::FFFF:AC10:0007")
+    assert lab.cli("sync") == 0
+    tools = lab.srv("tools", "home")
+    assert lab.in_force() == {(tools, "172.16.0.5"), (tools, "172.16.0.7")}
+    lab.add_instance("i-2", "paws", "172.16.0.5")
+    assert lab.cli("sync") == 3  # ip-conflict: exported for neither
+    assert lab.in_force() == {(tools, "172.16.0.7")}
+    assert lab.status()["holds_by_reason"] == {"ip-conflict": 1}
 
 
 def test_incomplete_cycles_neither_count_nor_reset(

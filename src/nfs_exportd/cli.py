@@ -431,6 +431,7 @@ class _Loop:
         self.wake = threading.Event()
         self.reload_requested = False
         self.source = source_from_config(cfg)
+        self.clouds = clouds_fingerprint(cfg)
         self.notifier = Notifier()
         self.exporter = Exporter(cfg)
         self.cycle_started: float | None = None
@@ -455,6 +456,9 @@ class _Loop:
         self.wake.set()
 
     def reload(self) -> None:
+        """Re-read the config (and clouds.yaml); never a cycle of its own, so that a burst
+        of SIGHUPs costs no requests.  The inventory source, with its connections and
+        tokens, is kept unless its settings or the clouds.yaml files changed."""
         self.reload_requested = False
         try:
             cfg = load_config(self.args.config)
@@ -462,7 +466,12 @@ class _Loop:
             self.config_problem = str(exc)
             log.error("config-invalid: keeping the running config: %s", exc)
             return
-        self.source.reset()  # clouds.yaml is re-read too
+        clouds = clouds_fingerprint(cfg)
+        if cfg.inventory != self.cfg.inventory or clouds != self.clouds:
+            self.source.reset()
+            self.source = source_from_config(cfg)
+            self.clouds = clouds
+            log.info("inventory settings or clouds.yaml changed: new connections")
         if cfg.metrics != self.cfg.metrics:
             self.exporter.stop()
             self.exporter = Exporter(cfg)
@@ -471,7 +480,6 @@ class _Loop:
             except NfsExportdError as exc:
                 log.error("%s; metrics are off until the next reload", exc)
         self.cfg, self.config_problem = cfg, None
-        self.source = source_from_config(cfg)
         log.info("config reloaded from %s", self.args.config)
 
     def refresh_projects(self) -> None:
@@ -530,6 +538,9 @@ class _Loop:
         return EXIT_OK
 
     def _loop(self) -> None:
+        """A cycle every interval (jittered).  SIGHUP reloads between cycles and does not
+        bring the next one forward: a storm of signals makes no more cycles (and no
+        more requests to the cloud) than polling does."""
         log.info("running: a cycle every %g s", self.cfg.interval_seconds)
         first = True
         while not self.stopping.is_set():
@@ -539,10 +550,41 @@ class _Loop:
                 self.refresh_projects()
             first = False
             self.cycle()
-            if self.stopping.is_set():
-                break
-            self.wake.wait(self.cfg.interval_seconds * random.uniform(0.9, 1.1))
-            self.wake.clear()
+            ended = time.monotonic()
+            jitter = random.uniform(0.9, 1.1)
+            while not self.stopping.is_set():
+                left = ended + self.cfg.interval_seconds * jitter - time.monotonic()
+                if left <= 0:
+                    break
+                self.wake.wait(left)
+                self.wake.clear()
+                if self.reload_requested and not self.stopping.is_set():
+                    self.reload()  # coalesced: the next cycle comes when it is due
+
+
+def clouds_fingerprint(cfg: Config) -> tuple[tuple[str, bytes | None], ...]:
+    """The clouds.yaml and secure.yaml files openstacksdk reads, with their contents:
+    when they are unchanged, a reload keeps the connections and their tokens."""
+    if cfg.inventory.source != "openstack":
+        return ()
+    from openstack.config import loader
+
+    paths = [
+        os.environ.get("OS_CLIENT_CONFIG_FILE"),
+        os.environ.get("OS_CLIENT_SECURE_FILE"),
+        *loader.CONFIG_FILES,
+        *loader.SECURE_FILES,
+    ]
+    out: list[tuple[str, bytes | None]] = []
+    for path in dict.fromkeys(p for p in paths if p):
+        try:
+            with open(path, "rb") as fh:
+                out.append((path, fh.read(1 << 20)))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            out.append((path, f"unreadable: {exc}".encode()))
+    return tuple(out)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

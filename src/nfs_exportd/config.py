@@ -23,7 +23,16 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-from .validate import check_name
+from .validate import check_name, check_root
+from .yamlsafe import (
+    CONFIG_MAX_BYTES,
+    INVENTORY_MAX_BYTES,
+    MIB,
+    PROJECTS_MAX_BYTES,
+    YamlRefused,
+    loads,
+    read_bounded,
+)
 
 DEFAULT_CONFIG = Path("/etc/nfs-exportd/config.yaml")
 DEFAULT_OPTIONS = "rw,sync,no_subtree_check,root_squash"
@@ -53,11 +62,18 @@ Options = Annotated[str, Field(min_length=1), AfterValidator(check_options)]
 def _int_to_float(v: Any) -> Any:
     """Strict mode would reject a plain ``1`` for a float: accept ints, not bools or text."""
     if isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # 10**400: no float; say so as a validation error
+            raise ValueError("number too large") from None
     return v
 
 
-Number = Annotated[float, BeforeValidator(_int_to_float)]
+# Every number in the config is finite (YAML's .inf and .nan are refused: an infinite
+# timeout disables it, an infinite interval kills ``run``) and has an upper bound.
+Number = Annotated[float, BeforeValidator(_int_to_float), Field(allow_inf_nan=False)]
+DAY = 86400.0
+HOUR = 3600.0
 
 
 class _Strict(BaseModel):
@@ -66,6 +82,10 @@ class _Strict(BaseModel):
 
 class ServeConfig(_Strict):
     hosts: list[str] = Field(min_length=1)
+    # every served path (private and public) must lie below one of these; no system dir
+    roots: list[Annotated[str, AfterValidator(check_root)]] = Field(
+        default_factory=lambda: ["/srv"], min_length=1
+    )
 
     @field_validator("hosts")
     @classmethod
@@ -102,9 +122,10 @@ class InventoryConfig(_Strict):
     mode: Literal["all-projects", "per-project"] = "all-projects"
     file: Path | None = None
     regions: list[str] | None = None  # default: every region with a compute endpoint
-    timeout_seconds: Number = Field(default=30, gt=0)
+    timeout_seconds: Number = Field(default=30, gt=0, le=HOUR)
     concurrency: int = Field(default=8, ge=1, le=64)
     include_floating_ips: bool = False
+    file_max_bytes: int = Field(default=INVENTORY_MAX_BYTES, ge=1024, le=1024 * MIB)
 
     @field_validator("cloud")
     @classmethod
@@ -119,11 +140,26 @@ class InventoryConfig(_Strict):
 
 
 class SafetyConfig(_Strict):
-    removal_confirmations: int = Field(default=3, ge=1)
+    removal_confirmations: int = Field(default=3, ge=1, le=1000)
     max_removal_fraction: Number = Field(default=0.25, gt=0, le=1)
-    min_removal_count: int = Field(default=10, ge=0)
-    removal_min_age_seconds: Number = Field(default=3600, ge=0)
+    min_removal_count: int = Field(default=10, ge=0, le=1_000_000)
+    removal_min_age_seconds: Number = Field(default=3600, ge=0, le=90 * DAY)
     disabled_projects: Literal["keep", "remove"] = "keep"
+    # project deletions (a project's pairs going as project-deleted) allowed per window;
+    # more are held (too-much-change) until sync --force: a Keystone listing that
+    # silently lost projects deletes them all at once
+    max_project_deletions: int = Field(default=2, ge=0, le=1_000_000)
+    project_deletion_window_seconds: Number = Field(default=DAY, gt=0, le=90 * DAY)
+    # a project whose instance count falls, between two complete listings, by more than
+    # this share and by more than project_shrink_min_count instances holds its removals
+    # (inventory-shrink, naming it) until sync --force: a silently short page of one
+    # project slips under every bound on the whole cloud
+    max_project_shrink_fraction: Number = Field(default=0.5, gt=0, le=1)
+    project_shrink_min_count: int = Field(default=2, ge=0, le=1_000_000)
+    # a complete cycle counts toward confirmations only this long after the last one
+    # that counted; default (null) 0.5 x interval_seconds: no burst of cycles removes
+    # access faster than polling
+    confirmation_spacing_seconds: Number | None = Field(default=None, ge=0, le=DAY)
 
 
 def _listen(value: str) -> str:
@@ -159,23 +195,24 @@ class MetricsConfig(_Strict):
 class CheckConfig(_Strict):
     """Thresholds of ``nfs-exportd check`` (Nagios/Icinga plugin)."""
 
-    warning_after_seconds: Number = Field(default=900, gt=0)  # held or stale this long
-    critical_after_seconds: Number = Field(default=3600, gt=0)  # no complete inventory
+    warning_after_seconds: Number = Field(default=900, gt=0, le=30 * DAY)  # held/stale this long
+    critical_after_seconds: Number = Field(default=3600, gt=0, le=30 * DAY)  # no complete inventory
 
 
 class MaintenanceConfig(_Strict):
     # a maintenance flag older than this is a WARNING in ``check``: forgotten flags are
     # how removals silently stop
-    max_age_seconds: Number = Field(default=86400, gt=0)
+    max_age_seconds: Number = Field(default=86400, gt=0, le=365 * DAY)
 
 
 class HistoryConfig(_Strict):
-    retention_days: Number = Field(default=90, gt=0)  # journal entries older than this go
-    max_entries: int = Field(default=1000, ge=2)  # and never more than this many
+    retention_days: Number = Field(default=90, gt=0, le=3650)  # journal entries older than this go
+    max_entries: int = Field(default=1000, ge=2, le=1_000_000)  # and never more than this many
 
 
 class Config(_Strict):
     projects_file: Path
+    projects_file_max_bytes: int = Field(default=PROJECTS_MAX_BYTES, ge=1024, le=1024 * MIB)
     serve: ServeConfig
     export_options: ExportOptionsConfig = Field(default_factory=ExportOptionsConfig)
     public_exports: dict[str, PublicExportConfig] = Field(default_factory=dict)
@@ -185,10 +222,10 @@ class Config(_Strict):
     exportfs_command: list[str] = Field(
         default_factory=lambda: ["sudo", "-n", "/usr/sbin/exportfs"], min_length=1
     )
-    exportfs_timeout_seconds: Number = Field(default=60, gt=0)
+    exportfs_timeout_seconds: Number = Field(default=60, gt=0, le=HOUR)
     etab_file: Path = Path("/var/lib/nfs/etab")  # extension: where exportfs keeps its state
     maintenance_file: Path = Path("/etc/nfs-exportd/maintenance")
-    interval_seconds: Number = Field(default=60, ge=1)
+    interval_seconds: Number = Field(default=60, ge=1, le=DAY)
     backend: Literal["exportfs"] = "exportfs"
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -232,13 +269,14 @@ def _resolve(base: Path, p: Path) -> Path:
 def load_config(path: Path) -> Config:
     """Read, validate and resolve one config file, or raise ConfigError naming the culprit."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, CONFIG_MAX_BYTES, "the config file")
+        data = loads(text, str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except YamlRefused as exc:
+        raise ConfigError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

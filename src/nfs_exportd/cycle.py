@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +16,19 @@ from .backends.exportfs import ApplyResult, ExportfsBackend
 from .check import QUIET, hold_key
 from .config import Config
 from .decide import Action, DecideInput, Hold, Plan, Policy, decide
-from .errors import EXIT_HELD, EXIT_OK, PlanMismatch
+from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
 from .exportsfile import DirScan, render, scan
 from .fsutil import remove_stale_temporaries
 from .inventory import InventorySource, source_from_config
 from .killpoints import kill_point
 from .model import InventorySnapshot, Maintenance
-from .projects import ServedSet, load_projects, served_from_config
+from .projects import (
+    PathSafety,
+    ServedSet,
+    check_served_paths,
+    load_projects,
+    served_from_config,
+)
 
 log = logging.getLogger("nfs_exportd")
 
@@ -35,11 +41,13 @@ class Facts:
     missing_paths: frozenset[str]
     maintenance: Maintenance
     rollback_hold: str | None = None  # set after ``rollback`` until ``release``
+    # served paths that are not what they say (symlinks, system dirs, outside serve.roots)
+    path_safety: PathSafety = field(default_factory=lambda: PathSafety({}, {}))
 
 
 def load_served(cfg: Config) -> ServedSet:
     """Projects file + config -> what this server serves (raises ConfigError)."""
-    projects = load_projects(cfg.projects_file)
+    projects = load_projects(cfg.projects_file, cfg.projects_file_max_bytes)
     for warning in projects.warnings:
         log.warning("%s", warning)
     return served_from_config(cfg, projects)
@@ -75,11 +83,15 @@ def read_facts(
     paths = {e.path for exps in served.private.values() for e in exps}
     paths |= {p.path for p in served.public}
     missing = frozenset(p for p in paths if not Path(p).exists())
+    safety = check_served_paths(paths, cfg.serve.roots)
+    for why in (*safety.unsafe.values(), *safety.held.values()):
+        log.warning("path-unsafe: %s", why)
     return Facts(
         snapshot=snapshot,
         scan=dir_scan,
         counters=state.load_counters(cfg.state_dir, move_corrupt=writing),
         missing_paths=missing,
+        path_safety=safety,
         maintenance=read_maintenance(cfg.maintenance_file),
         rollback_hold=read_rollback_hold(cfg.state_dir),
     )
@@ -88,6 +100,13 @@ def read_facts(
 def read_rollback_hold(state_dir: Path) -> str | None:
     marker = state.load_rollback_hold(state_dir)
     return state.rollback_hold_detail(marker) if marker is not None else None
+
+
+def confirmation_spacing(cfg: Config) -> float:
+    """safety.confirmation_spacing_seconds, or half of interval_seconds when not set: a
+    cycle run early (a signal, a retry, a human) may add, never confirm faster."""
+    given = cfg.safety.confirmation_spacing_seconds
+    return 0.5 * cfg.interval_seconds if given is None else given
 
 
 def make_plan(
@@ -107,6 +126,11 @@ def make_plan(
         removal_min_age=cfg.safety.removal_min_age_seconds,
         disabled_projects=cfg.safety.disabled_projects,
         rollback_hold=facts.rollback_hold,
+        max_project_deletions=cfg.safety.max_project_deletions,
+        project_deletion_window=cfg.safety.project_deletion_window_seconds,
+        max_project_shrink_fraction=cfg.safety.max_project_shrink_fraction,
+        project_shrink_min_count=cfg.safety.project_shrink_min_count,
+        confirmation_spacing=confirmation_spacing(cfg),
     )
     plan = decide(
         DecideInput(
@@ -117,9 +141,12 @@ def make_plan(
             unmanaged=facts.scan.unmanaged,
             counters=facts.counters.values,
             missing_paths=facts.missing_paths,
+            unsafe_paths=facts.path_safety.unsafe,
+            held_paths=facts.path_safety.held,
             state_problem=facts.counters.problem,
             memory=facts.counters.memory,
             now=time.time(),
+            pinned_ids=served.ids,
         ),
         policy,
     )
@@ -135,6 +162,7 @@ def backend_for(cfg: Config) -> ExportfsBackend:
         cfg.exportfs_timeout_seconds,
         cfg.etab_file,
         pending_marker=cfg.state_dir / state.APPLY_PENDING,
+        last_verified=lambda: state.load_verified(cfg.state_dir),
     )
 
 
@@ -174,6 +202,8 @@ def sync(
     started = time.time()
     try:
         return _sync(cfg, served, started, force, plan_checksum, extra_holds, source)
+    except NotRecorded:
+        raise  # its status is saved already (or cannot be)
     except Exception as exc:
         _save_error(cfg, started, str(exc), type(exc).__name__)
         raise
@@ -205,20 +235,101 @@ def _sync(
     log_decisions(plan)
     applied = backend_for(cfg).apply(plan.files, facts.scan.raw, facts.missing_paths)
     kill_point("verified")
-    if plan.counting:
-        state.save_counters(cfg.state_dir, plan.counters, plan.memory)
-    elif facts.counters.problem:
-        # not rebuilt yet: keep saying so until a complete cycle has counted afresh
-        state.save_counters(cfg.state_dir, {}, rebuilding=facts.counters.problem)
+    # From here on the exports in force are changed and verified: a state file that
+    # cannot be written is no reason to undo that, but it is never silent either.
+    unsaved: list[str] = []
+    try:
+        if plan.counting:
+            state.save_counters(cfg.state_dir, plan.counters, plan.memory)
+        elif facts.counters.problem:
+            # not rebuilt yet: keep saying so until a complete cycle has counted afresh
+            state.save_counters(cfg.state_dir, {}, rebuilding=facts.counters.problem)
+    except StateError as exc:
+        unsaved.append(str(exc))
     rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
-    if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
-        state.save_verified(cfg.state_dir, rendered)
-    if applied.written or applied.removed:
-        journal_change(cfg, "sync", plan.checksum, plan.summary(), facts.scan.raw, rendered, plan)
+    try:
+        if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
+            state.save_verified(cfg.state_dir, rendered)
+    except StateError as exc:
+        unsaved.append(str(exc))
+    changed = bool(applied.written or applied.removed)
+    old_status = load_status_or_empty(cfg)
+    unjournaled = old_status.get("unjournaled") if isinstance(old_status, dict) else None
+    journal_errors: list[str] = []
+    if unjournaled:
+        _journal_catch_up(cfg, facts.scan.raw, unjournaled, journal_errors)
+    if changed:
+        journal_change(
+            cfg,
+            "sync",
+            plan.checksum,
+            plan.summary(),
+            facts.scan.raw,
+            rendered,
+            plan,
+            on_error=journal_errors,
+        )
+    if journal_errors:
+        unjournaled = {
+            "since": (unjournaled or {}).get("since") or started,
+            "message": journal_errors[-1],
+        }
+    elif unjournaled:
+        log.info("the journal has caught up with the changes it could not record")
+        unjournaled = None
+    unsaved += journal_errors
     code = EXIT_HELD if plan.held else EXIT_OK
     result = SyncResult(plan, applied, code)
-    _save_status(cfg, plan, facts, started, "held" if plan.held else "ok", result.line())
-    return result
+    if not unsaved:
+        problem = _save_status(
+            cfg, plan, facts, started, "held" if plan.held else "ok", result.line(), unjournaled
+        )
+        if problem is None:
+            return result
+        raise NotRecorded(
+            f"{result.line()}; but {problem}: status and check show the cycle before; "
+            f"free space in state_dir {cfg.state_dir}"
+        )
+    if changed:
+        head = (
+            f"the change was applied and verified in force ({len(applied.written)} files "
+            f"written, {len(applied.removed)} removed), but it is not recorded"
+        )
+    else:
+        head = "the exports in force are verified, but the state could not be saved"
+    message = f"{head}: {'; '.join(unsaved)}; free space in state_dir {cfg.state_dir}" + (
+        ", then run sync: the journal catches up" if journal_errors else ""
+    )
+    problem = _save_status(cfg, plan, facts, started, "error", message, unjournaled)
+    if problem is not None:
+        message += f"; and {problem}: status and check show the cycle before"
+    raise NotRecorded(message)
+
+
+def _journal_catch_up(
+    cfg: Config, in_force: dict[str, str], unjournaled: Any, errors: list[str]
+) -> None:
+    """Journal what earlier cycles applied while the journal could not be written: the
+    files in force now against the newest entry's."""
+    try:
+        known = journal.ids(cfg.state_dir)
+        last = journal.load(cfg.state_dir, known[-1]).files if known else None
+    except StateError as exc:
+        errors.append(str(exc))
+        return
+    if last is None:
+        return  # no journal yet: this cycle's entry starts it, with a baseline
+    since = unjournaled.get("since") if isinstance(unjournaled, dict) else None
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(since or 0)))
+    journal_change(
+        cfg,
+        "sync",
+        "",
+        f"catch-up: changes applied since {when} while the journal could not be written",
+        dict(last),
+        in_force,
+        on_error=errors,
+    )
 
 
 def journal_change(
@@ -230,9 +341,11 @@ def journal_change(
     after: dict[str, str],
     plan: Plan | None = None,
     baseline: dict[str, str] | None = None,
+    on_error: list[str] | None = None,
 ) -> journal.Entry | None:
-    """Journal an applied change.  A journal that cannot be written is logged, not fatal:
-    the change is applied and verified already, and undoing it would be worse."""
+    """Journal an applied change.  A journal that cannot be written is logged (and added
+    to ``on_error``), not undone: the change is applied and verified already, and undoing
+    it would be worse."""
     reasons = {(c.project, c.path, c.client): c.reason.value for c in plan.changes} if plan else {}
     try:
         entry = journal.record(
@@ -249,6 +362,8 @@ def journal_change(
         )
     except Exception as exc:
         log.error("could not journal the change: %s", exc)
+        if on_error is not None:
+            on_error.append(f"the journal could not be written: {exc}")
         return None
     if entry is not None:
         log.info(
@@ -289,8 +404,15 @@ def _save_error(cfg: Config, started: float, message: str, kind: str = "") -> No
 
 
 def _save_status(
-    cfg: Config, plan: Plan, facts: Facts, started: float, result: str, message: str
-) -> None:
+    cfg: Config,
+    plan: Plan,
+    facts: Facts,
+    started: float,
+    result: str,
+    message: str,
+    unjournaled: dict[str, Any] | None = None,
+) -> str | None:
+    """Save status.json; returns what went wrong when it could not be saved."""
     files = [f for f in plan.files.values() if f is not None]
     status: dict[str, Any] = {
         "schema": 1,
@@ -337,7 +459,11 @@ def _save_status(
             first_seen[key] = seen.get(key) or started
     status["hold_first_seen"] = first_seen
     status["held_since"] = min(first_seen.values()) if first_seen else None
+    # a change in force that the journal lacks: until a later cycle catches up
+    status["unjournaled"] = unjournaled
     try:
         state.save_status(cfg.state_dir, status)
     except Exception as exc:
         log.error("could not save status: %s", exc)
+        return f"status could not be saved: {exc}"
+    return None

@@ -35,6 +35,11 @@ class StateError(NfsExportdError):
     """Files on disk that we own (managed exports files, state) cannot be read or written."""
 
 
+class NotRecorded(StateError):
+    """The cycle applied (or verified) the exports in force, but state_dir could not
+    record it (journal, counters, last verified files, status): exit 1, never silent."""
+
+
 class LockHeld(NfsExportdError):
     """Another writing command holds the state lock."""
 

@@ -7,12 +7,13 @@ Files without the header are never rewritten or removed.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StateError
+from .addresses import AddressError, parse_network
+from .config import check_options
+from .errors import NfsExportdError, StateError
 from .model import (
     EXPORTS_SUFFIX,
     HEADER_PREFIX,
@@ -28,11 +29,65 @@ def header_for(f: ExportsFile) -> str:
     return f"{HEADER_PREFIX}{f.kind}={f.owner}"
 
 
+class RenderRefused(NfsExportdError):
+    """A token about to be written is not one the grammar allows: a bug upstream (every
+    value is checked where it is read), so nothing is written and the cycle fails."""
+
+
+# Characters that change the meaning of an exports line; never in any token we write.
+_UNSAFE_CHARS = frozenset(" \t\n\r\v\f\\*()#\"'")
+
+
+def _refuse(f: ExportsFile, what: str) -> RenderRefused:
+    return RenderRefused(
+        f"refusing to write {f.filename}: {what}; nothing was written. This is a bug in "
+        "nfs-exportd (the value passed the checks where it was read): please report it"
+    )
+
+
 def render(f: ExportsFile) -> str:
+    """The file's text, after checking every token again (the second guard: paths,
+    options, clients and the owner each match their grammar exactly, or RenderRefused)."""
+    try:
+        check_name(f.owner, f.kind)
+    except ValueError as exc:
+        raise _refuse(f, f"owner: {exc}") from None
+    prefix = {"project": "", "public": PUBLIC_FILE_PREFIX}.get(f.kind)
+    if prefix is None or f.filename != prefix + f.owner + EXPORTS_SUFFIX:
+        raise _refuse(f, f"kind {f.kind!r} and owner {f.owner!r} do not match the file name")
     out = [header_for(f)]
+    seen: set[str] = set()
     for line in f.lines:
+        try:
+            ok = normalise_path(line.path) == (line.path, False)
+        except ValueError:
+            ok = False
+        if not ok or line.path in seen:
+            raise _refuse(f, f"path {line.path!r} is not a checked, normalised absolute path")
+        seen.add(line.path)
+        try:
+            ok = check_options(line.options) == line.options
+        except ValueError:
+            ok = False
+        if not ok or _UNSAFE_CHARS.intersection(line.options):
+            raise _refuse(f, f"options {line.options!r} of {line.path} are not a checked list")
+        if not line.clients:  # "PATH -OPTIONS" alone exports to the world
+            raise _refuse(f, f"{line.path} has no client")
+        for client in line.clients:
+            if not _canonical_client(client):
+                raise _refuse(f, f"client {client!r} of {line.path} is not a canonical address")
         out.append(f"{line.path} -{line.options} {' '.join(line.clients)}")
     return "\n".join(out) + "\n"
+
+
+def _canonical_client(text: str) -> bool:
+    """Exactly the canonical text of a unicast address or network, nothing more."""
+    if not isinstance(text, str) or _UNSAFE_CHARS.intersection(text) or "%" in text:
+        return False
+    try:
+        return str(parse_network(text)) == text
+    except AddressError:
+        return False
 
 
 class ManagedFileError(ValueError):
@@ -40,16 +95,15 @@ class ManagedFileError(ValueError):
 
 
 def _client(text: str, where: str) -> str:
+    """A client token of a file in force, through the one address grammar (so that
+    ``::ffff:a.b.c.d`` in force is compared as ``a.b.c.d``); a token that fails it (a zone
+    id, loopback, ...) is an error naming file:line, never silently kept or dropped."""
     try:
-        if "/" in text:
-            net = ipaddress.ip_network(text, strict=True)
-            if net.prefixlen != net.max_prefixlen:
-                return str(net)
-            return str(net.network_address)
-        return str(ipaddress.ip_address(text))
-    except ValueError:
+        return str(parse_network(text))
+    except AddressError as exc:
         raise ManagedFileError(
-            f"{where}: client {text!r} is not an IP address or network"
+            f"{where}: client {exc}; remove it from the file by hand (never written by "
+            "nfs-exportd from checked data)"
         ) from None
 
 

@@ -55,6 +55,7 @@ class ProjectSpec:
     gid: int
     mounts: tuple[Mount, ...]
     skipped: tuple[str, ...] = ()  # volumes given as ``true`` (handled elsewhere)
+    keystone_id: str | None = None  # ``id:``: the Keystone id this name stands for
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,21 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
+class AddressClaim:
+    """A claim on an address by something that is not one listed project's instance: a
+    port (or server) of a project Keystone does not list, or a port of one project on a
+    server of another.  Every claim counts: such an address is exported for nobody and
+    leaves any project's exports at once (``ip-conflict``)."""
+
+    detail: str  # who claims it: port, server and project ids, one line
+    projects: tuple[str, ...] = ()  # the listed projects involved (named in the report)
+    # every Keystone project id involved (port, server, floating IP), listed or not: a
+    # claim whose only id is the id a project's name is bound to is that project's own
+    # (its servers while Keystone does not list it), not another project's
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InventorySnapshot:
     """What the cloud told us in one read, with completeness made explicit.
 
@@ -110,6 +126,8 @@ class InventorySnapshot:
     instances: Mapping[str, tuple[InstanceRecord, ...]]
     incomplete: Mapping[str, str] = field(default_factory=dict)  # project -> why unknown
     problem: str | None = None  # why the whole snapshot (or the listing) is unknown
+    # canonical address -> claims on it that give it to nobody (see AddressClaim)
+    claims: Mapping[str, tuple[AddressClaim, ...]] = field(default_factory=dict)
 
     @property
     def listing_complete(self) -> bool:

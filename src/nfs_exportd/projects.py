@@ -1,7 +1,9 @@
 """The projects file (the established ``projects.yaml`` format) and what this server serves.
 
 Format: ``NAME: {gid: INT, mounts: {VOLUME: "HOST:/PATH" | true}}``; ``true`` means the
-volume is handled elsewhere.  This server serves the mounts whose HOST is listed in
+volume is handled elsewhere.  Extension: an optional ``id: KEYSTONE_ID`` binds the name to
+that Keystone project id (a listing that shows the name under another id gives it
+nothing: ``project-id-changed``).  This server serves the mounts whose HOST is listed in
 ``serve.hosts``, compared as text: deciding what to export never depends on DNS.
 
 Parsing is pure (``parse_projects`` takes already-loaded YAML data); ``load_projects``
@@ -10,13 +12,17 @@ is the small I/O wrapper.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .addresses import AddressError, parse_network
 from .config import Config, ExportOptionsConfig
 from .errors import ConfigError
 from .model import (
@@ -26,9 +32,13 @@ from .model import (
     PublicExport,
     ServedExport,
 )
-from .validate import check_name, normalise_path, path_within
+from .validate import check_name, normalise_path, path_within, system_directory
+from .yamlsafe import PROJECTS_MAX_BYTES, YamlRefused, load_file
 
 log = logging.getLogger(__name__)
+MAX_GID = 2**32 - 2  # (gid_t)-1 means "no group" to the kernel
+# ``id:`` of a project: Keystone ids are 32 hex digits; LDAP-backed ones may be other words
+KEYSTONE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -75,13 +85,22 @@ def parse_projects(data: object, source: str) -> ProjectsFile:
         if not isinstance(body, dict):
             errors.append(f"{where}: expected a mapping with 'gid' and 'mounts'")
             continue
-        unknown = set(body) - {"gid", "mounts"}
+        unknown = set(body) - {"gid", "mounts", "id"}
         if unknown:
             errors.append(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
             continue
         gid = body.get("gid")
-        if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
-            errors.append(f"{where}: gid must be a non-negative integer, got {gid!r}")
+        if not isinstance(gid, int) or isinstance(gid, bool) or not 0 <= gid <= MAX_GID:
+            errors.append(f"{where}: gid must be an integer from 0 to {MAX_GID}, got {gid!r}")
+            continue
+        keystone_id = body.get("id")
+        if keystone_id is not None and (
+            not isinstance(keystone_id, str) or not KEYSTONE_ID_RE.fullmatch(keystone_id)
+        ):
+            errors.append(
+                f"{where}: id must be a Keystone project id (1-64 letters, digits, '-' or "
+                f"'_'), got {keystone_id!r}"
+            )
             continue
         mounts_data = body.get("mounts", {}) or {}
         if not isinstance(mounts_data, dict):
@@ -115,10 +134,17 @@ def parse_projects(data: object, source: str) -> ProjectsFile:
             if changed:
                 warnings.append(f"{vwhere}: path {raw_path!r} normalised to {path!r}")
             mounts.append(Mount(project=name, volume=volume, host=host, path=path))
-        projects[name] = ProjectSpec(name, gid, tuple(mounts), tuple(skipped))
+        projects[name] = ProjectSpec(name, gid, tuple(mounts), tuple(skipped), keystone_id)
     if errors:
         raise ConfigError("\n".join(errors))
 
+    by_id: dict[str, list[str]] = {}
+    for spec in projects.values():
+        if spec.keystone_id is not None:
+            by_id.setdefault(spec.keystone_id, []).append(spec.name)
+    for kid, names in sorted(by_id.items()):
+        if len(names) > 1:
+            errors.append(f"{source}: id {kid} given for projects {', '.join(names)}")
     by_gid: dict[int, list[str]] = {}
     for spec in projects.values():
         by_gid.setdefault(spec.gid, []).append(spec.name)
@@ -166,15 +192,15 @@ def _path_conflicts(groups: Iterable[tuple[str, Sequence[Mount]]], source: str) 
     return errors
 
 
-def load_projects(path: Path) -> ProjectsFile:
+def load_projects(path: Path, max_bytes: int = PROJECTS_MAX_BYTES) -> ProjectsFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_file(path, max_bytes, "the projects file", "projects_file_max_bytes")
     except FileNotFoundError:
         raise ConfigError(f"{path}: projects file not found (config key projects_file)") from None
+    except YamlRefused as exc:
+        raise ConfigError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read projects file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_projects(data, str(path))
@@ -186,6 +212,7 @@ class ServedSet:
 
     private: Mapping[str, tuple[ServedExport, ...]]  # project -> exports, every project listed
     public: tuple[PublicExport, ...]
+    ids: Mapping[str, str] = field(default_factory=dict)  # project -> the file's ``id:``
 
 
 def served_exports(
@@ -200,8 +227,6 @@ def served_exports(
     Raises ConfigError for conflicts that only appear once several hosts are served
     together or public exports are added (paths overlapping across hosts or projects).
     """
-    import ipaddress
-
     wanted = {h.lower().rstrip(".") for h in hosts}
     private: dict[str, tuple[ServedExport, ...]] = {}
     all_served: list[Mount] = []
@@ -225,14 +250,10 @@ def served_exports(
             continue
         clients: list[str] = []
         for i, c in enumerate(raw_clients):
-            try:
-                net = ipaddress.ip_network(c, strict=True)
-            except ValueError as exc:
+            try:  # the one address grammar: what the renderer accepts, and nothing else
+                clients.append(str(parse_network(c)))
+            except AddressError as exc:
                 errors.append(f"{where}.clients[{i}]: {exc}")
-                continue
-            clients.append(
-                str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-            )
         for m in all_served:
             if path_within(m.path, path) or path_within(path, m.path):
                 errors.append(
@@ -244,7 +265,8 @@ def served_exports(
         pubs.append(PublicExport(name, path, tuple(clients), opts or options.default))
     if errors:
         raise ConfigError("\n".join(errors))
-    return ServedSet(private, tuple(pubs))
+    ids = {s.name: s.keystone_id for s in projects.projects.values() if s.keystone_id}
+    return ServedSet(private, tuple(pubs), ids)
 
 
 def served_from_config(cfg: Config, projects: ProjectsFile) -> ServedSet:
@@ -252,3 +274,57 @@ def served_from_config(cfg: Config, projects: ProjectsFile) -> ServedSet:
     return served_exports(
         projects, cfg.serve.hosts, cfg.export_options, public, str(cfg.source_path)
     )
+
+
+@dataclass(frozen=True)
+class PathSafety:
+    """Served paths that are not what they say, as read from the file system now.
+
+    ``unsafe``: a system directory, or a path whose real path differs from it (any
+    component a symlink: exportfs would export the target, another volume): its pairs
+    in force leave at once, nothing is added.  ``held``: outside ``serve.roots`` (a
+    config matter, not proof of a leak) or the real path could not be read: nothing is
+    added, what is in force stays (fail static).  Both map path -> why.
+    """
+
+    unsafe: Mapping[str, str]
+    held: Mapping[str, str]
+
+
+def check_served_paths(paths: Iterable[str], roots: Sequence[str]) -> PathSafety:
+    """Check every served path against ``roots`` and its real path (reads the file system)."""
+    unsafe: dict[str, str] = {}
+    held: dict[str, str] = {}
+    for path in sorted(set(paths)):
+        system = system_directory(path)
+        if system is not None:
+            unsafe[path] = (
+                f"{path} is or lies in a system directory ({system}): never exported; "
+                "fix the volume's path"
+            )
+            continue
+        if not any(path_within(path, root) for root in roots):
+            held[path] = (
+                f"{path} is outside serve.roots ({', '.join(roots)}): not exported; add its "
+                "root to serve.roots or fix the volume's path"
+            )
+            continue
+        try:
+            real = os.path.realpath(path, strict=True)
+        except FileNotFoundError:
+            real = os.path.realpath(path)  # missing (path-missing); its parents still count
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                unsafe[path] = f"{path} is a symlink loop: replace it with a directory"
+            else:
+                held[path] = (
+                    f"cannot resolve {path} ({exc.strerror or exc}): what is in force is kept "
+                    "until it can be checked"
+                )
+            continue
+        if real != path:
+            unsafe[path] = (
+                f"{path} resolves to {real} (a symlink in the path): exportfs would export "
+                f"{real}; replace the symlink with a real directory"
+            )
+    return PathSafety(unsafe, held)

@@ -4,7 +4,9 @@ The restored files are written atomically, applied with exportfs and read back l
 sync; the rollback is journaled itself.  Restored pairs whose address now belongs to
 another project (an instance the inventory shows, or another project's managed file in
 force) are dropped and reported: a rollback must never export one address for two
-projects.  Afterwards a ``rollback-hold`` marker makes every later cycle hold all
+projects.  "Another project" is by Keystone id, as everywhere (``decide.lifecycle.
+aliases``): a project renamed since the restored entry is the same project under its new
+name, and keeps its pairs.  Afterwards a ``rollback-hold`` marker makes every later cycle hold all
 changes except conflict removals, so that the running daemon does not undo the rollback,
 until ``release``.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from . import journal, state
 from .config import Config
 from .cycle import backend_for, journal_change
+from .decide.lifecycle import aliases
 from .errors import StateError, UsageError
 from .exportsfile import ManagedFileError, parse, render, scan
 from .inventory import source_from_config
@@ -81,6 +84,11 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
         for inst in insts:
             for addr in inst.addresses:
                 claims.setdefault(str(addr), set()).add(project)
+    for ip, foreign in snap.claims.items():  # a port of an unlisted project, of X on Y, ...
+        claims.setdefault(ip, set()).update(f"({c.detail})" for c in foreign)
+    # ids: the listing's, and those the daemon remembers (a renamed name, a bound name)
+    listed = {r.name: r.id for r in snap.projects.values()} if snap.projects else {}
+    known = state.load_counters(cfg.state_dir, move_corrupt=False).memory.known_ids
     involved = {f.owner for f in parsed.values() if f.kind == "project"}
     unknown = sorted(p for p in involved if not snap.project_complete(p))
     if snap.listing_complete and not unknown:
@@ -128,7 +136,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
                     claims.get(client, set())
                     | in_force_owner.get(client, set())
                     | (set() if client in claims else restored_owner.get(client, set()))
-                ) - {f.owner}
+                ) - aliases(f.owner, listed, known)
                 if others:
                     why = f"now belongs to project {', '.join(sorted(others))}"
                     result.dropped.append((f.owner, line.path, client, why))

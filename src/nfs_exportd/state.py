@@ -8,6 +8,7 @@ be removed until enough complete cycles have rebuilt the evidence.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -25,6 +26,7 @@ from .model import PairKey
 COUNTERS = "counters.json"
 STATUS = "status.json"
 VERIFIED = "last-verified"
+VERIFIED_COMPLETE = ".complete"  # in VERIFIED: the copy is whole
 APPLY_PENDING = "apply-pending"
 LOCK = "lock"
 RUN_LOCK = "run.lock"
@@ -97,7 +99,22 @@ def _memory(data: dict[str, Any]) -> Memory:
         raise ValueError("known_ids and instances must be mappings")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
         raise ValueError("instance counts must be integers")
-    return Memory(absent, {str(k): str(v) for k, v in known.items()}, dict(counts))
+    deletions: dict[str, float] = {}
+    for item in data.get("project_deletions", []):
+        when = item["time"]
+        if not isinstance(when, int | float) or isinstance(when, bool):
+            raise ValueError(f"bad project deletion record {item!r}")
+        deletions[str(item["name"])] = float(when)
+    last = data.get("last_counted")
+    if last is not None and (not isinstance(last, int | float) or isinstance(last, bool)):
+        raise ValueError(f"bad last_counted {last!r}")
+    return Memory(
+        absent,
+        {str(k): str(v) for k, v in known.items()},
+        dict(counts),
+        deletions=deletions,
+        last_counted=None if last is None else float(last),
+    )
 
 
 def save_counters(
@@ -121,6 +138,8 @@ def save_counters(
         ],
         "known_ids": dict(sorted(memory.known_ids.items())),
         "instances": dict(sorted(memory.instances.items())),
+        "project_deletions": [{"name": n, "time": t} for n, t in sorted(memory.deletions.items())],
+        "last_counted": memory.last_counted,
     }
     if rebuilding:
         doc["rebuilding"] = rebuilding
@@ -132,27 +151,39 @@ def save_counters(
 
 
 def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
-    """Keep a copy of the set of managed files that exportfs accepted and we read back."""
+    """Keep a copy of the set of managed files that exportfs accepted and we read back.
+
+    ``.complete`` exists only while the copy is whole: it goes first and comes back last,
+    so a copy that could not be finished (a full disk, a crash) is never taken for a
+    verified state (an undo would return to it)."""
     vdir = state_dir / VERIFIED
     try:
         vdir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(vdir / VERIFIED_COMPLETE)
         for name, text in files.items():
             atomic_write(vdir / name, text)
         for old in os.listdir(vdir):
             if old not in files and not old.startswith("."):
                 (vdir / old).unlink()
         fsync_dir(vdir)
+        os.close(os.open(vdir / VERIFIED_COMPLETE, os.O_WRONLY | os.O_CREAT, 0o644))
+        fsync_dir(vdir)
     except OSError as exc:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
 
 
 def load_verified(state_dir: Path) -> dict[str, str] | None:
-    """The last verified set of files, or None when there is none (or it is unreadable)."""
+    """The last verified set of files, or None when there is none, it is unreadable, or
+    it was left unfinished (no ``.complete``)."""
     vdir = state_dir / VERIFIED
     try:
+        names = sorted(os.listdir(vdir))
+        if VERIFIED_COMPLETE not in names:
+            return None
         return {
             name: (vdir / name).read_text(encoding="utf-8")
-            for name in sorted(os.listdir(vdir))
+            for name in names
             if not name.startswith(".")
         }
     except (OSError, UnicodeDecodeError):
@@ -217,8 +248,15 @@ class StateLock:
                 raise LockHeld(
                     f"{self.path}: another nfs-exportd (pid {pid}) is running {self.what}{waited}"
                 ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)  # releases the flock
+            raise StateError(
+                f"{self.path}: cannot write our pid into the lock ({exc.strerror or exc}); "
+                "nothing was done: free space in state_dir"
+            ) from None
         self.fd = fd
         return self
 

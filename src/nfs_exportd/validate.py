@@ -48,3 +48,35 @@ def normalise_path(path: object) -> tuple[str, bool]:
 def path_within(inner: str, outer: str) -> bool:
     """True when ``inner`` is ``outer`` or lies below it (both normalised)."""
     return inner == outer or outer == "/" or inner.startswith(outer + "/")
+
+
+# System trees: never exported, and never a serve root (nor anything below them).
+SYSTEM_TREES = (
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/boot", "/dev", "/proc", "/sys", "/run", "/root",
+)  # fmt: skip
+# Too wide to be a root or an export as a whole (below them is fine: /var/nfs,
+# /home/projects, ...): exporting one of them exports everything of everybody in it.
+SYSTEM_TOPS = ("/", "/var", "/home", "/tmp")
+
+
+def system_directory(path: str) -> str | None:
+    """The system directory a normalised path is (or lies below), or None."""
+    if path in SYSTEM_TOPS:
+        return path
+    for tree in SYSTEM_TREES:
+        if path_within(path, tree):
+            return tree
+    return None
+
+
+def check_root(value: object) -> str:
+    """A ``serve.roots`` entry: a normalised absolute path that is no system directory."""
+    path, _ = normalise_path(value)
+    system = system_directory(path)
+    if system is not None:
+        raise ValueError(
+            f"{path} is or lies in a system directory ({system}) and cannot be a serve root: "
+            "list the directories that hold the exported volumes, e.g. /srv"
+        )
+    return path

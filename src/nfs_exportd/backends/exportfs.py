@@ -2,9 +2,10 @@
 
 Write (atomic, only files whose content changes), reload, check exit code *and* stderr
 (exportfs exits 0 on some errors and applies the good files when one is bad), read the
-etab back and compare, and on any failure restore this cycle's files and reload again.
-Every exportfs call has a hard timeout; we only ever write IP literals as clients, so
-exportfs has no name to resolve.
+etab back and compare, and on any failure return to the last verified files, reload and
+read those back (saying ``UNDO FAILED`` when that fails too).  Every exportfs call is
+bounded: its own session, output in temporary files, the session killed on timeout.
+We only ever write IP literals as clients, so exportfs has no name to resolve.
 """
 
 from __future__ import annotations
@@ -15,17 +16,23 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ..errors import ApplyError, BackendUnavailable
-from ..exportsfile import render
+from ..exportsfile import ManagedFileError, parse, render
 from ..fsutil import atomic_remove, atomic_write
 from ..killpoints import kill_point
-from ..model import ExportsFile
+from ..model import EXPORTS_SUFFIX, HEADER_PREFIX, ExportsFile
 
 log = logging.getLogger(__name__)
+
+KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL after a timeout
+MAX_OUTPUT = 1 << 20  # bytes of stdout/stderr read back; exportfs writes a few lines
 
 # "exportfs: /etc/exports.d/a.exports:3: unknown keyword" (error)
 _FILE_LINE = re.compile(r"^exportfs: (?P<file>/\S+?):(?P<line>\d+): (?P<msg>.*)$")
@@ -109,6 +116,7 @@ class ExportfsBackend:
         timeout: float,
         etab: Path,
         pending_marker: Path | None = None,
+        last_verified: Callable[[], Mapping[str, str] | None] | None = None,
     ) -> None:
         self.exports_dir = exports_dir
         self.command = list(command)
@@ -118,64 +126,80 @@ class ExportfsBackend:
         # process dies in between, the files are new but the kernel may hold old pairs
         # (removed ones included), so the next apply reloads even with nothing to write.
         self.pending_marker = pending_marker
+        # The files last read back in force (state.load_verified): what an undo returns to.
+        self.last_verified = last_verified
 
     # ------------------------------------------------------------------ exportfs
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run exportfs_command with a hard timeout.
+        """Run exportfs_command; it ends within ``exportfs_timeout_seconds`` + KILL_GRACE.
 
-        The command runs in its own process group so that a timeout kills everything it
-        started (``sudo`` forwards SIGTERM to exportfs; SIGKILL follows after 2 s).
+        The command starts a session of its own.  Its output goes to unlinked temporary
+        files, not pipes: a process it leaves behind holding them cannot keep us waiting.
+        On a timeout every process of that session (and every descendant) gets SIGTERM,
+        then SIGKILL; after a normal exit, whatever it left in its session is killed too,
+        so nothing it started outlives the call (``sudo`` forwards signals to exportfs).
         """
         cmd = [*self.command, *args]
         env = {**os.environ, "LC_ALL": "C"}
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                env=env,
-                start_new_session=True,
-            )
-        except FileNotFoundError:
-            raise BackendUnavailable(
-                f"exportfs_command {cmd[0]!r} not found (config key exportfs_command)"
-            ) from None
-        except PermissionError as exc:
-            raise BackendUnavailable(f"exportfs_command {cmd[0]!r} cannot run: {exc}") from None
-        try:
-            out, err = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            self._kill_group(proc)
-            raise BackendUnavailable(
-                f"{' '.join(cmd)} did not finish within {self.timeout:g} s "
-                "(exportfs_timeout_seconds); killed"
-            ) from None
-        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-    @staticmethod
-    def _kill_group(proc: subprocess.Popen[str]) -> None:
-        for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+        with contextlib.ExitStack() as files:
             try:
-                proc.communicate(timeout=grace)
-                if sig is signal.SIGTERM:
-                    # the leader is gone; make sure nothing else of the group remains
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                return
+                out = files.enter_context(tempfile.TemporaryFile())
+                err = files.enter_context(tempfile.TemporaryFile())
+            except OSError as exc:
+                raise BackendUnavailable(
+                    f"cannot create a temporary file for the output of {cmd[0]!r} "
+                    f"({exc}): check TMPDIR and free space"
+                ) from None
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise BackendUnavailable(
+                    f"exportfs_command {cmd[0]!r} not found (config key exportfs_command)"
+                ) from None
+            except PermissionError as exc:
+                raise BackendUnavailable(f"exportfs_command {cmd[0]!r} cannot run: {exc}") from None
+            try:
+                proc.wait(timeout=self.timeout)
             except subprocess.TimeoutExpired:
-                continue
+                _stop_session(proc)
+                raise BackendUnavailable(
+                    f"{' '.join(cmd)} did not finish within {self.timeout:g} s "
+                    "(exportfs_timeout_seconds); killed it and every process it started"
+                ) from None
+            left = _session_members(proc.pid)
+            if left:
+                log.warning(
+                    "%s exited but left %d process(es) behind (pids %s): killed",
+                    cmd[0],
+                    len(left),
+                    " ".join(map(str, sorted(left))),
+                )
+                _kill(left, signal.SIGKILL)
+            return subprocess.CompletedProcess(cmd, proc.returncode, _read(out), _read(err))
 
-    def read_etab(self) -> dict[tuple[str, str], frozenset[str]]:
+    def read_etab(self) -> dict[tuple[str, str], frozenset[str]] | None:
+        """The exports in force, or None when the etab file does not exist."""
         try:
             return parse_etab(self.etab.read_text(encoding="utf-8", errors="replace"))
         except FileNotFoundError:
-            return {}
+            return None
         except OSError as exc:
             raise ApplyError(f"{self.etab}: cannot read the exports in force: {exc}") from None
+
+    def etab_missing(self) -> str:
+        return (
+            f"etab_file {self.etab} does not exist, so nothing in force can be read back: "
+            "exportfs writes it on every reload, so etab_file names the wrong file "
+            "(default /var/lib/nfs/etab) or exportfs_command runs exportfs in another "
+            "mount namespace; fix etab_file or exportfs_command"
+        )
 
     # ------------------------------------------------------------------ apply
     def apply(
@@ -184,7 +208,12 @@ class ExportfsBackend:
         current_raw: Mapping[str, str],
         missing_paths: frozenset[str] = frozenset(),
     ) -> ApplyResult:
-        """Bring the managed files to ``targets``; raise ApplyError after undoing on failure."""
+        """Bring the managed files to ``targets``; raise ApplyError after undoing on failure.
+
+        The undo returns to the last verified state (``last_verified``), not merely to the
+        files in force before this cycle: those may never have been verified (a hand edit,
+        an interrupted apply), and re-applying them can re-apply the very fault.
+        """
         new_text = {n: (render(f) if f is not None else None) for n, f in targets.items()}
         changed = {n: t for n, t in new_text.items() if t != current_raw.get(n)}
         changed = {n: t for n, t in changed.items() if not (t is None and n not in current_raw)}
@@ -194,14 +223,22 @@ class ExportfsBackend:
         if interrupted:
             log.warning("the last apply was interrupted before it was verified; re-applying")
         elif not changed:
-            missing = self._verify(ours, {}, missing_paths, quiet=True)
+            missing = self._verify(ours, {}, missing_paths)
             if not missing:
                 return result
             log.warning("exports in force differ from our files (%s); re-applying", missing[0])
-        done: list[str] = []
-        try:
-            if changed and self.pending_marker is not None:
+        if changed and self.pending_marker is not None:
+            try:
                 atomic_write(self.pending_marker, f"{os.getpid()}\n")
+            except OSError as exc:
+                raise ApplyError(
+                    f"{self.pending_marker}: cannot write the apply-pending marker "
+                    f"({exc.strerror or exc}): nothing changed, exportfs not run; "
+                    "free space in state_dir"
+                ) from None
+        done: list[str] = []
+        name = ""
+        try:
             for name, text in sorted(changed.items()):
                 path = self.exports_dir / name
                 if text is None:
@@ -214,6 +251,8 @@ class ExportfsBackend:
         except OSError as exc:
             failed = self._restore(done, current_raw)
             undo = f"could NOT restore {', '.join(failed)}" if failed else "files restored"
+            if not failed:
+                self._clear_marker()  # the kernel never saw the new files
             raise ApplyError(
                 f"cannot write {self.exports_dir / name}: {exc.strerror or exc}; "
                 f"{undo}, exportfs not run"
@@ -230,7 +269,8 @@ class ExportfsBackend:
                     "read-back of the exports in force failed: " + "; ".join(problems[:5])
                 )
         except ApplyError as exc:
-            raise ApplyError(f"{exc}; {self._undo(done, current_raw)}") from None
+            undo = self._undo(done, current_raw, new_text, missing_paths)
+            raise ApplyError(f"{exc}; {undo}") from None
         self._clear_marker()
         return result
 
@@ -239,10 +279,14 @@ class ExportfsBackend:
             with contextlib.suppress(FileNotFoundError):
                 atomic_remove(self.pending_marker)
 
-    def _reload(
-        self, our_files: set[str], ours: Mapping[str, ExportsFile], missing_paths: frozenset[str]
-    ) -> list[str]:
-        proc = self.run("-ra")
+    def _classify(
+        self,
+        proc: subprocess.CompletedProcess[str],
+        our_files: set[str],
+        ours: Mapping[str, ExportsFile],
+        missing_paths: frozenset[str],
+    ) -> tuple[list[str], list[str]]:
+        """exportfs's messages -> (errors in our exports, warnings); warnings are logged."""
         our_paths = {line.path for f in ours.values() for line in f.lines}
         errors: list[str] = []
         warnings: list[str] = []
@@ -262,6 +306,13 @@ class ExportfsBackend:
                 warnings.append(msg.text)
         for w in warnings:
             log.warning("exportfs: %s", w.removeprefix("exportfs: "))
+        return errors, warnings
+
+    def _reload(
+        self, our_files: set[str], ours: Mapping[str, ExportsFile], missing_paths: frozenset[str]
+    ) -> list[str]:
+        proc = self.run("-ra")
+        errors, warnings = self._classify(proc, our_files, ours, missing_paths)
         if errors:
             raise ApplyError(
                 f"exportfs -ra (exit {proc.returncode}) reported errors in our exports: "
@@ -279,17 +330,25 @@ class ExportfsBackend:
         ours: Mapping[str, ExportsFile],
         removed: Mapping[tuple[str, str], str],
         missing_paths: frozenset[str],
-        quiet: bool = False,
+        skip_missing: bool = False,
     ) -> list[str]:
+        """Read-back: what is wrong in the etab (empty when all is in force as written).
+
+        ``skip_missing``: a path that does not exist cannot be in force (the undo's
+        read-back does not count it against the verified state it restores)."""
         etab = self.read_etab()
         problems: list[str] = []
         wanted: set[tuple[str, str]] = set()
         for f in ours.values():
             for line in f.lines:
+                if skip_missing and line.path in missing_paths:
+                    continue
                 req = frozenset(line.options.split(","))
                 for client in line.clients:
                     wanted.add((line.path, client))
-                    got = etab.get((line.path, client))
+                    got = None if etab is None else etab.get((line.path, client))
+                    if etab is None:
+                        continue
                     if got is None:
                         problems.append(f"{f.filename}: {client} -> {line.path} is not in force")
                     elif not req <= got:
@@ -297,6 +356,8 @@ class ExportfsBackend:
                             f"{f.filename}: {client} -> {line.path} is in force with options "
                             f"{','.join(sorted(got))}, not {line.options}"
                         )
+        if etab is None:
+            return [self.etab_missing()] if wanted or removed else []
         for pair, fname in removed.items():
             if pair in etab and pair not in wanted:
                 problems.append(f"{fname}: {pair[1]} -> {pair[0]} is still in force")
@@ -306,11 +367,12 @@ class ExportfsBackend:
     def _removed_pairs(
         current_raw: Mapping[str, str], ours: Mapping[str, ExportsFile]
     ) -> dict[tuple[str, str], str]:
-        from ..exportsfile import parse
-
         out: dict[tuple[str, str], str] = {}
         for name, text in current_raw.items():
-            old = parse(name, text)
+            try:
+                old = parse(name, text)
+            except ManagedFileError:
+                continue
             if old is None:
                 continue
             new = ours.get(name)
@@ -319,14 +381,16 @@ class ExportfsBackend:
                 out[pair] = name
         return out
 
-    def _restore(self, names: list[str], current_raw: Mapping[str, str]) -> list[str]:
+    def _restore(self, names: Iterable[str], goal: Mapping[str, str | None]) -> list[str]:
+        """Put ``goal``'s text back (None, or no entry: remove) for each name."""
         failed: list[str] = []
         for name in names:
             path = self.exports_dir / name
             try:
-                old = current_raw.get(name)
+                old = goal.get(name)
                 if old is None:
-                    atomic_remove(path)
+                    with contextlib.suppress(FileNotFoundError):
+                        atomic_remove(path)
                 else:
                     atomic_write(path, old)
             except OSError as exc:
@@ -334,18 +398,161 @@ class ExportfsBackend:
                 log.error("could not restore %s: %s", path, exc)
         return failed
 
-    def _undo(self, names: list[str], current_raw: Mapping[str, str]) -> str:
-        """Restore this cycle's files and re-apply them; say how that went."""
-        failed = self._restore(names, current_raw)
-        outcome = "restored the previous files"
+    def _on_disk(self) -> dict[str, str | None]:
+        """``*.exports`` names now in exports_dir -> their text when it is ours, else None."""
+        out: dict[str, str | None] = {}
+        try:
+            names = os.listdir(self.exports_dir)
+        except OSError:
+            return out
+        for name in names:
+            if not name.endswith(EXPORTS_SUFFIX):
+                continue
+            try:
+                text = (self.exports_dir / name).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                out[name] = None
+                continue
+            out[name] = text if text.startswith(HEADER_PREFIX) else None
+        return out
+
+    def _undo(
+        self,
+        done: list[str],
+        current_raw: Mapping[str, str],
+        attempted: Mapping[str, str | None],
+        missing_paths: frozenset[str],
+    ) -> str:
+        """Return to the last verified state, re-apply it and read it back; say how that
+        went.  Only managed files are touched: a file without our header stays as it is,
+        unless this cycle wrote over it (adopt) - then its old text is put back.  With
+        no verified state yet (the first cycle), the files in force before are restored."""
+        verified = self.last_verified() if self.last_verified is not None else None
+        if verified is not None:
+            base: dict[str, str | None] = dict(verified)
+            same = dict(verified) == {
+                n: t for n, t in current_raw.items() if t.startswith(HEADER_PREFIX)
+            }
+            what = (
+                "restored the previous files (the last verified state)"
+                if same
+                else f"returned to the last verified files ({len(verified)} files; the files "
+                "in force before this cycle were not verified)"
+            )
+        else:
+            base = dict(current_raw)
+            what = "restored the previous files (there is no verified state yet)"
+        on_disk = self._on_disk()
+        goal: dict[str, str | None] = {}
+        for name in set(base) | set(done) | set(current_raw) | set(on_disk):
+            ours_now = name in done or on_disk.get(name) is not None
+            if name in on_disk and not ours_now:
+                continue  # not ours: never touched
+            if name in base:
+                goal[name] = base[name]
+            elif name in current_raw and not current_raw[name].startswith(HEADER_PREFIX):
+                goal[name] = current_raw[name]  # ours only since this cycle (adopt)
+            else:
+                goal[name] = None
+        to_write = [n for n, t in sorted(goal.items()) if on_disk.get(n) != t]
+        failed = self._restore(to_write, goal)
         if failed:
-            outcome = f"could NOT restore {'; '.join(failed)}"
+            what = f"could NOT restore {'; '.join(failed)}"
+        goal_files: dict[str, ExportsFile] = {}
+        for name, text in goal.items():
+            try:
+                parsed = parse(name, text) if text is not None else None
+            except ManagedFileError:
+                parsed = None
+            if parsed is not None:
+                goal_files[name] = parsed
+        before = {**current_raw, **{n: t for n, t in attempted.items() if t is not None}}
         try:
             proc = self.run("-ra")
-        except BackendUnavailable as exc:
-            return f"{outcome}, but could not re-apply them: {exc}"
-        if not failed:
-            self._clear_marker()  # the old files are back in force
-        if proc.returncode != 0:
-            return f"{outcome} and re-applied them (exportfs exit {proc.returncode})"
-        return f"{outcome} and re-applied them"
+            errors, _ = self._classify(proc, set(goal_files), goal_files, missing_paths)
+            problems = errors or self._verify(
+                goal_files,
+                self._removed_pairs(before, goal_files),
+                missing_paths,
+                skip_missing=True,
+            )
+        except ApplyError as exc:
+            problems = [str(exc)]
+        if problems or failed:
+            log.error("UNDO FAILED: the exports in force are not a verified state")
+            return (
+                f"UNDO FAILED: {what}, but the read-back of them failed: "
+                + "; ".join(problems[:5])
+                + "; the exports in force are not a verified state: fix the cause, then run "
+                "sync (or 'nfs-exportd rollback')"
+            )
+        self._clear_marker()
+        note = f" (exportfs exit {proc.returncode})" if proc.returncode else ""
+        return f"{what}, re-applied them{note} and verified them in force"
+
+
+# ---------------------------------------------------------------------- processes
+
+
+def _read(f: IO[bytes]) -> str:
+    f.seek(0)
+    return f.read(MAX_OUTPUT).decode("utf-8", errors="replace")
+
+
+def _session_members(sid: int) -> set[int]:
+    """Live processes of session ``sid`` (the one the command started), and every
+    descendant of its leader; a process that starts a session of its own and is no
+    longer a child of ours cannot be found (exportfs never does that)."""
+    parents: dict[int, int] = {}
+    members: set[int] = set()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return members
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read().decode("ascii", errors="replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) < 4 or fields[0] == "Z":
+            continue
+        pid = int(name)
+        parents[pid] = int(fields[1])
+        if int(fields[3]) == sid or int(fields[2]) == sid:
+            members.add(pid)
+    frontier = {sid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier and p not in members}
+        members |= frontier
+    members.discard(os.getpid())
+    return members
+
+
+def _kill(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _stop_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the session, KILL_GRACE for it to end, then SIGKILL to what is left;
+    reap the leader.  Bounded: never waits on the command's output."""
+    _kill(_session_members(proc.pid) | {proc.pid}, signal.SIGTERM)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _session_members(proc.pid):
+            return
+        time.sleep(0.05)
+    for _ in range(20):  # SIGKILL is immediate, except for a process stuck in the kernel
+        left = _session_members(proc.pid)
+        if proc.poll() is None:
+            left.add(proc.pid)
+        if not left:
+            return
+        _kill(left, signal.SIGKILL)
+        time.sleep(0.05)
+    log.error("exportfs_command: processes %s survived SIGKILL", sorted(left))

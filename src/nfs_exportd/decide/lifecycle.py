@@ -1,18 +1,23 @@
-"""Project lifecycle and plausibility: deleted, renamed, disabled projects and sudden
-shrinks of the inventory (pure).
+"""Project lifecycle and plausibility: deleted, renamed, disabled projects, names taken by
+another Keystone id, and sudden shrinks of the inventory (pure).
 
 A project leaves only on positive, repeated evidence: absent from ``confirmations``
 consecutive complete Keystone listings that span at least ``min_age`` seconds.  A project
-whose id is still listed under another name was renamed, not deleted.  A complete listing
-that shows far fewer instances than the last one is implausible (a policy change, a wrong
-region list, a half-empty database): removals wait for a human.
+whose id is still listed under another name was renamed, not deleted.  Ownership is by
+id: a served name is bound to the Keystone id it had when first seen (or to the ``id:``
+the projects file gives), and a listing that shows the name under another id (the project
+was deleted and recreated, or another project was renamed onto the name) gives the new
+id nothing until an operator accepts it; the bound id's pairs follow the deletion rules.
+A complete listing that shows far fewer instances than the last one, in the whole cloud
+or in one project, is implausible (a policy change, a wrong region list, a silently short
+page): removals wait for a human.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..model import InventorySnapshot
 
@@ -28,8 +33,16 @@ class Memory:
     """What decisions remember between cycles (persisted in state_dir by the caller)."""
 
     absent: Mapping[str, Absence] = field(default_factory=dict)
-    known_ids: Mapping[str, str] = field(default_factory=dict)  # name -> id, last listing
+    # name -> Keystone id: every name of the last complete listing, the ids of renamed
+    # names (while the id is listed under its new name), and for the projects served or
+    # in force the id the name is bound to (kept when a listing shows another id)
+    known_ids: Mapping[str, str] = field(default_factory=dict)
     instances: Mapping[str, int] = field(default_factory=dict)  # name -> instance count
+    # project name -> when its project-deleted removals were applied (for the bound on
+    # project deletions per window; older entries are dropped)
+    deletions: Mapping[str, float] = field(default_factory=dict)
+    # when the last cycle that counted toward confirmations ran (None: never)
+    last_counted: float | None = None
 
 
 class Status(enum.Enum):
@@ -45,6 +58,27 @@ class Status(enum.Enum):
 class Verdict:
     status: Status
     detail: str = ""
+    # set when the complete listing shows this name under another Keystone id than the
+    # one it is bound to: why the new id gets nothing (the status is about the bound id)
+    id_changed: str = ""
+
+
+def aliases(name: str, listed: Mapping[str, str], known: Mapping[str, str]) -> frozenset[str]:
+    """The names one project has now: every name its id is listed under (a renamed
+    project has its new name), and its own name unless the listing shows that name
+    under another id (then the name belongs to another project).
+
+    ``listed`` is name -> id of a listing, ``known`` the ids remembered (the bound id of
+    a name wins over the listed one).  Every ownership question (reconcile's conflict
+    rule, rollback's check of restored addresses) asks this one function.
+    """
+    pid = known.get(name) or listed.get(name)
+    if pid is None:
+        return frozenset({name})
+    names = {n for n, i in listed.items() if i == pid}
+    if name not in listed:
+        names.add(name)
+    return frozenset(names)
 
 
 def assess(
@@ -56,13 +90,18 @@ def assess(
     min_age: float,
     now: float,
     counting: bool,
+    pinned: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Verdict], Memory, list[str]]:
-    """Verdict per project name, the memory to keep, and notes (renames) to report."""
+    """Verdict per project name, the memory to keep, and notes (renames) to report.
+
+    ``pinned`` is name -> id from the projects file: it wins over the remembered id.
+    Only a ``counting`` cycle starts, advances or ends a run of absences.
+    """
+    pinned = pinned or {}
     verdicts: dict[str, Verdict] = {}
     notes: list[str] = []
     absent: dict[str, Absence] = {}
-    renamed: set[str] = set()
-    listed_ids: dict[str, str] = {}
+    listed_ids: dict[str, str] = {}  # id -> name
     if snap.projects is not None:
         listed_ids = {rec.id: rec.name for rec in snap.projects.values()}
     for name in sorted(set(names)):
@@ -72,49 +111,75 @@ def assess(
             if prev:
                 absent[name] = prev
             continue
-        if name in snap.projects:
+        bound = pinned.get(name) or memory.known_ids.get(name)
+        rec = snap.projects.get(name)
+        if rec is not None and (bound is None or rec.id == bound):
             if name in snap.incomplete:
                 verdicts[name] = Verdict(Status.UNKNOWN, snap.incomplete[name])
             else:
                 verdicts[name] = Verdict(Status.COMPLETE)
+            if not counting and prev:
+                absent[name] = prev  # neither count nor reset
             continue
-        old_id = memory.known_ids.get(name)
-        if old_id is not None and old_id in listed_ids:
-            new = listed_ids[old_id]
+        taken = ""
+        if rec is not None:  # the name is listed under another id than the one it is bound to
+            how = "the projects file's id:" if name in pinned else "the id it was first seen with"
+            taken = (
+                f"project {name!r} is Keystone id {rec.id} in the listing, not {bound} "
+                f"({how}): deleted and recreated, or another project renamed onto the name; "
+                f"the new id's instances get nothing until an operator accepts it "
+                f"(id: {rec.id} for {name} in the projects file)"
+            )
+        if bound is not None and bound in listed_ids and listed_ids[bound] != name:
+            new = listed_ids[bound]
             detail = (
-                f"project id {old_id} is now named {new!r} in Keystone: a rename, not a "
+                f"project id {bound} is now named {new!r} in Keystone: a rename, not a "
                 f"deletion; its exports stay until the projects file names {new!r}"
             )
-            verdicts[name] = Verdict(Status.RENAMED, detail)
-            notes.append(f"project {name!r} renamed to {new!r} (id {old_id})")
-            renamed.add(name)  # listed (under its new name): any run of absences ends
+            verdicts[name] = Verdict(Status.RENAMED, detail, taken)
+            notes.append(f"project {name!r} renamed to {new!r} (id {bound})")
+            # listed (under its new name): any run of absences ends (when counting)
+            if not counting and prev:
+                absent[name] = prev
             continue
+        rec_abs: Absence | None
         if counting:
-            rec = Absence(prev.since if prev else now, (prev.cycles if prev else 0) + 1)
+            rec_abs = Absence(prev.since if prev else now, (prev.cycles if prev else 0) + 1)
         else:
-            rec = prev or Absence(now, 0)
-        absent[name] = rec
-        age = now - rec.since
-        if rec.cycles >= confirmations and age >= min_age:
+            rec_abs = prev
+        if rec_abs is not None:
+            absent[name] = rec_abs
+        cycles = rec_abs.cycles if rec_abs else 0
+        age = now - rec_abs.since if rec_abs else 0.0
+        who = f"project id {bound} " if taken else ""
+        if rec_abs is not None and cycles >= confirmations and age >= min_age:
             verdicts[name] = Verdict(
                 Status.DELETED,
-                f"absent from {rec.cycles} complete Keystone listings over {age:.0f} s",
+                f"{who}absent from {cycles} complete Keystone listings over {age:.0f} s",
+                taken,
             )
         else:
             verdicts[name] = Verdict(
                 Status.ABSENT,
-                f"absent from {rec.cycles} of {confirmations} complete Keystone listings, "
+                f"{who}absent from {cycles} of {confirmations} complete Keystone listings, "
                 f"for {age:.0f} of {min_age:.0f} s",
+                taken,
             )
     known = dict(memory.known_ids)
     if snap.listing_complete and snap.projects is not None:
         known = {rec.name: rec.id for rec in snap.projects.values()}
-        # keep the ids of absent and renamed projects: that is how a rename is recognised,
-        # in this cycle and in the next ones, until the projects file follows it
-        for name in set(absent) | renamed:
-            if name in memory.known_ids:
-                known.setdefault(name, memory.known_ids[name])
-    return verdicts, Memory(absent, known, dict(memory.instances)), notes
+        # a renamed name keeps its id while the id is listed under the new name: that is
+        # how a rename is recognised (here, and when rollback restores the old name)
+        for name, pid in memory.known_ids.items():
+            if name not in known and pid in listed_ids:
+                known[name] = pid
+        # the names we serve or have in force stay bound to their id (first sight binds;
+        # the projects file's id: wins); an absent name keeps it for its deletion
+        for name in set(names):
+            bound = pinned.get(name) or memory.known_ids.get(name)
+            if bound is not None:
+                known[name] = bound
+    return verdicts, replace(memory, absent=absent, known_ids=known), notes
 
 
 def instance_counts(snap: InventorySnapshot) -> dict[str, int]:
@@ -146,3 +211,30 @@ def shrink(
             merged,
         )
     return None, merged
+
+
+def project_shrinks(
+    snap: InventorySnapshot, memory: Memory, *, fraction: float, min_count: int
+) -> dict[str, str]:
+    """Projects whose instance count, in this complete listing, fell by more than
+    ``fraction`` of the last complete listing's count and by more than ``min_count``
+    instances: project -> why.  A silently short page of one project's instances slips
+    under every bound on the whole cloud; this one sees it.  Projects not complete now
+    (unknown, or not listed: deletion has rules of its own) are left out."""
+    if not snap.listing_complete or snap.projects is None:
+        return {}
+    now = instance_counts(snap)
+    out: dict[str, str] = {}
+    for name, before in sorted(memory.instances.items()):
+        if not snap.project_complete(name):
+            continue
+        after = now.get(name, 0)
+        lost = before - after
+        if before and lost > fraction * before and lost > min_count:
+            out[name] = (
+                f"project {name}: instances fell from {before} to {after} since the last "
+                f"complete listing (more than safety.max_project_shrink_fraction {fraction} "
+                f"and safety.project_shrink_min_count {min_count}); a silently short page "
+                "looks the same: check the cloud, then run sync --force"
+            )
+    return out

@@ -44,9 +44,14 @@ class Reason(enum.StrEnum):
     FREEZE = "freeze"
     UNMANAGED_CONFLICT = "unmanaged-conflict"
     PATH_MISSING = "path-missing"
+    # a served path that is not what it says (a symlink, a system directory: its pairs
+    # leave at once) or not known to be (outside serve.roots, unreadable: kept)
+    PATH_UNSAFE = "path-unsafe"
     STATE_CORRUPT = "state-corrupt"
     ROLLBACK_HOLD = "rollback-hold"
     CONFIG_INVALID = "config-invalid"
+    # a served name listed under another Keystone id than the one it is bound to
+    PROJECT_ID_CHANGED = "project-id-changed"
 
 
 # Reasons a change has and a hold never has (ip-conflict is both: a removal, and the hold
@@ -135,10 +140,13 @@ class Plan:
     files: Mapping[str, ExportsFile | None]
     # Removal counters to persist if this plan is applied by a counting cycle.
     counters: Mapping[PairKey, int]
-    counting: bool  # this cycle saw complete data and may advance counters
+    # complete, unfrozen data: the counters and memory of this plan are to be kept
+    # (they advance only when ``counted``: see safety.confirmation_spacing_seconds)
+    counting: bool
     in_force_pairs: int
     notes: tuple[str, ...] = field(default=())
     memory: Memory = field(default_factory=Memory)  # project lifecycle memory to persist
+    counted: bool = False  # this cycle counted toward confirmations (spaced enough)
 
     @property
     def checksum(self) -> str:

@@ -12,6 +12,9 @@ completeness per project, the managed files in force, the removal counters.  The
 * removals beyond ``max_removal_fraction`` of the pairs in force (and more than
   ``min_removal_count``) are held (``too-much-change``) unless forced;
 * a path that does not exist holds the additions to it (``path-missing``);
+* a path that is not what it says (``unsafe_paths``: a symlink, a system directory)
+  loses its pairs at once and gets none; one not known to be safe (``held_paths``:
+  outside serve.roots, unreadable) gets none and keeps its pairs (``path-unsafe``);
 * a project file that exists but is not ours is left alone (``unmanaged-conflict``).
 """
 
@@ -32,10 +35,12 @@ from ..model import (
     ServedExport,
     sorted_clients,
 )
-from .lifecycle import Memory, Status, assess, shrink
+from .lifecycle import Memory, Status, assess, project_shrinks, shrink
+from .lifecycle import aliases as project_aliases
 from .plan import Action, Change, Hold, Plan, Reason
 
 PUBLIC_OWNER_PREFIX = "public:"
+FOREIGN = ""  # a claimant that is not a listed project (no project has an empty name)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,17 @@ class Policy:
     disabled_projects: str = "keep"  # keep | remove
     # set (to a description) after ``rollback`` until ``release``: hold like freeze
     rollback_hold: str | None = None
+    # project deletions (projects whose pairs go as project-deleted) allowed within
+    # project_deletion_window seconds; more are held (too-much-change) unless forced
+    max_project_deletions: int = 2
+    project_deletion_window: float = 86400.0
+    # a project whose instance count fell by more than this share and by more than
+    # project_shrink_min_count instances holds its removals (inventory-shrink)
+    max_project_shrink_fraction: float = 0.5
+    project_shrink_min_count: int = 2
+    # a complete cycle counts toward confirmations only this long after the last one
+    # that counted (the caller derives it from interval_seconds; 0: every cycle counts)
+    confirmation_spacing: float = 0.0
 
     @property
     def frozen(self) -> tuple[Reason, str] | None:
@@ -69,9 +85,14 @@ class DecideInput:
     unmanaged: frozenset[str] = frozenset()  # *.exports filenames present that are not ours
     counters: Mapping[PairKey, int] = field(default_factory=dict)
     missing_paths: frozenset[str] = frozenset()
+    # path -> why: pairs leave at once, none added (exportfs would export something else)
+    unsafe_paths: Mapping[str, str] = field(default_factory=dict)
+    # path -> why: none added, pairs in force kept (not known to be safe)
+    held_paths: Mapping[str, str] = field(default_factory=dict)
     state_problem: str | None = None  # the counters could not be read (kept aside)
     memory: Memory = field(default_factory=Memory)
     now: float = 0.0  # the cycle's time (seconds since the epoch), for ages
+    pinned_ids: Mapping[str, str] = field(default_factory=dict)  # projects file's id:
 
 
 def project_filename(project: str) -> str:
@@ -97,16 +118,31 @@ class _Work:
     changes: list[Change] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
     candidates: list[Change] = field(default_factory=list)  # removals that may go now
+    deleted_now: set[str] = field(default_factory=set)  # projects whose deletion applied
     counters: dict[PairKey, int] = field(default_factory=dict)
 
 
 def decide(inp: DecideInput, policy: Policy) -> Plan:
     snap = inp.snapshot
-    counting = snap.listing_complete and policy.frozen is None
+    # complete and unfrozen: evidence may be kept; it counts only when this cycle is at
+    # least confirmation_spacing after the last one that counted (a burst of cycles,
+    # whatever triggers it, confirms no faster than polling; a clock that went back
+    # counts, once, from the new time)
+    complete = snap.listing_complete and policy.frozen is None
+    last = inp.memory.last_counted
+    elapsed = None if last is None else inp.now - last
+    spaced = elapsed is None or elapsed < 0 or elapsed >= policy.confirmation_spacing
+    counting = complete and spaced
     work = _Work()
     files: dict[str, ExportsFile | None] = {}
     paths_by_file: dict[str, dict[str, _Path]] = {}
     notes: list[str] = []
+    if complete and not spaced:
+        notes.append(
+            f"this cycle does not count toward confirmations: {elapsed:.1f} s since the "
+            f"last one that did, less than confirmation_spacing_seconds "
+            f"{policy.confirmation_spacing:g}"
+        )
     in_force_pairs = sum(len(f.pairs()) for f in inp.in_force.values())
 
     if not snap.listing_complete:
@@ -129,8 +165,15 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         min_age=policy.removal_min_age,
         now=inp.now,
         counting=counting,
+        pinned=inp.pinned_ids,
     )
     notes.extend(renames)
+    grown = project_shrinks(
+        snap,
+        inp.memory,
+        fraction=policy.max_project_shrink_fraction,
+        min_count=policy.project_shrink_min_count,
+    )
     shrink_detail, counts = shrink(
         snap, inp.memory, fraction=policy.max_removal_fraction, min_count=policy.min_removal_count
     )
@@ -150,28 +193,42 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                     return True
         return False
 
+    def owner_id(name: str) -> str | None:
+        """The Keystone id a name stands for: the bound id, else the listed one."""
+        return memory.known_ids.get(name) or listed_ids.get(name)
+
     def aliases(name: str) -> set[str]:
-        """The names one project has in this listing (a renamed project has two)."""
-        pid = listed_ids.get(name) or memory.known_ids.get(name)
-        return {name} | {n for n, i in listed_ids.items() if pid is not None and i == pid}
+        """The names one project has in this listing (a renamed project has two; a name
+        taken by another id is not its own any more): ownership is by id."""
+        return set(project_aliases(name, listed_ids, memory.known_ids))
 
     # An address shown (in a complete listing) on an instance of project Q may not stay
     # in any other project's private exports: it leaves them at once (ip-conflict).
+    # So does an address claimed by something that is no listed project's instance (a
+    # port of a project Keystone does not list, a port and its server of two projects):
+    # it stands in the claimants as FOREIGN, which is never a project's name.
     claims: dict[str, set[str]] = {}
     if snap.listing_complete:
         for project, insts in snap.instances.items():
             for inst in insts:
                 for addr in inst.addresses:
                     claims.setdefault(str(addr), set()).add(project)
+        for ip, foreign in snap.claims.items():
+            claims.setdefault(ip, set()).update(
+                {FOREIGN, *(p for c in foreign for p in c.projects)}
+            )
     ours = set(inp.private) | {f.owner for f in inp.in_force.values() if f.kind == "project"}
     for ip, claimants in sorted(claims.items()):
-        if len(claimants) > 1 and claimants & ours:
+        names = claimants - {FOREIGN}
+        if len(claimants) > 1 and names & ours:
+            by = "; ".join(sorted({c.detail for c in snap.claims.get(ip, ())}))
             work.holds.append(
                 Hold(
                     Reason.IP_CONFLICT,
                     client=ip,
-                    detail=f"claimed by projects {', '.join(sorted(claimants))}: "
-                    "exported for none of them",
+                    detail=f"claimed by projects {', '.join(sorted(names))}"
+                    + (f" ({by})" if by else "")
+                    + ": exported for none of them",
                 )
             )
 
@@ -207,6 +264,12 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             for exp in inp.private.get(owner, ()):
                 target_opts[exp.path] = exp.options
             verdict = verdicts[owner]
+            if verdict.id_changed:
+                held_paths: list[str | None] = [*sorted(target_opts)] or [None]
+                for held_path in held_paths:
+                    work.holds.append(
+                        Hold(Reason.PROJECT_ID_CHANGED, label, held_path, None, verdict.id_changed)
+                    )
             if verdict.status is Status.UNKNOWN_LISTING:
                 keep_all, keep_detail = Reason.UNKNOWN_INVENTORY, "project listing unknown"
             elif (
@@ -266,11 +329,25 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             for path, st in paths.items():
                 for client in sorted_clients(st.current):
                     others = claims.get(client, set()) - aliases(owner)
+                    if others == {FOREIGN} and _own_claims(snap, client, owner_id(owner)):
+                        others = set()  # its own servers while Keystone does not list it
                     if others:
                         work.changes.append(
                             Change(label, path, client, Action.REMOVE, Reason.IP_CONFLICT)
                         )
                         st.current.discard(client)
+
+        for path, st in paths.items():
+            why = inp.unsafe_paths.get(path) or inp.held_paths.get(path)
+            if why is None or (st.options is None and not st.current):
+                continue
+            work.holds.append(Hold(Reason.PATH_UNSAFE, project=label, path=path, detail=why))
+            if path in inp.unsafe_paths:  # like a conflict: at once, whatever holds
+                for client in sorted_clients(st.current):
+                    work.changes.append(
+                        Change(label, path, client, Action.REMOVE, Reason.PATH_UNSAFE)
+                    )
+                st.current.clear()
 
         if keep_all is not None:
             # Not complete: keep exactly what is in force; carry counters unchanged.
@@ -334,7 +411,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                         )
                     )
 
-    shrink_held = _bound_removals(work, inp, policy, in_force_pairs, shrink_detail)
+    shrink_held = _bound_removals(work, inp, policy, in_force_pairs, shrink_detail, grown)
 
     # ---------------------------------------------------------------- target files
     removed = {c.key for c in work.changes if c.action is Action.REMOVE}
@@ -350,7 +427,9 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             result = {c for c in st.result if PairKey(label, path, c) not in removed}
             if not result:
                 continue
-            keep_options = frozen or path in inp.missing_paths or st.options is None
+            keep_options = (
+                frozen or path in inp.missing_paths or path in inp.held_paths or st.options is None
+            )
             options = (st.current_options if keep_options else st.options) or st.options
             assert options is not None
             lines.append(ExportLine(path, options, sorted_clients(result)))
@@ -365,23 +444,51 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             files[fname] = ExportsFile(fname, kind, owner, tuple(lines))
 
     keep_baseline = shrink_detail is not None and not policy.force
+    if keep_baseline or not counting:
+        instances = dict(inp.memory.instances)
+    else:  # a project whose shrink waits for a human keeps its old count too
+        instances = dict(counts)
+        if not policy.force:
+            for name in grown:
+                instances[name] = inp.memory.instances[name]
+    window = policy.project_deletion_window
+    deletions = {n: t for n, t in inp.memory.deletions.items() if 0 <= inp.now - t < window}
+    deletions.update({n: inp.now for n in work.deleted_now})
     memory = Memory(
         absent={k: v for k, v in memory.absent.items() if k in project_names},
         known_ids=memory.known_ids,
-        instances=inp.memory.instances if (keep_baseline or not counting) else counts,
+        instances=instances,
+        deletions=deletions,
+        last_counted=inp.now if counting else inp.memory.last_counted,
     )
     if shrink_detail and not shrink_held and keep_baseline:
         notes.append(f"inventory shrink: {shrink_detail}")
+    if counting:
+        counters = dict(work.counters)
+    elif complete:  # not spaced: neither count nor reset; removed pairs forget theirs
+        counters = {k: v for k, v in inp.counters.items() if k not in removed}
+    else:
+        counters = dict(inp.counters)
     return Plan(
         changes=tuple(sorted(work.changes)),
         holds=tuple(sorted(work.holds, key=Hold.sort_key)),
         files=files,
-        counters=work.counters if counting else dict(inp.counters),
-        counting=counting,
+        counters=counters,
+        counting=complete,
         in_force_pairs=in_force_pairs,
-        memory=memory if counting else inp.memory,
+        memory=memory if complete else inp.memory,
         notes=tuple(notes),
+        counted=counting,
     )
+
+
+def _own_claims(snap: InventorySnapshot, client: str, pid: str | None) -> bool:
+    """Every claim on ``client`` that is no listed project's instance involves only the
+    id ``pid`` (ownership is by id): the project's own servers, orphaned while Keystone
+    does not list it (deleted, or a listing silently short of it).  Such an address
+    follows the deletion rules and their bounds, not the conflict rule."""
+    found = snap.claims.get(client, ())
+    return pid is not None and bool(found) and all(set(c.ids) == {pid} for c in found)
 
 
 def _disabled(snap: InventorySnapshot, name: str) -> bool:
@@ -392,8 +499,11 @@ def _disabled(snap: InventorySnapshot, name: str) -> bool:
 
 def _add(work: _Work, inp: DecideInput, policy: Policy, change: Change, st: _Path) -> None:
     """An addition or option update: applies unless frozen or its path is missing."""
+    unsafe = inp.unsafe_paths.get(change.path) or inp.held_paths.get(change.path)
     if policy.frozen is not None:
         work.holds.append(_hold(change, *policy.frozen))
+    elif unsafe is not None:
+        work.holds.append(_hold(change, Reason.PATH_UNSAFE, unsafe))
     elif change.path in inp.missing_paths:
         work.holds.append(_hold(change, Reason.PATH_MISSING, f"{change.path} does not exist"))
     else:
@@ -412,9 +522,11 @@ def _bound_removals(
     policy: Policy,
     in_force_pairs: int,
     shrink_detail: str | None,
+    shrinking: Mapping[str, str],
 ) -> bool:
     """Confirmed removals go through maintenance, state and the bounds; True when the
-    inventory-shrink bound held them."""
+    inventory-shrink bound held them.  ``shrinking``: project -> why its instance count
+    fell implausibly (its instance-gone removals wait)."""
     cands = work.candidates
     if not cands:
         return False
@@ -429,8 +541,11 @@ def _bound_removals(
             _hold(c, Reason.STATE_CORRUPT, "removal counters are being rebuilt") for c in cands
         )
         return False
+    if policy.force:
+        _apply(work, cands)
+        return False
     limit = policy.max_removal_fraction * in_force_pairs
-    if len(cands) > limit and len(cands) > policy.min_removal_count and not policy.force:
+    if len(cands) > limit and len(cands) > policy.min_removal_count:
         detail = (
             f"{len(cands)} removals of {in_force_pairs} pairs in force exceed "
             f"max_removal_fraction {policy.max_removal_fraction} (and min_removal_count "
@@ -438,8 +553,68 @@ def _bound_removals(
         )
         work.holds.extend(_hold(c, Reason.TOO_MUCH_CHANGE, detail) for c in cands)
         return False
-    if shrink_detail and not policy.force:
-        work.holds.extend(_hold(c, Reason.INVENTORY_SHRINK, shrink_detail) for c in cands)
-        return True
-    work.changes.extend(cands)
-    return False
+    # Removing everything is never routine, however small the server: an empty projects
+    # file, or a listing that lost every instance, looks exactly like this.
+    removing = {c.key for c in work.changes if c.action is Action.REMOVE} | {c.key for c in cands}
+    adding = any(c.action is Action.ADD for c in work.changes)
+    if in_force_pairs and len(removing) >= in_force_pairs and not adding:
+        detail = (
+            f"this plan removes every one of the {in_force_pairs} pairs in force and adds "
+            "none (an empty projects file, or a cloud that lost everything, looks the same); "
+            "review the plan and run sync --force"
+        )
+        work.holds.extend(_hold(c, Reason.TOO_MUCH_CHANGE, detail) for c in cands)
+        return False
+    # a project the projects file no longer names (or none of whose volumes are on this
+    # server) loses all its pairs: held however small, a human reads the plan first
+    unnamed: dict[str, str] = {}
+    for c in cands:
+        if (
+            c.reason is Reason.NOT_SERVED
+            and not c.project.startswith(PUBLIC_OWNER_PREFIX)
+            and c.project not in inp.private
+            and c.project not in unnamed
+        ):
+            f = inp.in_force.get(project_filename(c.project))
+            n = len(f.pairs()) if f is not None else 0
+            unnamed[c.project] = (
+                f"the projects file no longer names project {c.project} (or none of its "
+                f"volumes on this server): all {n} of its pairs would go; review the plan "
+                "and run sync --force"
+            )
+    # project deletions per window: a Keystone listing that silently lost projects
+    # deletes them all at once, each within the fraction bound
+    deleting = sorted({c.project for c in cands if c.reason is Reason.PROJECT_DELETED})
+    window = policy.project_deletion_window
+    recent = {n for n, t in inp.memory.deletions.items() if 0 <= inp.now - t < window}
+    total = recent | set(deleting)
+    too_many = ""
+    if deleting and len(total) > policy.max_project_deletions:
+        too_many = (
+            f"{len(total)} project deletions within {window:g} s ({', '.join(deleting)} in "
+            f"this cycle) exceed safety.max_project_deletions "
+            f"{policy.max_project_deletions}; a Keystone listing that silently lost "
+            "projects looks the same: check Keystone, then run sync --force"
+        )
+    go: list[Change] = []
+    shrink_held = False
+    for c in cands:
+        if c.project in unnamed:
+            work.holds.append(_hold(c, Reason.TOO_MUCH_CHANGE, unnamed[c.project]))
+        elif too_many and c.reason is Reason.PROJECT_DELETED:
+            work.holds.append(_hold(c, Reason.TOO_MUCH_CHANGE, too_many))
+        elif shrink_detail:
+            work.holds.append(_hold(c, Reason.INVENTORY_SHRINK, shrink_detail))
+            shrink_held = True
+        elif c.reason is Reason.INSTANCE_GONE and c.project in shrinking:
+            work.holds.append(_hold(c, Reason.INVENTORY_SHRINK, shrinking[c.project]))
+        else:
+            go.append(c)
+    _apply(work, go)
+    return shrink_held
+
+
+def _apply(work: _Work, changes: list[Change]) -> None:
+    """Confirmed removals that pass every bound: into the plan, deletions remembered."""
+    work.changes.extend(changes)
+    work.deleted_now.update(c.project for c in changes if c.reason is Reason.PROJECT_DELETED)

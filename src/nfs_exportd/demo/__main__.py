@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import yamlsafe
 from ..cli import main as cli
 from ..sim import SimCloud
 
@@ -55,7 +54,7 @@ def sandbox_works(root: Path) -> str | None:
 
 def scenario_from_inventory(path: Path) -> dict[str, Any]:
     """The bundled static inventory as a simulated cloud (one region, two users)."""
-    inv = yaml.safe_load(path.read_text())
+    inv: Any = yamlsafe.loads(path.read_text(), str(path))
     names = [p["name"] for p in inv["projects"]]
     return {
         "regions": ["RegionOne"],
@@ -111,7 +110,7 @@ def prepare(root: Path) -> None:
         text = (DATA / name).read_text()
         text = text.replace("@ROOT@", str(root)).replace("@SANDBOX@", str(SANDBOX))
         (root / name).write_text(text)
-    projects = yaml.safe_load((root / "projects.yaml").read_text())
+    projects: Any = yamlsafe.loads((root / "projects.yaml").read_text(), "projects.yaml")
     for spec in projects.values():
         for target in spec["mounts"].values():
             if isinstance(target, str) and target.startswith("nfs-1."):

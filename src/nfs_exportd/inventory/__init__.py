@@ -32,7 +32,7 @@ def source_from_config(cfg: Config) -> InventorySource:
         from .static import StaticInventory
 
         assert cfg.inventory.file is not None
-        return StaticInventory(cfg.inventory.file)
+        return StaticInventory(cfg.inventory.file, cfg.inventory.file_max_bytes)
     if cfg.inventory.source == "openstack":
         from .openstack import OpenStackInventory, OpenStackSettings
 

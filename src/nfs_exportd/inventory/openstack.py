@@ -15,13 +15,18 @@ Modes:
 * ``per-project``: one project-scoped Nova listing per project and region with a reader
   in each project; tokens are kept and reused until they expire.  It cannot see an
   address reused by a project it does not list.
+
+Every address (fixed, floating, Nova's) passes ``addresses.parse_address`` here; one that
+fails makes its instance's project unknown, naming the server and port, never the whole
+read.  Ownership is per address (``merge_region``): port, server and floating IP must
+agree on a listed project, any other claim gives the address to nobody.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..addresses import AddressError, parse_address, shown
 from ..errors import (
     InventoryAuthError,
     InventoryBadData,
@@ -38,7 +44,7 @@ from ..errors import (
     InventoryUnavailable,
 )
 from ..logs import register_secret
-from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ..model import AddressClaim, InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
 from . import observe
 
 log = logging.getLogger(__name__)
@@ -398,9 +404,10 @@ class OpenStackInventory:
             if isinstance(exc, InventoryAuthError):
                 self._drop(self.settings.identity_cloud or cloud)
             return _Answer(InventorySnapshot.unknown(source, str(exc)), cloud)
+        claims: dict[str, list[AddressClaim]] = {}
         try:
             if self.settings.mode == "all-projects":
-                instances, incomplete = self._all_projects(cloud, projects)
+                instances, incomplete = self._all_projects(cloud, projects, claims)
             else:
                 instances, incomplete = self._per_project(cloud, projects, interest)
         except InventoryError as exc:
@@ -414,6 +421,7 @@ class OpenStackInventory:
                 projects=by_name,
                 instances={n: tuple(instances.get(n, ())) for n in by_name},
                 incomplete=incomplete,
+                claims={ip: tuple(c) for ip, c in claims.items()},
             ),
             cloud,
         )
@@ -488,7 +496,10 @@ class OpenStackInventory:
 
     # ------------------------------------------------------------------ all-projects
     def _all_projects(
-        self, cloud: str, projects: Mapping[str, ProjectRecord]
+        self,
+        cloud: str,
+        projects: Mapping[str, ProjectRecord],
+        claims: dict[str, list[AddressClaim]],
     ) -> tuple[dict[str, list[InstanceRecord]], dict[str, str]]:
         conn = self._conn(cloud)
         incomplete: dict[str, str] = {}
@@ -524,71 +535,8 @@ class OpenStackInventory:
                     NEUTRON_PAGE,
                     f"{region} floating IPs",
                 )
-            self._merge_region(region, projects, ports, servers, fips, instances, incomplete)
+            merge_region(region, projects, ports, servers, fips, instances, incomplete, claims)
         return instances, incomplete
-
-    def _merge_region(
-        self,
-        region: str,
-        projects: Mapping[str, ProjectRecord],
-        ports: Sequence[dict[str, Any]],
-        servers: Sequence[dict[str, Any]],
-        fips: Sequence[dict[str, Any]],
-        instances: dict[str, list[InstanceRecord]],
-        incomplete: dict[str, str],
-    ) -> None:
-        req = f"{region} listings"
-        by_server: dict[str, list[IPAddress]] = {}
-        owner: dict[str, str] = {}  # server id -> project id (from Neutron)
-        port_server: dict[str, str] = {}  # port id -> server id
-        for port in ports:
-            owner_kind = port.get("device_owner") or ""
-            if not isinstance(owner_kind, str) or not owner_kind.startswith("compute:"):
-                continue
-            pid = _field(port, "id", str, "ports", req)
-            dev = _field(port, "device_id", str, "ports", req)
-            proj = port.get("project_id") or port.get("tenant_id")
-            if not isinstance(proj, str):
-                raise InventoryBadData(f"ports: port {pid} has no project_id", req)
-            addrs = []
-            for fixed in _field(port, "fixed_ips", list, "ports", req):
-                addrs.append(_ip(_field(fixed, "ip_address", str, "ports", req), f"port {pid}"))
-            by_server.setdefault(dev, []).extend(addrs)
-            port_server[pid] = dev
-            owner[dev] = proj
-        for fip in fips:
-            port_id = fip.get("port_id")
-            if isinstance(port_id, str) and port_id in port_server:
-                text = _field(fip, "floating_ip_address", str, "floating IPs", req)
-                by_server[port_server[port_id]].append(_ip(text, f"floating IP of {port_id}"))
-        names: dict[str, tuple[str, str]] = {}
-        for srv in servers:
-            sid = _field(srv, "id", str, "servers", req)
-            status = str(srv.get("status", "")).upper()
-            proj = srv.get("tenant_id") or srv.get("project_id")
-            pname = projects[proj].name if isinstance(proj, str) and proj in projects else None
-            if status == "UNKNOWN":
-                if pname:
-                    incomplete.setdefault(
-                        pname, f"{region}: server {sid} is in a down Nova cell (status UNKNOWN)"
-                    )
-                continue
-            if status in GONE:
-                continue
-            names[sid] = (str(srv.get("name", "")), status)
-            if status in ADDRESSED and sid not in by_server and pname:
-                incomplete.setdefault(
-                    pname, f"{region}: server {sid} is {status} but Neutron shows no port for it"
-                )
-        for sid, addrs in by_server.items():
-            proj = owner[sid]
-            if proj not in projects:
-                continue  # a port of a project Keystone does not list: not ours to export
-            pname = projects[proj].name
-            name, status = names.get(sid, ("", "UNLISTED"))
-            instances.setdefault(pname, []).append(
-                InstanceRecord(sid, name, pname, status, tuple(addrs))
-            )
 
     # ------------------------------------------------------------------ per-project
     def _per_project(
@@ -613,6 +561,7 @@ class OpenStackInventory:
                 conn = self._conn(cloud, (project.id, self._domains.get(project.id, "default")))
                 regs = regions or self._regions(conn)
                 found: list[InstanceRecord] = []
+                bad: list[str] = []
                 for region in regs:
                     nova = self._adapter(conn, "compute", region)
                     servers = list_all(
@@ -624,7 +573,7 @@ class OpenStackInventory:
                         f"{region} servers of {project.name}",
                         microversion=NOVA_MICROVERSION,
                     )
-                    found.extend(self._from_nova(project, region, servers))
+                    found.extend(self._from_nova(project, region, servers, bad))
             except InventoryError as exc:
                 if isinstance(exc, InventoryAuthError):
                     self._drop_project(cloud, project.id)
@@ -633,6 +582,10 @@ class OpenStackInventory:
                 return
             with lock:
                 instances[project.name] = found
+                if bad:  # this project holds; the others go on
+                    incomplete[project.name] = "; ".join(bad[:3]) + (
+                        f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+                    )
 
         if wanted:
             workers = max(1, min(self.settings.concurrency, len(wanted)))
@@ -651,8 +604,14 @@ class OpenStackInventory:
                 del self._clients.conns[key]
 
     def _from_nova(
-        self, project: ProjectRecord, region: str, servers: Iterable[dict[str, Any]]
+        self,
+        project: ProjectRecord,
+        region: str,
+        servers: Iterable[dict[str, Any]],
+        bad: list[str],
     ) -> list[InstanceRecord]:
+        """The project's instances; an address that fails the grammar is added to ``bad``
+        (naming the server) and makes the project unknown, not the whole read."""
         req = f"{region} servers of {project.name}"
         types = {"fixed", "floating"} if self.settings.include_floating_ips else {"fixed"}
         out = []
@@ -667,18 +626,167 @@ class OpenStackInventory:
             if not isinstance(nets, dict):
                 raise InventoryBadData(f"server {sid} has no 'addresses'", req)
             addrs: list[IPAddress] = []
+            refused = False
             for entries in nets.values():
                 if not isinstance(entries, list):
                     raise InventoryBadData(f"server {sid}: malformed 'addresses'", req)
                 for e in entries:
                     kind = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
-                    if kind in types:
-                        addrs.append(_ip(_field(e, "addr", str, "servers", req), f"server {sid}"))
-            if not addrs and status in ADDRESSED:
+                    if not isinstance(kind, str) or kind not in types:
+                        continue
+                    try:
+                        addrs.append(parse_address(e.get("addr")))
+                    except AddressError as exc:
+                        refused = True
+                        bad.append(f"{region}: server {_label(sid)}: {exc}")
+            if not addrs and status in ADDRESSED and not refused:
                 raise InventoryIncomplete(f"server {sid} is {status} but has no addresses", req)
             name = str(srv.get("name", ""))
             out.append(InstanceRecord(sid, name, project.name, status, tuple(addrs)))
         return out
+
+
+# --------------------------------------------------------------------------- all-projects merge
+
+LABEL = re.compile(r"[A-Za-z0-9_.:@+=-]{1,80}")
+
+
+def _label(text: object) -> str:
+    """An id or name from the cloud as it may appear in a one-line message."""
+    return text if isinstance(text, str) and LABEL.fullmatch(text) else shown(text)
+
+
+@dataclass
+class _Port:
+    id: str
+    server: str
+    project: str  # project id, from Neutron
+    addresses: list[tuple[IPAddress, str, str | None]]  # (address, what, other project id)
+    refused: list[str]
+
+
+def merge_region(
+    region: str,
+    projects: Mapping[str, ProjectRecord],
+    ports: Sequence[dict[str, Any]],
+    servers: Sequence[dict[str, Any]],
+    fips: Sequence[dict[str, Any]],
+    instances: dict[str, list[InstanceRecord]],
+    incomplete: dict[str, str],
+    claims: dict[str, list[AddressClaim]],
+) -> None:
+    """One region's Neutron ports (and floating IPs) and Nova servers, owned per address.
+
+    A port's address belongs to a project only when the port's project, the project of
+    the server it is attached to (Nova's ``tenant_id``) and, for a floating IP, the
+    floating IP's project all agree, and that project is listed by Keystone.  Otherwise
+    the address is a claim (``claims``) that gives it to nobody and takes it from every
+    project at once: a port of a project Keystone does not list (an orphan of a deleted
+    project), a port of project X on a server of project Y.  An address that fails the
+    grammar (``addresses.parse_address``) makes the projects of its port and server
+    unknown, naming both, and nothing else: a malformed record (no id, no device, no
+    project) still makes the whole read unknown.
+    """
+    req = f"{region} listings"
+    by_server: dict[str, list[_Port]] = {}
+    by_id: dict[str, _Port] = {}
+    for port in ports:
+        owner_kind = port.get("device_owner") or ""
+        if not isinstance(owner_kind, str) or not owner_kind.startswith("compute:"):
+            continue
+        pid = _field(port, "id", str, "ports", req)
+        dev = _field(port, "device_id", str, "ports", req)
+        proj = port.get("project_id") or port.get("tenant_id")
+        if not isinstance(proj, str):
+            raise InventoryBadData(f"ports: port {_label(pid)} has no project_id", req)
+        rec = _Port(pid, dev, proj, [], [])
+        for fixed in _field(port, "fixed_ips", list, "ports", req):
+            text = fixed.get("ip_address") if isinstance(fixed, dict) else fixed
+            try:
+                rec.addresses.append((parse_address(text), "fixed IP", None))
+            except AddressError as exc:
+                rec.refused.append(f"fixed IP {exc}")
+        by_server.setdefault(dev, []).append(rec)
+        by_id[pid] = rec
+    for fip in fips:
+        port_id = fip.get("port_id")
+        if not isinstance(port_id, str) or port_id not in by_id:
+            continue
+        rec = by_id[port_id]
+        fproj = fip.get("project_id") or fip.get("tenant_id")
+        fid = _label(fip.get("id"))
+        try:
+            addr = parse_address(fip.get("floating_ip_address"))
+        except AddressError as exc:
+            rec.refused.append(f"floating IP {fid}: {exc}")
+            continue
+        other = fproj if isinstance(fproj, str) and fproj != rec.project else None
+        rec.addresses.append((addr, f"floating IP {fid}", other))
+
+    def name(pid: str | None) -> str | None:
+        return projects[pid].name if pid is not None and pid in projects else None
+
+    def who(pid: str | None) -> str:
+        n = name(pid)
+        if n is not None:
+            return f"project {_label(n)}"
+        return f"project {_label(pid)} (not listed by Keystone)" if pid else "no project"
+
+    names: dict[str, tuple[str, str]] = {}
+    server_project: dict[str, str] = {}  # server id -> project id (Nova tenant_id)
+    for srv in servers:
+        sid = _field(srv, "id", str, "servers", req)
+        status = str(srv.get("status", "")).upper()
+        proj = srv.get("tenant_id") or srv.get("project_id")
+        if isinstance(proj, str):
+            server_project[sid] = proj
+        pname = name(proj) if isinstance(proj, str) else None
+        if status == "UNKNOWN":
+            if pname:
+                incomplete.setdefault(
+                    pname,
+                    f"{region}: server {_label(sid)} is in a down Nova cell (status UNKNOWN)",
+                )
+            continue
+        if status in GONE:
+            continue
+        names[sid] = (str(srv.get("name", "")), status)
+        if status in ADDRESSED and sid not in by_server and pname:
+            incomplete.setdefault(
+                pname,
+                f"{region}: server {_label(sid)} is {status} but Neutron shows no port for it",
+            )
+    for sid, sports in by_server.items():
+        # The server's project: Nova's word; for a server Nova does not list (a port left
+        # behind, a race), its ports' project when they agree on one, else nobody's.
+        owner = server_project.get(sid)
+        if owner is None:
+            port_projects = {pt.project for pt in sports}
+            owner = port_projects.pop() if len(port_projects) == 1 else None
+        addrs: list[IPAddress] = []
+        on = f"on server {_label(sid)} of {who(owner)} in {region}"
+        for pt in sports:
+            of_port = f"port {_label(pt.id)} of {who(pt.project)}"
+            for why in pt.refused:
+                for pname in sorted({name(owner), name(pt.project)} - {None}, key=str):
+                    incomplete.setdefault(str(pname), f"{of_port} {on}: {why}")
+            for addr, what, other in pt.addresses:
+                if pt.project == owner and other is None and name(owner) is not None:
+                    addrs.append(addr)
+                    continue
+                of = f" of {who(other)}" if other is not None else ""
+                detail = f"{what} {addr}{of} of {of_port} {on}"
+                involved = {pt.project, owner, other} - {None}
+                listed = tuple(sorted({n for n in map(name, involved) if n is not None}))
+                claims.setdefault(str(addr), []).append(
+                    AddressClaim(detail, listed, tuple(sorted(i for i in involved if i)))
+                )
+        pname = name(owner)
+        if pname is not None:
+            sname, status = names.get(sid, ("", "UNLISTED"))
+            instances.setdefault(pname, []).append(
+                InstanceRecord(sid, sname, pname, status, tuple(addrs))
+            )
 
 
 def _scope_of(conn: Any) -> str:
@@ -693,10 +801,3 @@ def _scope_of(conn: Any) -> str:
         return "token is unscoped"
     except Exception:
         return "token scope unknown"
-
-
-def _ip(text: str, where: str) -> IPAddress:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise InventoryBadData(f"{where}: invalid address {text!r}") from None

@@ -9,21 +9,28 @@ instances:
 incomplete_projects: [tools]      # optional extension: the writer could not read these
 ```
 
-Because the file is rewritten by other tools, anything wrong with it (unreadable,
-unparsable, invalid) makes the whole snapshot *unknown*: the cycle holds, nothing changes.
+Because the file is rewritten by other tools, anything wrong with its structure
+(unreadable, unparsable, an unknown key, a project not listed) makes the whole snapshot
+*unknown*: the cycle holds, nothing changes.  An address that fails the one address
+grammar (``addresses.parse_address``: no zone ids, no loopback, ... and ``::ffff:a.b.c.d``
+read as ``a.b.c.d``) makes only *its instance's project* unknown, naming
+``file: instances[i].addresses[j]``: the address is data about one instance, as in the
+OpenStack source, and one bad address copied from the cloud must not stop every project's
+additions.  That project keeps exactly what is in force; the cycle exits 3.
 An instance with status ``UNKNOWN`` (a Nova down cell) makes its project's data unknown.
 Instances with status ``DELETED`` are gone and contribute no address.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..addresses import AddressError, parse_address
 from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ..yamlsafe import INVENTORY_MAX_BYTES, YamlRefused, load_file
 
 GONE_STATUSES = frozenset({"DELETED"})
 UNKNOWN_STATUSES = frozenset({"UNKNOWN"})
@@ -108,16 +115,15 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
         if not isinstance(raw_addrs, list):
             raise InvalidInventory(f"{where}: addresses must be a list")
         addrs: list[IPAddress] = []
-        for a in raw_addrs:
+        for j, a in enumerate(raw_addrs):
             try:
-                if not isinstance(a, str):
-                    raise ValueError(f"{a!r} is not a string")
-                addr = ipaddress.ip_address(a)
-                if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
-                    raise ValueError("scoped (link-local) addresses cannot be exported")
-                addrs.append(addr)
-            except ValueError as exc:
-                raise InvalidInventory(f"{where}: invalid address {a!r}: {exc}") from None
+                addrs.append(parse_address(a))
+            except AddressError as exc:
+                incomplete.setdefault(
+                    project,
+                    f"{source}: instances[{i}].addresses[{j}] of instance {iid!r} ({iname!r}): "
+                    f"invalid {exc}; fix the inventory writer",
+                )
         if status in UNKNOWN_STATUSES:
             incomplete.setdefault(project, f"instance {iid} ({iname}) has status {status}")
         if status in GONE_STATUSES:
@@ -132,8 +138,9 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
 
 
 class StaticInventory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = INVENTORY_MAX_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self.name = f"static:{path}"
 
     def reset(self) -> None:
@@ -141,9 +148,10 @@ class StaticInventory:
 
     def read(self, interest: frozenset[str] | None = None) -> InventorySnapshot:
         try:
-            text = self.path.read_text(encoding="utf-8")
-            data = yaml.safe_load(text)
+            data = load_file(self.path, self.max_bytes, "the inventory", "inventory.file_max_bytes")
             return parse_static(data, str(self.path))
+        except YamlRefused as exc:
+            problem = str(exc)
         except (OSError, UnicodeDecodeError) as exc:
             problem = f"{self.path}: cannot read inventory: {exc}"
         except yaml.YAMLError as exc:

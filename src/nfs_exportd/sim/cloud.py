@@ -332,6 +332,26 @@ class SimCloud:
         in the same region: how an IP is reused by another project."""
         self.state.move_ip(addr, to_server, network)
 
+    def add_port(
+        self,
+        device_id: str,
+        fixed_ips: Sequence[Any],
+        project: str | None = None,
+        project_id: str | None = None,
+        region: str | None = None,
+        port_id: str | None = None,
+    ) -> str:
+        """Attach an extra Neutron port to ``device_id`` (a server id; it need not exist)
+        and return its id.  Its fixed IPs are served exactly as given, never validated,
+        so that a test can serve what a broken or hostile cloud would (a zone id, a
+        newline, any JSON value).  The port belongs to ``project`` (a name) or
+        ``project_id`` (any id: one Keystone does not list), by default to the server's
+        project; Nova shows its addresses on that server too."""
+        return self.state.add_port(device_id, fixed_ips, project, project_id, region, port_id)
+
+    def remove_port(self, port_id: str) -> None:
+        self.state.remove_port(port_id)
+
     def set_down(self, server_ids: Iterable[str], down: bool = True) -> None:
         """Put servers in (or take them out of) a down Nova cell."""
         self.state.set_down(server_ids, down)

@@ -304,6 +304,15 @@ class Nova:
                         "OS-EXT-IPS-MAC:mac_addr": mac_for(stable_uuid("port", s.id, port_net)),
                     }
                 )
+        for text in self.state.extra_addresses(s.id):  # ports added by hand, raw
+            out.setdefault("extra", []).append(
+                {
+                    "version": 6 if ":" in str(text) else 4,
+                    "addr": text,
+                    "OS-EXT-IPS:type": "fixed",
+                    "OS-EXT-IPS-MAC:mac_addr": mac_for(stable_uuid("port", s.id, "extra")),
+                }
+            )
         return out
 
     def _server(

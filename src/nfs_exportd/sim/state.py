@@ -92,6 +92,18 @@ class ServerRec:
     deleted_at: float | None = None
 
 
+@dataclass
+class ExtraPort:
+    """A port added by hand: its fixed IPs are raw values, never validated."""
+
+    id: str
+    device_id: str
+    project_id: str
+    region: str
+    fixed_ips: list[Any]
+    created: float
+
+
 @dataclass(frozen=True)
 class Token:
     id: str
@@ -163,6 +175,8 @@ class CloudState:
                 availability_zone=s.availability_zone,
             )
         self.deleted: dict[str, ServerRec] = {}
+        # ports added by hand (``add_port``): raw data a broken or hostile cloud could serve
+        self.extra_ports: dict[str, ExtraPort] = {}
         self.tokens: dict[str, Token] = {}
         self.version = 0
         self._cache_version = -1
@@ -257,6 +271,8 @@ class CloudState:
             p, f = self._server_ports(s)
             ports[s.region].extend(p)
             fips[s.region].extend(f)
+        for x in self.extra_ports.values():
+            ports[x.region].append(self._extra_port(x))
         for r in self.regions:
             ports[r].sort(key=lambda p: str(p["id"]))
             fips[r].sort(key=lambda p: str(p["id"]))
@@ -347,6 +363,74 @@ class CloudState:
                 }
             )
         return ports, fips
+
+    def _extra_port(self, x: ExtraPort) -> dict[str, Any]:
+        return {
+            "id": x.id,
+            "name": "",
+            "network_id": stable_uuid("network", x.region, "extra"),
+            "tenant_id": x.project_id,
+            "project_id": x.project_id,
+            "mac_address": mac_for(x.id),
+            "admin_state_up": True,
+            "status": "ACTIVE",
+            "device_id": x.device_id,
+            "device_owner": "compute:nova",
+            "fixed_ips": [
+                {"subnet_id": stable_uuid("subnet", x.region, "extra"), "ip_address": text}
+                for text in x.fixed_ips
+            ],
+            "allowed_address_pairs": [],
+            "extra_dhcp_opts": [],
+            "security_groups": [],
+            "description": "",
+            "binding:vnic_type": "normal",
+            "port_security_enabled": True,
+            "tags": [],
+            "created_at": iso(x.created),
+            "updated_at": iso(x.created),
+            "revision_number": 1,
+        }
+
+    def extra_addresses(self, server_id: str) -> list[str]:
+        """The raw fixed IPs of the ports added by hand to a server (Nova shows them)."""
+        with self.lock:
+            return [t for x in self.extra_ports.values() if x.device_id == server_id
+                    for t in x.fixed_ips]  # fmt: skip
+
+    def add_port(
+        self,
+        device_id: str,
+        fixed_ips: Sequence[Any],
+        project: str | None = None,
+        project_id: str | None = None,
+        region: str | None = None,
+        port_id: str | None = None,
+    ) -> str:
+        with self.lock:
+            server = self.servers.get(device_id)
+            if project is not None:
+                project_id = self.project_by_name(project).id
+            elif project_id is None:
+                if server is None:
+                    raise ValueError(f"no server {device_id!r}: name a project or project_id")
+                project_id = server.project_id
+            region = region or (server.region if server else self.regions[0])
+            if region not in self.regions:
+                raise ValueError(f"unknown region {region!r}")
+            pid = port_id or stable_uuid("port", "extra", device_id, str(len(self.extra_ports)))
+            if pid in self.extra_ports:
+                raise ValueError(f"port id {pid} exists")
+            self.extra_ports[pid] = ExtraPort(
+                pid, device_id, project_id, region, list(fixed_ips), time.time()
+            )
+            self._bump()
+            return pid
+
+    def remove_port(self, port_id: str) -> None:
+        with self.lock:
+            del self.extra_ports[port_id]
+            self._bump()
 
     def region_servers(self, region: str, project_id: str | None = None) -> list[ServerRec]:
         """Live servers of a region (of one project if given), newest first."""
