@@ -410,6 +410,9 @@ def _render_and_check(snap: InventorySnapshot, raw: Mapping[str, set[str]]) -> N
         text = render(f)
         lines = text.split("\n")
         assert lines[-1] == "" and HEADER_RE.fullmatch(lines[0]), text
+        if lines[1].startswith("# keystone-id="):  # the project's bound id, a comment
+            assert re.fullmatch(r"# keystone-id=[A-Za-z0-9_-]{1,64}", lines[1]), text
+            lines.pop(1)
         for line in lines[1:-1]:
             assert LINE_RE.fullmatch(line), f"{name}: {line!r}"
             for client in line.split(" ")[2:]:
@@ -527,3 +530,155 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+# --------------------------------------------------------------------------- every claim
+
+
+def nova(sid: str, project: str, *addrs: str, status: str = "ACTIVE") -> dict[str, Any]:
+    """A server as Nova lists it, with the addresses it shows."""
+    nets = {"net": [{"addr": a, "OS-EXT-IPS:type": "fixed"} for a in addrs]}
+    return {**server(sid, project, status), "addresses": nets}
+
+
+@pytest.mark.parametrize(
+    "owner", ["trunk:subport", "baremetal:none", "network:dhcp", "network:router_interface", ""]
+)
+def test_a_port_that_is_no_instances_claims_its_address(owner: str) -> None:
+    """paws's tools-era address is now on a paws port that is not a compute port (a trunk
+    subport: device_id is the trunk's id): it leaves tools at once; nobody gets it."""
+    snap = merge(
+        [
+            port("p-w1", "w1", PAWS, "172.16.0.21"),
+            port("p-sub", "trunk-1", PAWS, "172.16.0.11", owner=owner),
+        ],
+        [nova("w1", PAWS, "172.16.0.21")],
+    )
+    (claim,) = snap.claims["172.16.0.11"]
+    assert claim.ids == (PAWS,) and claim.projects == ()
+    assert "p-sub" in claim.detail and "project paws" in claim.detail
+    assert ips(snap, "paws") == {"172.16.0.21"} and snap.project_complete("paws")
+    plan = decide(
+        DecideInput(PRIVATE, (), snap, in_force({"tools": ("172.16.0.11",)})),
+        Policy(confirmations=3),
+    )
+    assert plan.files["tools.exports"] is None or "172.16.0.11" not in render(
+        plan.files["tools.exports"]
+    )
+
+
+def test_a_projects_own_router_port_does_not_take_its_instances_address() -> None:
+    """Overlapping isolated networks of one project: its router's address is also one of
+    its instances' addresses; the instance keeps it (a claim by the project alone)."""
+    snap = merge(
+        [
+            port("p-t1", "t1", TOOLS, "172.16.0.11"),
+            port("p-r", "router-1", TOOLS, "172.16.0.11", owner="network:router_interface"),
+            port("p-fip", "fip-1", "", "172.16.0.12", owner="network:floatingip"),
+        ],
+        [nova("t1", TOOLS, "172.16.0.11")],
+    )
+    assert ips(snap, "tools") == {"172.16.0.11"} and not snap.claims
+
+
+def test_nova_addresses_are_claims_when_no_port_of_the_server_shows_them() -> None:
+    """A stale Neutron still shows tools's port on t1, deleted; Nova shows the address on
+    paws's w1 (and one no port shows): exported for neither."""
+    snap = merge(
+        [port("p-t1", "t1", TOOLS, "172.16.0.11"), port("p-w1", "w1", PAWS, "172.16.0.21")],
+        [nova("w1", PAWS, "172.16.0.21", "172.16.0.11", "172.16.0.99")],
+    )
+    assert ips(snap, "paws") == {"172.16.0.21"}
+    for ip in ("172.16.0.11", "172.16.0.99"):
+        (claim,) = snap.claims[ip]
+        assert claim.ids == (PAWS,) and "Nova shows on server w1" in claim.detail
+    assert "172.16.0.21" not in snap.claims  # confirmed by its port
+    plan = decide(
+        DecideInput(PRIVATE, (), snap, in_force({"tools": ("172.16.0.11",)})),
+        Policy(confirmations=3),
+    )
+    assert any(h.client == "172.16.0.11" for h in plan.holds)  # ip-conflict, named
+
+
+def test_a_server_without_a_port_still_makes_its_project_unknown() -> None:
+    snap = merge([], [nova("w1", PAWS, "172.16.0.21")])
+    assert set(snap.incomplete) == {"paws"} and "no port" in snap.incomplete["paws"]
+
+
+def test_a_server_listed_twice_for_two_projects_is_nobodys() -> None:
+    snap = merge(
+        [port("p-s1", "s1", TOOLS, "172.16.0.11")],
+        [nova("s1", PAWS, "172.16.0.11"), nova("s1", TOOLS, "172.16.0.11")],
+    )
+    assert ips(snap, "tools") == set()
+    assert set(snap.incomplete) == {"tools", "paws"}
+    assert "listed twice" in snap.incomplete["tools"]
+
+
+def test_allowed_address_pairs() -> None:
+    """paws's port may send as tools's address: a claim (tools's export leaves at once);
+    a /32 is an address; a wider CIDR is not claimed (documented); the port's own address
+    as a pair takes nothing from its own instance."""
+    pw = port("p-w1", "w1", PAWS, "172.16.0.21")
+    pw["allowed_address_pairs"] = [
+        {"ip_address": "172.16.0.11", "mac_address": "fa:16:3e:00:00:01"},
+        {"ip_address": "172.16.0.12/32"},
+        {"ip_address": "10.0.0.0/24"},
+        {"ip_address": "172.16.0.21"},
+    ]
+    snap = merge([port("p-t1", "t1", TOOLS, "172.16.0.11"), pw], [server("t1", TOOLS),
+                  server("w1", PAWS)])  # fmt: skip
+    assert ips(snap, "tools") == {"172.16.0.11"} and ips(snap, "paws") == {"172.16.0.21"}
+    assert {ip for ip in snap.claims} == {"172.16.0.11", "172.16.0.12"}
+    assert all(c.ids == (PAWS,) for cs in snap.claims.values() for c in cs)
+    assert "allowed address pair" in snap.claims["172.16.0.11"][0].detail
+    plan = decide(
+        DecideInput(PRIVATE, (), snap, in_force({"tools": ("172.16.0.11",)})),
+        Policy(confirmations=3),
+    )
+    assert plan.files["tools.exports"] is None or "172.16.0.11" not in render(
+        plan.files["tools.exports"]
+    )
+
+
+PRIVATE = {
+    p: (ServedExport(p, "home", f"{ROOT}/{p}/home", "rw,sync,no_subtree_check"),)
+    for p in ("tools", "paws")
+}
+
+
+def in_force(clients: Mapping[str, Sequence[str]]) -> dict[str, ExportsFile]:
+    return {
+        f"{p}.exports": ExportsFile(
+            f"{p}.exports",
+            "project",
+            p,
+            (ExportLine(f"{ROOT}/{p}/home", "rw,sync,no_subtree_check", tuple(c)),),
+        )
+        for p, c in clients.items()
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["::/64", "::/80", "::/0", "fe80::/10", "fe80::/64", "169.254.0.0/16", "0.0.0.0/0",
+     "64:ff9b::/96", "ff00::/8", "240.0.0.0/8", "fec0::/10", "127.0.0.0/16", "128.0.0.0/1"],
+)  # fmt: skip
+def test_networks_overlapping_special_space_are_refused(text: str) -> None:
+    with pytest.raises(AddressError, match="network"):
+        parse_network(text)
+
+
+def test_networks_of_unicast_space_are_kept() -> None:
+    for text in ("10.0.0.0/8", "172.16.0.0/12", "2001:db8::/32", "fd00::/8", "2000::/3"):
+        assert str(parse_network(text)) == text
+
+
+@pytest.mark.parametrize(
+    "options", ["rw,fsid=0x(1)", "rw,no_root_squash,insecure_locks=*", "rw,,sync", "-rw"]
+)
+def test_options_of_a_file_in_force_are_checked_when_read(options: str) -> None:
+    header = "# nfs-exportd managed file, do not edit: project=tools"
+    text = f"{header}\n/srv/tools/home -{options} 172.16.0.11\n"
+    with pytest.raises(ManagedFileError, match=r"^tools\.exports:2: options"):
+        parse("tools.exports", text)

@@ -95,8 +95,12 @@ def script(path: Path, body: str) -> str:
     return str(path)
 
 
-def project_file(name: str, *lines: str) -> str:
-    return "".join(f"{x}\n" for x in (f"{HEADER}project={name}", *lines))
+def project_file(name: str, *lines: str, keystone_id: str | None = "") -> str:
+    """A project file as written: the header, the Keystone id line (the lab's projects
+    are ``id-NAME``; None: no id line), the export lines."""
+    pid = f"id-{name}" if keystone_id == "" else keystone_id
+    head = [f"{HEADER}project={name}"] + ([f"# keystone-id={pid}"] if pid else [])
+    return "".join(f"{x}\n" for x in (*head, *lines))
 
 
 def tools_baseline(lab: Lab, capsys: pytest.CaptureFixture[str]) -> tuple[str, Pairs]:
@@ -214,7 +218,7 @@ def test_apply_and_read_back(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
         assert want <= opts[pair], pair
     ordered = " ".join(clients)
     assert lab.files() == {
-        "ml.exports": f"{HEADER}project=ml\n",
+        "ml.exports": project_file("ml"),
         "public-scratch.exports": (
             f"{HEADER}public=scratch\n{scratch} -{OPTS} 172.16.0.0/21 fd00::/64\n"
         ),
@@ -799,14 +803,15 @@ def test_crash_mid_write_leaves_no_half_exports_file(
 
 
 def test_stale_temporaries_of_a_killed_writer_are_removed(lab: Lab) -> None:
-    """A writer killed mid-write leaves ``.NAME.tmp-PID``; the next sync (holding the lock)
-    removes it, in exports_dir and state_dir alike, and touches nothing else."""
+    """A writer killed mid-write leaves ``.nfs-exportd.NAME.tmp-PID``; the next sync
+    (holding the lock) removes it, in exports_dir and state_dir alike, and touches nothing
+    else."""
     lab.add_project("tools", 50380)
     lab.add_instance("i-1", "tools", "172.16.0.5")
     assert lab.cli("sync") == 0
     stale = [
-        lab.exports_dir / ".tools.exports.tmp-999999",
-        lab.state_dir / ".counters.json.tmp-999999",
+        lab.exports_dir / ".nfs-exportd.tools.exports.tmp-999999",
+        lab.state_dir / ".nfs-exportd.counters.json.tmp-999999",
     ]
     for p in stale:
         p.write_text("half a file")

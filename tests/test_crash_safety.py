@@ -15,7 +15,7 @@ checks:
 * every managed ``*.exports`` file holds exactly its complete old or new content, and
   precisely the ones the apply had already renamed hold the new content; no other
   ``*.exports`` name exists; the only other entry is the temporary of the file being
-  written (a ``.NAME.tmp-PID`` dotfile, complete) when the kill hit write or fsync;
+  written (a ``.nfs-exportd.NAME.tmp-PID`` dotfile, complete) when the kill hit write or fsync;
   exportfs ignores it (``exportfs -ra`` on a copy of the directory exports exactly the
   ``*.exports`` files);
 * the pairs in force are the old ones until exportfs ran, the new ones after;
@@ -437,9 +437,9 @@ def kill_and_check(lab: Lab, prep: Prepared, step: str, n: int, work: Path, tall
     others = [n for n in listing if not n.endswith(".exports")]
     writing_temp = step in ("write", "fsync")
     if in_exports and writing_temp:
-        temp = f".{target}.tmp-{run.pid}"
-        assert others == [temp], f"{what}: {others}"
         assert target is not None
+        temp = fsutil.temp_name(lab.exports_dir / target, run.pid).name
+        assert others == [temp], f"{what}: {others}"
         assert (lab.exports_dir / temp).read_text() == prep.new_files[target], (
             f"{what}: the temporary is not the complete new content"
         )
@@ -455,7 +455,7 @@ def kill_and_check(lab: Lab, prep: Prepared, step: str, n: int, work: Path, tall
         + temporaries(lab.state_dir / "history")  # the journal entry of the change
     )
     if event.path is not None and not in_exports and writing_temp:
-        temp_path = event.path.with_name(f".{event.path.name}.tmp-{run.pid}")
+        temp_path = fsutil.temp_name(event.path, run.pid)
         assert state_temps == [temp_path.name], f"{what}: {state_temps}"
         text = temp_path.read_text()
         if event.path.parent.name == "last-verified":

@@ -170,6 +170,7 @@ def test_project_without_instances_keeps_header_only_file(lab: Lab) -> None:
     assert lab.cli("sync") == 0
     assert lab.files() == {
         "quarry.exports": "# nfs-exportd managed file, do not edit: project=quarry\n"
+        "# keystone-id=id-quarry\n"
     }
 
 

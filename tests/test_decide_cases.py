@@ -220,7 +220,7 @@ def build_input(case: dict[str, Any]) -> DecideInput:
             for ln in spec.get("lines") or []
         )
         in_force[fname] = ExportsFile(
-            fname, spec.get("kind", kind), spec.get("owner", owner), lines
+            fname, spec.get("kind", kind), spec.get("owner", owner), lines, spec.get("keystone_id")
         )
     counters: dict[PairKey, int] = {}
     for c in case.get("counters") or []:

@@ -541,6 +541,127 @@ expect:
     - {owner: tools, path: /srv/tools/home, client: 10.0.0.5, missing: 2}
   memory: {last_counted: 10000}
 """,
+    # ------------------------------------------- a volume given to another project
+    "moved-volume-leaves-old-project-at-once": """
+description: the projects file moves /srv/shared/data from a to b - a's pair on it leaves at once (a path-unsafe removal, nothing held), through the maintenance hold, and b's instance gets it in the same plan.
+policy: {maintenance: hold}
+private:
+  a: [{volume: home, path: /srv/a/home}]
+  b: [{volume: home, path: /srv/b/home}, {volume: data, path: /srv/shared/data}]
+inventory:
+  projects: [a, b]
+  instances: {a: [["10.0.0.5"]], b: [["10.0.0.6"]]}
+in_force:
+  a.exports: {lines: [{path: /srv/a/home, clients: [10.0.0.5]}, {path: /srv/shared/data, clients: [10.0.0.5]}]}
+  b.exports: {lines: [{path: /srv/b/home, clients: [10.0.0.6]}]}
+expect:
+  changes:
+    - {project: a, path: /srv/shared/data, client: 10.0.0.5, action: remove, reason: path-unsafe}
+    - {project: b, path: /srv/shared/data, client: 10.0.0.6, action: add, reason: new-export}
+  holds: []
+  files:
+    a.exports: {/srv/a/home: [10.0.0.5]}
+    b.exports: {/srv/b/home: [10.0.0.6], /srv/shared/data: [10.0.0.6]}
+  counters: []
+""",
+    "moved-volume-of-a-dropped-project-leaves-at-once": """
+description: a is dropped from the projects file and its volume given to b - a's pair on it does not wait for --force (too-much-change) nor for confirmations; a's file goes.
+private:
+  b: [{volume: home, path: /srv/b/home}, {volume: data, path: /srv/shared/data}]
+inventory:
+  projects: [a, b]
+  instances: {a: [["10.0.0.5"]], b: [["10.0.0.6"]]}
+in_force:
+  a.exports: {lines: [{path: /srv/shared/data, clients: [10.0.0.5]}]}
+  b.exports: {lines: [{path: /srv/b/home, clients: [10.0.0.6]}]}
+expect:
+  changes:
+    - {project: a, path: /srv/shared/data, client: 10.0.0.5, action: remove, reason: path-unsafe}
+    - {project: b, path: /srv/shared/data, client: 10.0.0.6, action: add, reason: new-export}
+  holds: []
+  files:
+    a.exports: null
+    b.exports: {/srv/b/home: [10.0.0.6], /srv/shared/data: [10.0.0.6]}
+  counters: []
+""",
+    "path-around-a-volume-of-another-project-leaves-through-rollback-hold": """
+description: a has /srv/shared in force and the projects file now serves /srv/shared/data for b - a's export contains b's volume, so it leaves at once even under rollback-hold (b's addition waits for release).
+policy: {rollback_hold: rolled back to entry 3}
+private:
+  b: [{volume: data, path: /srv/shared/data}]
+inventory:
+  projects: [a, b]
+  instances: {a: [["10.0.0.5"]], b: [["10.0.0.6"]]}
+in_force:
+  a.exports: {lines: [{path: /srv/shared, clients: [10.0.0.5]}]}
+expect:
+  changes:
+    - {project: a, path: /srv/shared, client: 10.0.0.5, action: remove, reason: path-unsafe}
+  holds:
+    - {reason: rollback-hold, project: null, path: null, client: null}
+    - {reason: rollback-hold, project: b, path: /srv/shared/data, client: 10.0.0.6}
+  files:
+    a.exports: null
+    b.exports: {}
+  counters: []
+""",
+    "path-inside-a-volume-of-another-project-leaves-while-unknown": """
+description: a has /srv/shared/data/x in force and b now serves /srv/shared/data - a's listing is unknown (keep what is in force) but the path is b's by the projects file, so it leaves at once.
+private:
+  a: [{volume: home, path: /srv/a/home}]
+  b: [{volume: data, path: /srv/shared/data}]
+inventory:
+  projects: [a, b]
+  instances: {b: [["10.0.0.6"]]}
+  incomplete: {a: timeout}
+in_force:
+  a.exports: {lines: [{path: /srv/a/home, clients: [10.0.0.5]}, {path: /srv/shared/data/x, clients: [10.0.0.5]}]}
+expect:
+  changes:
+    - {project: a, path: /srv/shared/data/x, client: 10.0.0.5, action: remove, reason: path-unsafe}
+    - {project: b, path: /srv/shared/data, client: 10.0.0.6, action: add, reason: new-export}
+  holds:
+    - {reason: unknown-project, project: a, path: /srv/a/home, client: null}
+  files:
+    a.exports: {/srv/a/home: [10.0.0.5]}
+    b.exports: {/srv/shared/data: [10.0.0.6]}
+  counters: []
+""",
+    # ------------------------------------------- the id recorded in the file in force
+    "file-id-binds-when-memory-is-lost": """
+description: the memory is lost (counters.json corrupt or state_dir gone) but tools.exports records keystone-id id-old; the listing shows tools as id-new - the new id gets nothing, the old pair waits for its absence, and the binding is remembered again.
+now: 1000
+private: {tools: [{volume: home, path: /srv/tools/home}]}
+inventory:
+  projects: [{id: id-new, name: tools}]
+  instances: {tools: [["10.0.0.9"]]}
+in_force:
+  tools.exports: {keystone_id: id-old, lines: [{path: /srv/tools/home, clients: [10.0.0.5]}]}
+expect:
+  changes: []
+  holds:
+    - {reason: project-id-changed, project: tools, path: /srv/tools/home, client: null}
+    - {reason: pending-confirmation, project: tools, path: /srv/tools/home, client: 10.0.0.5}
+  files: {tools.exports: {/srv/tools/home: [10.0.0.5]}}
+  counters: []
+  memory: {known_ids: {tools: id-old}, absent: {tools: {since: 1000, cycles: 1}}}
+""",
+    "memory-wins-over-file-id": """
+description: the memory binds tools to id-x and the file records id-old (an older binding) - the memory wins, tools as id-x is complete and keeps its pair.
+memory: {known_ids: {tools: id-x}}
+private: {tools: [{volume: home, path: /srv/tools/home}]}
+inventory:
+  projects: [{id: id-x, name: tools}]
+  instances: {tools: [["10.0.0.5"]]}
+in_force:
+  tools.exports: {keystone_id: id-old, lines: [{path: /srv/tools/home, clients: [10.0.0.5]}]}
+expect:
+  changes: []
+  holds: []
+  files: {tools.exports: {/srv/tools/home: [10.0.0.5]}}
+  counters: []
+  memory: {known_ids: {tools: id-x}}
+""",
 }
 
 
@@ -653,3 +774,37 @@ def test_memory_round_trips_through_state_dir(tmp_path: Any) -> None:
     assert state.load_counters(tmp_path, move_corrupt=False).memory == mem
     state.save_counters(tmp_path, {}, Memory())
     assert state.load_counters(tmp_path, move_corrupt=False).memory.last_counted is None
+
+
+def test_project_file_records_its_keystone_id() -> None:
+    """The id line is the second line, a comment; the header stays exactly as before;
+    a file of an older version (no id line) parses with no id; a bad id is refused on
+    both sides, naming the file and line."""
+    from nfs_exportd.exportsfile import ManagedFileError, RenderRefused, parse, render
+    from nfs_exportd.model import ExportLine, ExportsFile
+
+    line = ExportLine(HOME, "rw,sync", ("10.0.0.5",))
+    f = ExportsFile("tools.exports", "project", "tools", (line,), "9f1c0a")
+    text = render(f)
+    assert text.split("\n")[:2] == [
+        "# nfs-exportd managed file, do not edit: project=tools",
+        "# keystone-id=9f1c0a",
+    ]
+    assert parse("tools.exports", text) == f
+    old = text.replace("# keystone-id=9f1c0a\n", "")
+    assert parse("tools.exports", old) == replace(f, keystone_id=None)
+    with pytest.raises(ManagedFileError, match=r"tools.exports:2: .*keystone-id"):
+        parse("tools.exports", text.replace("9f1c0a", "9f1c0a *(rw)"))
+    with pytest.raises(RenderRefused, match="keystone id"):
+        render(replace(f, keystone_id="x y"))
+
+
+def test_a_volume_equal_to_a_serve_root_is_unsafe(tmp_path: Any) -> None:
+    """A volume at /srv with serve.roots [/srv] would export every volume below it."""
+    from nfs_exportd.projects import check_served_paths
+
+    root = tmp_path / "srv"
+    (root / "tools").mkdir(parents=True)
+    safety = check_served_paths([str(root), str(root / "tools")], [str(root)])
+    assert set(safety.unsafe) == {str(root)} and not safety.held
+    assert "serve root" in safety.unsafe[str(root)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SANDBOX, Lab, wait_for
+from conftest import HOST, SANDBOX, Lab, wait_for
 from nfs_exportd import state
 
 A, B, C, D = "172.16.0.5", "172.16.0.6", "172.16.0.7", "172.16.0.8"
@@ -711,3 +711,29 @@ def test_corrupt_journal_entry_is_reported_never_used(
         assert lab.files() == files_b and lab.in_force() == etab_b == {(home, A)}
         assert _ids(lab) == ids_before
         assert not _marker(lab).exists()
+
+
+def test_rollback_never_gives_a_moved_volume_back(lab: Lab, capsys: Out) -> None:
+    """An entry from before /srv/shared/data moved from project a to project b: the
+    rollback restores a's other lines, drops (and reports) the moved one, and
+    rollback-hold keeps it dropped."""
+    lab.config["safety"]["removal_confirmations"] = 1
+    shared = lab.srv("shared", "data")
+    a_home = lab.srv("a", "home")
+    lab.add_project("a", 1000, {"home": a_home, "data": shared})
+    lab.add_project("b", 1001, {"home": lab.srv("b", "home")})
+    lab.add_instance("a1", "a", C)
+    lab.add_instance("b1", "b", D)
+    _run(lab, capsys, "sync")
+    before_move = _ids(lab)[-1]
+    lab.projects["a"]["mounts"].pop("data")
+    lab.projects["b"]["mounts"]["data"] = f"{HOST}:{shared}"
+    _run(lab, capsys, "sync")
+    assert (shared, C) not in lab.in_force() and (shared, D) in lab.in_force()
+
+    out = _run(lab, capsys, "rollback", "--to", str(before_move))
+    assert f"dropped a {shared} {C}: path now served for project b" in out, out
+    assert (shared, C) not in lab.in_force()
+    assert (a_home, C) in lab.in_force()
+    _run(lab, capsys, "sync", code=3)  # rollback-hold
+    assert (shared, C) not in lab.in_force()

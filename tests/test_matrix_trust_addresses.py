@@ -77,6 +77,9 @@ def files_clean(w: World) -> None:
     for name, text in w.lab.files().items():
         lines = text.split("\n")
         assert lines[-1] == "" and HEADER_RE.fullmatch(lines[0]), (name, text)
+        if lines[1].startswith("# keystone-id="):  # the project's bound id, a comment
+            assert re.fullmatch(r"# keystone-id=[A-Za-z0-9_-]{1,64}", lines[1]), (name, text)
+            lines.pop(1)
         for line in lines[1:-1]:
             assert LINE_RE.fullmatch(line), (name, line)
             assert all(canonical(c) for c in line.split(" ")[2:]), (name, line)

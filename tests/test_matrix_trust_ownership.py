@@ -23,12 +23,14 @@ Also a plain lab test: a renamed project followed by ``rollback`` keeps its pair
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Lab
+from conftest import HOST, Lab
 from test_failure_matrix import (  # noqa: F401
     BASE,
     ID,
@@ -339,3 +341,61 @@ def test_a_burst_of_syncs_confirms_nothing(lab: Lab) -> None:
     _age_last_count(lab, 31)
     assert lab.cli("sync") == 0  # 3 of 3, 30 s apart each
     assert lab.in_force() == {(home, A), (home, "172.16.0.7")}
+
+
+# ------------------------------------------------- the binding kept in the managed file
+
+
+@pytest.mark.parametrize("loss", ["counters.json corrupt", "state_dir lost"])
+def test_a_lost_memory_does_not_rebind_a_recreated_project(world: World, loss: str) -> None:  # noqa: F811
+    """The id binding is also written in the managed file (``# keystone-id=``): with
+    counters.json corrupt (moved aside) or the whole state_dir gone, a project deleted and
+    recreated under the same name still gets nothing of the old one's volumes."""
+    w = world
+    assert w.sync() == 0
+    home = w.paths["wikidata"][0]
+    text = (w.lab.exports_dir / "wikidata.exports").read_text().split("\n")
+    assert text[0] == "# nfs-exportd managed file, do not edit: project=wikidata"
+    assert text[1].startswith("# keystone-id=") and text[1] != "# keystone-id=" + NEW_ID
+    if loss == "state_dir lost":
+        shutil.rmtree(w.lab.state_dir)
+    else:
+        (w.lab.state_dir / "counters.json").write_text("{not json")
+    recreate_wikidata(w)
+    w.sync()
+    assert (home, NEW_W) not in w.lab.in_force()
+    assert ID_CHANGED in w.lab.status()["holds_by_reason"]
+    # the file still records the old binding
+    assert (w.lab.exports_dir / "wikidata.exports").read_text().split("\n")[1] == text[1]
+
+
+# ------------------------------------------------- a volume given to another project
+
+C, D = "172.16.0.7", "172.16.0.8"
+
+
+@pytest.mark.parametrize("drop_a", [False, True])
+def test_a_volume_moved_to_another_project_leaves_the_old_one_at_once(
+    lab: Lab, drop_a: bool
+) -> None:
+    """The projects file moves /srv/shared/data from a to b (a keeps another volume, or a
+    is dropped altogether): in the same sync a's instance loses it and b's gets it, under
+    maintenance too; no confirmations, no --force."""
+    shared = lab.srv("shared", "data")
+    lab.add_project("a", 1000, {"home": lab.srv("a", "home"), "data": shared})
+    lab.add_project("b", 1001, {"home": lab.srv("b", "home")})
+    lab.add_instance("a1", "a", C)
+    lab.add_instance("b1", "b", D)
+    assert lab.cli("sync") == 0
+    assert (shared, C) in lab.in_force()
+    if drop_a:
+        del lab.projects["a"]
+    else:
+        lab.projects["a"]["mounts"].pop("data")
+    lab.projects["b"]["mounts"]["data"] = f"{HOST}:{shared}"
+    Path(lab.config["maintenance_file"]).write_text("hold\n")  # removals held, not these
+    assert lab.cli("sync") == (3 if drop_a else 0)  # a's home: pending-confirmation
+    assert (shared, D) in lab.in_force()
+    assert (shared, C) not in lab.in_force(), "a's instance keeps b's volume"
+    held = lab.status()["holds_by_reason"]
+    assert held == ({"pending-confirmation": 1} if drop_a else {}), held

@@ -436,3 +436,46 @@ def test_credentials_rotate_after_an_auth_failure(
     assert fixed != text
     (tmp_path / "clouds.yaml").write_text(fixed)
     assert_complete(src.read())
+
+
+def test_keystone_next_link_is_not_a_complete_listing(sim: SimCloud) -> None:
+    """Keystone does not page /v3/projects: a next link (a proxy, an extension) means
+    this page may not be all of it; the projects not on it must not count as absent."""
+    base = sim.base_url + "/identity/v3/projects"
+    page = [{"id": sim.project_id("tools"), "name": "tools", "enabled": True,
+             "domain_id": "default"}]  # fmt: skip
+    links = {"self": base, "previous": None, "next": base + "?marker=x"}
+    sim.add_fault(service="identity", method="GET", path_regex="v3/projects$", status=200,
+                  body={"projects": page, "links": links})  # fmt: skip
+    why = unknown(source("all-projects").read())
+    assert "next page" in why and "marker=x" in why
+
+
+def test_per_project_listing_with_another_projects_server(sim: SimCloud) -> None:
+    """A project-scoped Nova listing that shows a server of another project (a policy
+    or proxy gone wrong): that project is unknown, naming the server; never its instance."""
+    paws_1 = next(s for s in sim.state.servers.values() if s.name == "paws-1")
+    body = {"servers": [{"id": paws_1.id, "name": "paws-1", "status": "ACTIVE",
+                         "tenant_id": paws_1.project_id,
+                         "addresses": {"net": [{"addr": "172.16.0.7", "version": 4,
+                                                "OS-EXT-IPS:type": "fixed"}]}}]}  # fmt: skip
+    sim.add_fault(service="compute", region="RegionOne", path_regex="servers/detail",
+                  status=200, body=body)  # fmt: skip
+    snap = read(source("per-project"))
+    assert "tools" in snap.incomplete and paws_1.id in snap.incomplete["tools"]
+    assert "172.16.0.7" not in {str(a) for i in snap.instances["tools"] for a in i.addresses}
+    assert snap.project_complete("paws")
+
+
+def test_allowed_address_pairs_are_read_and_claim(sim: SimCloud) -> None:
+    """The pair is asked for (``fields=``) and read: paws-1 may send as tools-1's
+    address, which then belongs to nobody."""
+    paws_1 = next(s for s in sim.state.servers.values() if s.name == "paws-1")
+    # the simulator's derived port records are shared until the next change: set a pair
+    for p in sim.state.region_ports("RegionOne"):
+        if p["device_id"] == paws_1.id:
+            p["allowed_address_pairs"] = [{"ip_address": "172.16.0.5", "mac_address": "x"}]
+    snap = read(source("all-projects"))
+    assert_complete(snap)
+    (claim,) = snap.claims["172.16.0.5"]
+    assert claim.ids == (paws_1.project_id,) and "allowed address pair" in claim.detail

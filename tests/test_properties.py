@@ -1,55 +1,89 @@
-"""Property-based tests of the decide layer (issue 4): random clouds, random sequences of
-changes and faults over many cycles, checked against an independent model.
+"""Property-based tests of the decide layer (issues 4 and 10): random clouds, random
+sequences of changes and faults over many cycles, checked against an independent model.
 
-A hypothesis state machine holds a small random cloud (projects with ids, enabled flags,
-instances with fixed IPs drawn from a pool of eight, so that addresses are reused), the
-projects file (which projects have paths served here), the managed files in force, the
-removal counters and lifecycle memory, and a clock.  Its rules change the cloud, the
-projects file and the maintenance flag, switch faults on and off, lose the state, and run
-cycles: build a ``DecideInput``, call ``decide``, then apply the plan exactly as
-``cycle.py`` does (files in force := ``plan.files``, None deletes; counters and memory :=
-the plan's when ``plan.counting``).
+A hypothesis state machine holds a small random cloud (projects in five slots, each with
+a Keystone id that changes when the project is deleted and created again, enabled flags,
+instances whose address is a *text* drawn from a pool: eight canonical addresses, so that
+addresses are reused, and raw forms of them and worse: ``::ffff:10.0.0.1``, ``FD00::2``,
+zone ids such as ``fe80::1%eth0`` and ``fd00::1%x *(rw)``, loopback and link-local),
+foreign ports (an orphaned port of a project Keystone does not list, a port of one project
+on a server of another), the projects file (which projects have paths served here, and
+an optional ``id:`` per project), the managed files in force, the removal counters and
+lifecycle memory, and a clock.  Its rules change the cloud, the projects file and the
+maintenance flag, switch faults on and off, lose the state, and run cycles (among them a
+burst of cycles a second apart, under ``confirmation_spacing``): build the cycle's raw
+view of the cloud, turn it into a snapshot with the read layer's own code (the static
+source's ``parse_static`` for projects and instances, so that a refused address makes its
+project unknown as it does there; the OpenStack source's ``merge_region`` for the foreign
+ports, so that they become ``InventorySnapshot.claims`` as they do there), call
+``decide``, then apply the plan exactly as ``cycle.py`` does (files in force :=
+``plan.files``, None deletes; counters and memory := the plan's when ``plan.counting``).
 
 Whether a plan is right is judged by :class:`Model`, written from the rules in DESIGN.md
-and issue 4, never from the plan's reasons or holds.  The model sees only what the daemon
-was shown (the snapshot given to ``decide``), so a complete-looking lie (an empty listing)
-counts as evidence here exactly as it does for the daemon; what makes such a lie harmless is
-the confirmations (and the bounds), which is what the invariants check.
+and issues 4 and 10, never from the plan's reasons or holds.  The model reads the raw view,
+not the snapshot: it canonicalises each address text with its own few lines of
+``ipaddress`` (:func:`model_address`: a zone id, loopback, link-local are refused, a
+v4-mapped address is its IPv4 address), so a read layer that lets a bad address through or
+misreads a good one disagrees with it.  It sees what the daemon was shown, so a
+complete-looking lie (an empty listing) counts as evidence here exactly as it does for the
+daemon; what makes such a lie harmless is the confirmations (and the bounds), which is
+what the invariants check.  Ownership is by Keystone id: a served name is bound to the id
+it was first seen with while it is served or in force (or to the projects file's ``id:``),
+and a name listed under another id is not that project.  Each managed file records the
+id its name is bound to (``# keystone-id=``), so a lost state keeps the binding of every
+name with a file in force.
 
-Invariants, after every cycle:
+Invariants, after every cycle (addresses compared by the model's canonical form):
 
 1. no IP is in the private exports of two projects (projects by Keystone id);
 2. no IP is exported for a project when the cycle's complete listing shows it on an
-   instance of another project;
+   instance of another project (by id), or a foreign port claims it, unless every such
+   claim is the project's own id (its orphaned servers while Keystone does not list it:
+   those follow the deletion rules);
 3. a pair in force leaves only by one of the rules: ``confirmations`` consecutive complete
-   cycles of its project without it (counted by the model, per pair), a conflict (its IP
-   shown in another project by a complete listing), or its project confirmed deleted
-   (absent, by id, from ``confirmations`` consecutive complete listings spanning
+   cycles of its project without it, counting only cycles ``confirmation_spacing`` apart
+   (counted by the model, per pair), a conflict (2), or its project confirmed deleted
+   (its id absent from ``confirmations`` consecutive counted complete listings spanning
    ``removal_min_age``), or a move to the file of the project's new name (the pair stays
-   in force there); never under maintenance (except a conflict), never from a project
-   whose data is unknown; without ``force`` never more than the removal bound;
-   a pair enters only when the cycle shows its IP on an instance of its project alone;
+   in force there), or its path now served for another project (a moved volume is its
+   new owner's at once); never under maintenance (except a conflict), never from a project
+   whose data is unknown; without ``force`` never more than the removal bound, nor more
+   project deletions per window than ``max_project_deletions``;
+   a pair enters only when the cycle shows its IP on an instance of its project alone,
+   claimed by no foreign port;
 4. a repeated cycle with unchanged inputs adds nothing, and when it plans no change it
    writes no file; repeating converges within ``confirmations + 1`` cycles;
 5. every reason is in the closed list README.md documents (which must hold DESIGN.md's),
-   every private client is a canonical IP literal, and
-   the files differ from those in force by exactly the planned changes.
+   every private client is one of the pool's canonical addresses (never a zone id, a
+   non-canonical text or a refused address), every file renders and each rendered line
+   is ``PATH -OPTIONS CLIENT...``, and the files differ from those in force by exactly
+   the planned changes;
+6. a served name bound to id A never gets an address of an instance of id B, until the
+   projects file's ``id:`` says B; A's pairs leave only by the rules of (3).
 
 Liveness (so that a daemon that never changes anything fails): after a cycle with complete
-data every pair the model wants is in force (unless frozen), and a forced cycle out of
-maintenance removes every pair whose removal the model has confirmed (counting afresh after
-a listing without its project, the lower of the two readings the rules allow).
+data every pair the model wants is in force (unless frozen), and a forced counted cycle
+out of maintenance removes every pair whose removal the model has confirmed (counting
+afresh after a listing without its project, the lower of the two readings the rules allow).
 
 Renames are in a second machine (:class:`TestDecideWithRenames`): a renamed project is the
 same project (same id), so its addresses shown under the new name are no conflict, and a
-listing that shows its id under the new name breaks a run of absent listings.
+listing that shows its id under the new name breaks a run of absent listings; and a
+project may be renamed onto a deleted project's name (that name stays bound to the
+deleted id).
 
 ``test_a_listing_of_the_renamed_id_breaks_a_run_of_absent_listings`` pins one example the
-renames machine found under a random seed, so that CI checks it whatever the fixed seed.
+renames machine found under a random seed, so that CI checks it whatever the fixed seed;
+the ``test_a_renamed_project_...`` tests pin two daemon bugs it found in issue 10's
+version (an unknown renamed project lost its pairs when the file followed; a rename with a
+pair pending removal made the one-owner-per-path guard refuse every plan), both fixed.
 
-The planted-bug check of issue 4 (copy ``src`` aside, make ``reconcile.py`` treat an
-incomplete project as empty, ignore conflicts or ignore confirmations, and run this file
-with ``PYTHONPATH`` pointing at the copy) must make ``TestDecideProperties`` fail.
+Planted-bug checks (copy ``src`` aside, plant the bug there, and run this file with
+``PYTHONPATH`` pointing at the copy): from issue 4, ``reconcile.py`` treating an
+incomplete project as empty, ignoring conflicts or ignoring confirmations; from issue 10,
+``addresses.py`` without the v4-mapped canonicalisation, ``reconcile.py`` ignoring
+``snapshot.claims``, and ``lifecycle.py`` without the project-id-changed check: each must
+make these tests fail.
 """
 
 from __future__ import annotations
@@ -58,6 +92,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, Phase, currently_in_test_context, event, note, settings
 from hypothesis import strategies as st
@@ -70,8 +105,11 @@ from hypothesis.stateful import (
 
 from nfs_exportd.decide import Action, DecideInput, Plan, Policy, decide
 from nfs_exportd.decide.lifecycle import Memory
-from nfs_exportd.exportsfile import render
+from nfs_exportd.exportsfile import RenderRefused, render
+from nfs_exportd.inventory.openstack import merge_region
+from nfs_exportd.inventory.static import parse_static
 from nfs_exportd.model import (
+    AddressClaim,
     ExportsFile,
     InstanceRecord,
     InventorySnapshot,
@@ -93,11 +131,31 @@ IPS = (
     "fd00::1",
     "fd00::2",
 )
-PIDS = ("id0", "id1", "id2", "id3", "id4")
+# Raw texts an instance (or a port) may show: other spellings of pool addresses, which
+# must be compared and exported as those, and texts that must never reach a file.
+RAW_FORMS = (
+    "::ffff:10.0.0.1",  # IPv4-mapped: the NFS server sees the client 10.0.0.1
+    "::FFFF:10.0.0.2",
+    "::ffff:a00:3",  # 10.0.0.3, mapped and written in hex
+    "fd00:0:0::1",  # fd00::1, not in canonical form
+    "FD00::2",
+    "fe80::1%eth0",  # zone id (and link-local)
+    "fd00::1%x *(rw)",  # a zone id that carries a second client (issue 10, finding 1)
+    "10.0.0.4 *(rw)",
+    "127.0.0.1",  # loopback
+    "::ffff:127.0.0.1",  # loopback, v4-mapped
+    "169.254.0.1",  # link-local
+)
+ADDRESSES = st.sampled_from(IPS * 3 + RAW_FORMS)  # mostly plain, often raw
+PIDS = ("id0", "id1", "id2", "id3", "id4")  # the slots (and the first Keystone ids)
 PUBLIC = PublicExport("scratch", "/srv/scratch", ("172.16.0.0/21",), OPTIONS)
 PUBLIC_FILE = "public-scratch.exports"
 PUBLIC_LABEL = "public:scratch"
 START = 1_000_000.0
+INTERVAL = 60.0
+BURST_SPACING = INTERVAL / 2  # the default confirmation spacing: half interval_seconds
+# a rendered exports line: a path, one option list, clients (no quote, space, star, %)
+EXPORTS_LINE = re.compile(r"/[A-Za-z0-9._/-]+ -[a-z0-9_,=]+( [0-9a-f:.]+(/[0-9]+)?)+")
 
 # The reasons DESIGN.md requires; the closed list itself is the one README.md documents
 # (DESIGN.md: extend the contract, and document the extension).
@@ -138,8 +196,8 @@ CONTRACT_REASONS = documented_reasons()
 Pair = tuple[str, str, str]  # (project name, path, client)
 
 
-def project_paths(pid: str) -> tuple[str, ...]:
-    return (f"/srv/{pid}/home", f"/srv/{pid}/data")
+def project_paths(slot: str) -> tuple[str, ...]:
+    return (f"/srv/{slot}/home", f"/srv/{slot}/data")
 
 
 def private_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
@@ -160,69 +218,209 @@ def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
     return out
 
 
+def model_address(text: str) -> str | None:
+    """The client an address text stands for, by the rules of issue 10 (written here with
+    ``ipaddress``, not with the daemon's grammar): None when it is refused (a zone id, not
+    an address, loopback, link-local, unspecified, multicast); a v4-mapped IPv6 address is
+    its IPv4 address (the NFS server matches an IPv4 client as exactly that)."""
+    if "%" in text:
+        return None
+    try:
+        addr: Any = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback or addr.is_link_local or addr.is_unspecified or addr.is_multicast:
+        return None
+    return str(addr)
+
+
+# --------------------------------------------------------------------------- the raw view
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port that gives its address to no listed project's instance: an orphan (its
+    project is not listed, its server not in Nova) or a port of one project on a server
+    of another.  Ids, not names: that is what Neutron and Nova say."""
+
+    address: str  # as Neutron shows it (raw)
+    project: str  # the port's project id
+    server: str | None  # the project id of the server it is attached to; None: no server
+
+
+@dataclass(frozen=True)
+class View:
+    """One cycle's cloud as the sources answer it (faults applied), before any reading."""
+
+    problem: str | None = None  # the whole read failed
+    projects: tuple[tuple[str, str, bool], ...] = ()  # (name, id, enabled) listed
+    instances: tuple[tuple[str, str, str], ...] = ()  # (instance id, project name, address)
+    incomplete: tuple[str, ...] = ()  # projects whose instance data the source lacks
+    ports: tuple[Port, ...] = ()  # foreign ports
+
+
+def read_layer(view: View) -> InventorySnapshot:
+    """The snapshot the daemon's read layer makes of ``view``, with its own code: projects
+    and instances through the static source's parser (a refused address makes its
+    project unknown, a mapped one is read as IPv4), foreign ports through the OpenStack
+    source's ``merge_region`` (they become ``claims``; a refused one makes the listed
+    projects of its port and server unknown)."""
+    if view.problem is not None:
+        return InventorySnapshot.unknown("prop", view.problem)
+    data = {
+        "projects": [{"id": i, "name": n, "enabled": e} for n, i, e in view.projects],
+        "instances": [
+            {"id": iid, "name": f"{n}-{iid}", "project": n, "status": "ACTIVE", "addresses": [a]}
+            for iid, n, a in view.instances
+        ],
+        "incomplete_projects": list(view.incomplete),
+    }
+    snap = parse_static(data, "prop")
+    if not view.ports:
+        return snap
+    assert snap.projects is not None
+    ports, servers = [], []
+    for k, port in enumerate(view.ports):
+        sid = f"srv-f{k}"
+        ports.append(
+            {
+                "id": f"port-f{k}",
+                "device_id": sid,
+                "device_owner": "compute:nova",
+                "project_id": port.project,
+                "fixed_ips": [{"subnet_id": "subnet-1", "ip_address": port.address}],
+            }
+        )
+        if port.server is not None:
+            servers.append(
+                {"id": sid, "name": f"f{k}", "status": "ACTIVE", "tenant_id": port.server}
+            )
+    by_id = {rec.id: rec for rec in snap.projects.values()}
+    instances: dict[str, list[InstanceRecord]] = {}
+    incomplete: dict[str, str] = {}
+    claims: dict[str, list[AddressClaim]] = {}
+    merge_region("prop", by_id, ports, servers, [], instances, incomplete, claims)
+    return replace(
+        snap,
+        instances={
+            n: snap.instances.get(n, ()) + tuple(instances.get(n, ())) for n in snap.instances
+        },
+        incomplete={**incomplete, **snap.incomplete},
+        claims={ip: tuple(c) for ip, c in claims.items()},
+    )
+
+
 # --------------------------------------------------------------------------- the model
 
 
 @dataclass
 class Seen:
-    """What one cycle's snapshot shows, read by the model (not by the planner)."""
+    """What one cycle's raw view shows, read by the model (not by the read layer)."""
 
     complete: bool
-    counting: bool  # complete data and not frozen: evidence may accumulate
+    keep: bool  # complete data and not frozen: what the cycle learns is kept
+    counts: bool  # ... and spaced from the last counted cycle: evidence accumulates
     listed: dict[str, ProjectRecord]
     incomplete: frozenset[str]
-    shown: dict[str, set[str]]  # ip -> names of the projects whose instances show it
+    shown: dict[str, set[str]]  # canonical ip -> names of the projects whose instances show it
+    foreign: dict[str, list[frozenset[str]]]  # canonical ip -> project ids of each foreign claim
 
     @classmethod
-    def of(cls, snap: InventorySnapshot, maintenance: Maintenance) -> Seen:
-        complete = snap.projects is not None and snap.problem is None
+    def read(cls, view: View, maintenance: Maintenance, spaced: bool) -> Seen:
+        if view.problem is not None:
+            return cls(False, False, False, {}, frozenset(), {}, {})
+        keep = maintenance is not Maintenance.FREEZE
+        listed = {n: ProjectRecord(i, n, e) for n, i, e in view.projects}
+        name_of = {rec.id: n for n, rec in listed.items()}
+        incomplete = set(view.incomplete)
         shown: dict[str, set[str]] = {}
-        if complete:
-            for name, insts in snap.instances.items():
-                for inst in insts:
-                    for addr in inst.addresses:
-                        shown.setdefault(str(addr), set()).add(name)
-        return cls(
-            complete=complete,
-            counting=complete and maintenance is not Maintenance.FREEZE,
-            listed=dict(snap.projects or {}) if complete else {},
-            incomplete=frozenset(snap.incomplete),
-            shown=shown,
-        )
+        for _, name, text in view.instances:
+            addr = model_address(text)
+            if addr is None:
+                incomplete.add(name)  # a refused address: its instance, so its project, unknown
+            else:
+                shown.setdefault(addr, set()).add(name)
+        foreign: dict[str, list[frozenset[str]]] = {}
+        for port in view.ports:
+            ids = frozenset({port.project} | ({port.server} if port.server else set()))
+            addr = model_address(port.address)
+            if addr is None:  # the listed projects of its port and server are unknown
+                incomplete.update(name_of[i] for i in ids if i in name_of)
+            else:
+                foreign.setdefault(addr, []).append(ids)
+        return cls(True, keep, keep and spaced, listed, frozenset(incomplete), shown, foreign)
 
     def project_complete(self, name: str) -> bool:
         return self.complete and name in self.listed and name not in self.incomplete
 
+    def ids_showing(self, ip: str) -> set[str]:
+        return {self.listed[q].id for q in self.shown.get(ip, ())}
+
 
 @dataclass
 class Model:
-    """The rules, written from DESIGN.md and issue 4, independently of the planner."""
+    """The rules, written from DESIGN.md and issues 4 and 10, independently of the planner."""
 
     confirmations: int
     min_age: float
     disabled_remove: bool
-    missing: dict[Pair, int] = field(default_factory=dict)  # complete cycles without a pair
+    max_deletions: int = 2
+    deletion_window: float = 86400.0
+    missing: dict[Pair, int] = field(default_factory=dict)  # counted cycles without a pair
     # the same, counted afresh whenever its project is not listed: the rules let a daemon
     # carry a count across such listings or start it again, so only this lower count is
     # owed by liveness, while the higher one bounds what may be removed
     missing_low: dict[Pair, int] = field(default_factory=dict)
     absent: dict[str, tuple[float, int]] = field(default_factory=dict)  # since, listings
-    known_ids: dict[str, str] = field(default_factory=dict)  # name -> id, as the daemon saw
+    # name -> id, as the daemon can know it: the names of the last kept listing, renamed
+    # names while their id is listed, and served (or in force) names bound to their id
+    known_ids: dict[str, str] = field(default_factory=dict)
+    pinned: dict[str, str] = field(default_factory=dict)  # the projects file's id: (this cycle)
+    last_counted: float | None = None  # the last cycle that counted
+    deletions: dict[str, float] = field(default_factory=dict)  # name -> when deleted
 
-    def forget(self) -> None:
-        """The daemon's state is gone: everything counts afresh."""
+    def forget(self, with_files: set[str]) -> None:
+        """The daemon's state is gone: everything counts afresh; only the ids written in
+        the managed files in force (``# keystone-id=``) survive, binding their names."""
         self.missing.clear()
         self.missing_low.clear()
         self.absent.clear()
-        self.known_ids.clear()
+        self.known_ids = {n: i for n, i in self.known_ids.items() if n in with_files}
+        self.last_counted = None
+        self.deletions.clear()
+
+    def spaced(self, now: float, spacing: float) -> bool:
+        """Whether a complete cycle now may count: the first, or ``spacing`` after the
+        last that counted (a clock that went back counts, from the new time)."""
+        last = self.last_counted
+        return last is None or now < last or now - last >= spacing
+
+    def bound(self, name: str) -> str | None:
+        """The id a name stands for before this cycle: the projects file's, or the one
+        the daemon remembers."""
+        return self.pinned.get(name) or self.known_ids.get(name)
+
+    def id_of(self, seen: Seen, name: str) -> str | None:
+        """The id a name stands for in this cycle (first sight binds)."""
+        b = self.bound(name)
+        if b is not None:
+            return b
+        rec = seen.listed.get(name)
+        return rec.id if rec is not None else None
 
     def listed_as(self, seen: Seen, name: str) -> str | None:
-        """The name the project is listed under now: its own, or (renamed) the name its
-        id, as the daemon knows it, has now; None when it is not listed."""
-        if name in seen.listed:
+        """The name the project (the name's id) is listed under now: its own, or (renamed)
+        the name its id has now; None when the id is not listed.  A name listed under
+        another id than its own is not this project."""
+        b = self.bound(name)
+        rec = seen.listed.get(name)
+        if rec is not None and (b is None or rec.id == b):
             return name
-        own = self.known_ids.get(name)
-        return next((q for q, rec in seen.listed.items() if rec.id == own), None)
+        if b is None:
+            return None
+        return next((q for q, r in seen.listed.items() if r.id == b), None)
 
     def complete(self, seen: Seen, name: str) -> bool:
         """The project's data is complete in this cycle (under whatever name it has)."""
@@ -235,12 +433,17 @@ class Model:
         name, which needs no instance data."""
         if self.complete(seen, name):
             return True
-        rec = seen.listed.get(name)
-        return self.disabled_remove and seen.complete and rec is not None and not rec.enabled
+        return (
+            self.disabled_remove
+            and seen.complete
+            and self.listed_as(seen, name) == name
+            and not seen.listed[name].enabled
+        )
 
     def wanted(self, seen: Seen, served: dict[str, tuple[str, ...]], pair: Pair) -> bool:
-        """The cycle shows the pair's IP on the project's instances alone, its path is
-        served (under the old or the new name), and a disabled project is not removed."""
+        """The cycle shows the pair's IP on the project's instances alone and no foreign
+        port claims it, its path is served (under the old or the new name), and a
+        disabled project is not removed."""
         name, path, ip = pair
         now = self.listed_as(seen, name)
         if now is None or not seen.project_complete(now):
@@ -249,14 +452,15 @@ class Model:
             return False
         if self.disabled_remove and not seen.listed[now].enabled:
             return False
-        return seen.shown.get(ip, set()) == {now}
+        return seen.shown.get(ip, set()) == {now} and ip not in seen.foreign
 
     def all_wanted(self, seen: Seen, served: dict[str, tuple[str, ...]]) -> set[Pair]:
         """What must be in force after the cycle: the projects file's projects listed under
-        the same name (one renamed in Keystone only is held until the file follows)."""
+        the same name and id (one renamed in Keystone only is held until the file follows;
+        a name listed under another id gets nothing)."""
         out = set()
         for name, paths in served.items():
-            if name not in seen.listed:
+            if self.listed_as(seen, name) != name:
                 continue
             for ip in seen.shown:
                 for path in paths:
@@ -264,23 +468,28 @@ class Model:
                         out.add((name, path, ip))
         return out
 
-    def id_of(self, seen: Seen, name: str) -> str | None:
-        """The Keystone id the daemon can know for a name: listed now, or remembered."""
-        if name in seen.listed:
-            return seen.listed[name].id
-        return self.known_ids.get(name)
-
     def conflict(self, seen: Seen, pair: Pair) -> bool:
-        """The complete listing shows the pair's IP on another project's instance (a project
-        listed under a new name with the same id is the same project)."""
+        """The complete listing shows the pair's IP on an instance of another id, or a
+        foreign port claims it and not every such claim is the project's own id alone."""
         name, _, ip = pair
         own = self.id_of(seen, name)
-        for other in seen.shown.get(ip, set()):
-            if other == name:
-                continue
-            if own is not None and other in seen.listed and seen.listed[other].id == own:
-                continue  # the same project under its new name
+        if seen.ids_showing(ip) - {own}:
             return True
+        claims = seen.foreign.get(ip, [])
+        return bool(claims) and not (own is not None and all(c == {own} for c in claims))
+
+    def path_moved(self, seen: Seen, served: dict[str, tuple[str, ...]], pair: Pair) -> bool:
+        """The projects file serves the pair's path now for another project (not a name
+        the complete listing shows with this project's id): a volume moved to a new owner
+        is the new owner's at once."""
+        name, path, _ = pair
+        me = self.id_of(seen, name)
+        for other, paths in served.items():
+            if other == name or path not in paths:
+                continue
+            rec = seen.listed.get(other)
+            if not (rec is not None and me is not None and rec.id == me):
+                return True
         return False
 
     def advance(
@@ -292,10 +501,10 @@ class Model:
         now: float,
     ) -> None:
         """Count this cycle's evidence (before the plan is judged)."""
-        if not seen.counting:
-            return  # incomplete cycles neither count nor reset; neither do frozen ones
+        if not seen.counts:
+            return  # incomplete, frozen or too early: neither count nor reset
         for pair in in_force:
-            if pair[0] not in seen.listed:
+            if self.listed_as(seen, pair[0]) != pair[0]:
                 self.missing_low[pair] = 0  # (renamed pairs: no liveness owed)
             if not self.judged(seen, pair[0]):
                 continue  # unknown or absent: this project's pairs are not judged
@@ -303,33 +512,50 @@ class Model:
                 self.missing[pair] = self.missing_low[pair] = 0
             else:
                 self.missing[pair] = self.missing.get(pair, 0) + 1
-                if pair[0] in seen.listed:
+                if self.listed_as(seen, pair[0]) == pair[0]:
                     self.missing_low[pair] = self.missing_low.get(pair, 0) + 1
         listed_ids = {rec.id for rec in seen.listed.values()}
         for name in names | set(self.absent):
-            if name in seen.listed or self.known_ids.get(name) in listed_ids:
-                self.absent.pop(name, None)  # listed (maybe under a new name): not absent
+            b = self.bound(name)
+            if (name in seen.listed) if b is None else (b in listed_ids):
+                self.absent.pop(name, None)  # its id is listed (maybe renamed): not absent
             else:
                 since, cycles = self.absent.get(name, (now, 0))
                 self.absent[name] = (since, cycles + 1)
 
-    def remember(self, seen: Seen, in_force: set[Pair]) -> None:
-        """After the cycle: ids seen in a counting listing; counts only for pairs in force."""
-        if seen.counting:
-            self.known_ids.update({name: rec.id for name, rec in seen.listed.items()})
+    def remember(
+        self, seen: Seen, in_force: set[Pair], names: set[str], deleted: set[str], now: float
+    ) -> None:
+        """After the cycle: what a kept listing teaches (ids, bindings of served names,
+        deletions, the last counted time); counts only for pairs in force."""
+        if seen.keep:
+            listed_ids = {rec.id for rec in seen.listed.values()}
+            known = {n: rec.id for n, rec in seen.listed.items()}
+            for name, pid in self.known_ids.items():
+                if name not in known and pid in listed_ids:
+                    known[name] = pid  # renamed: the old name keeps its id
+            for name in names:
+                b = self.bound(name)
+                if b is not None:
+                    known[name] = b  # a served name stays bound to its id
+            self.known_ids = known
+            self.deletions = {
+                n: t for n, t in self.deletions.items() if 0 <= now - t < self.deletion_window
+            }
+            self.deletions.update({n: now for n in deleted})
+        if seen.counts:
+            self.last_counted = now
         self.missing = {p: n for p, n in self.missing.items() if p in in_force}
         self.missing_low = {p: n for p, n in self.missing_low.items() if p in in_force}
 
     def confirmed(self, seen: Seen, pair: Pair, *, low: bool = False) -> bool:
         counts = self.missing_low if low else self.missing
         return (
-            seen.counting
-            and self.judged(seen, pair[0])
-            and counts.get(pair, 0) >= self.confirmations
+            seen.keep and self.judged(seen, pair[0]) and counts.get(pair, 0) >= self.confirmations
         )
 
     def deleted(self, seen: Seen, name: str, now: float) -> bool:
-        if not seen.counting or name not in self.absent:
+        if not seen.keep or name not in self.absent:
             return False
         since, cycles = self.absent[name]
         return cycles >= self.confirmations and now - since >= self.min_age
@@ -341,6 +567,7 @@ class Model:
 @dataclass
 class CloudProject:
     name: str
+    id: str
     enabled: bool = True
     exists: bool = True
 
@@ -348,16 +575,18 @@ class CloudProject:
 class DecideMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.cloud: dict[str, CloudProject] = {}
-        self.instances: dict[str, tuple[str, str]] = {}  # instance id -> (project id, ip)
-        self.freed: list[tuple[str, str]] = []  # (ip, project id) of deleted instances
+        self.cloud: dict[str, CloudProject] = {}  # slot -> the project in it
+        self.instances: dict[str, tuple[str, str]] = {}  # instance id -> (slot, address text)
+        self.freed: list[tuple[str, str]] = []  # (address text, project id) of deleted instances
+        self.ports: list[Port] = []  # foreign ports
         self.served: dict[str, tuple[str, ...]] = {}  # the projects file: name -> paths
-        self.name_ids: dict[str, str] = {}  # every project name ever used -> its id
+        self.pinned: dict[str, str] = {}  # the projects file's id: per name
         self.next_instance = 0
         self.renames = 0
+        self.new_ids = 0
         # faults (sticky until switched off or healed)
         self.listing_unknown = False
-        self.incomplete: dict[str, str] = {}  # project id -> "none" | "some" | "all" shown
+        self.incomplete: dict[str, str] = {}  # slot -> "none" | "some" | "all" shown
         self.lie: str | None = None  # "no-servers" | "no-projects": complete but empty
         self.maintenance = Maintenance.OFF
         # the daemon
@@ -372,7 +601,7 @@ class DecideMachine(RuleBasedStateMachine):
         self.max_pairs = 0
         self.policy = Policy()
         self.model = Model(3, 0.0, False)
-        self.last: tuple[InventorySnapshot, dict[str, tuple[str, ...]], Policy] | None = None
+        self.last: tuple[View, dict[str, tuple[str, ...]], dict[str, str], Policy] | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -384,6 +613,7 @@ class DecideMachine(RuleBasedStateMachine):
         fraction=st.sampled_from([0.25, 0.5]),
         served=st.lists(st.integers(1, 2), min_size=len(PIDS) - 1, max_size=len(PIDS) - 1),
         owners=st.lists(st.sampled_from((None, *PIDS)), min_size=len(IPS), max_size=len(IPS)),
+        max_deletions=st.sampled_from([2, 1]),
     )
     def setup(
         self,
@@ -394,41 +624,51 @@ class DecideMachine(RuleBasedStateMachine):
         fraction: float,
         served: list[int],
         owners: list[str | None],
+        max_deletions: int = 2,
     ) -> None:
         """A healthy cloud: each address of the pool on an instance of one project (or
-        free), the projects file naming the first four projects, then the first sync."""
+        free), the projects file naming the first four projects, then the first sync.
+        Confirmations count every cycle (spacing 0) except in ``run_burst``."""
         self.policy = Policy(
             confirmations=confirmations,
             max_removal_fraction=fraction,
             min_removal_count=min_count,
             removal_min_age=min_age,
             disabled_projects=disabled,
+            max_project_deletions=max_deletions,
+            confirmation_spacing=0.0,
         )
-        self.model = Model(confirmations, min_age, disabled == "remove")
-        for i, pid in enumerate(PIDS):
+        self.model = Model(
+            confirmations,
+            min_age,
+            disabled == "remove",
+            max_deletions,
+            self.policy.project_deletion_window,
+        )
+        for i, slot in enumerate(PIDS):
             name = f"p{i}"
-            self.cloud[pid] = CloudProject(name)
-            self.name_ids[name] = pid
+            self.cloud[slot] = CloudProject(name, slot)
             if i < len(served):  # the last project has no volumes here
-                self.served[name] = project_paths(pid)[: served[i]]
+                self.served[name] = project_paths(slot)[: served[i]]
         for ip, owner in zip(IPS, owners, strict=True):
             if owner is not None:
                 self._create(owner, ip)
         self.run_cycles(force=False, dt=0.0, times=1)  # the first sync, on a healthy cloud
 
-    def _create(self, pid: str, ip: str) -> None:
-        self.instances[f"i{self.next_instance}"] = (pid, ip)
+    def _create(self, slot: str, text: str) -> None:
+        self.instances[f"i{self.next_instance}"] = (slot, text)
         self.next_instance += 1
 
     def _delete(self, iid: str) -> None:
-        pid, ip = self.instances.pop(iid)
-        self.freed.append((ip, pid))
+        slot, text = self.instances.pop(iid)
+        self.freed.append((text, self.cloud[slot].id))
 
     # ------------------------------------------------------------------ the cloud
 
-    @rule(pid=st.sampled_from(PIDS), ip=st.sampled_from(IPS))
+    @rule(pid=st.sampled_from(PIDS), ip=ADDRESSES)
     def create_instance(self, pid: str, ip: str) -> None:
-        """Any address of the pool: it may be in use by another project (two claims)."""
+        """Any address text of the pool: it may be in use by another project (two claims),
+        be another spelling of one in use, or be refused."""
         if self.cloud[pid].exists:
             self._create(pid, ip)
 
@@ -441,8 +681,9 @@ class DecideMachine(RuleBasedStateMachine):
     @rule(data=st.data(), pid=st.sampled_from(PIDS))
     def reuse_ip(self, data: st.DataObject, pid: str) -> None:
         """A deleted instance's address comes back on an instance of another project."""
-        choices = sorted({ip for ip, old in self.freed if old != pid})
-        if choices and self.cloud[pid].exists:
+        project = self.cloud[pid]
+        choices = sorted({ip for ip, old in self.freed if old != project.id})
+        if choices and project.exists:
             self._create(pid, data.draw(st.sampled_from(choices), label="reused ip"))
 
     @precondition(lambda self: self.instances)
@@ -454,19 +695,37 @@ class DecideMachine(RuleBasedStateMachine):
         pid, ip = self.instances[iid]
         if renumber:
             self._delete(iid)
-            self._create(pid, data.draw(st.sampled_from(IPS), label="new ip"))
+            self._create(pid, data.draw(ADDRESSES, label="new ip"))
         else:
             self._create(pid, ip)
             self._delete(iid)
 
-    @rule(pid=st.sampled_from(PIDS))
-    def delete_project(self, pid: str) -> None:
-        """Deleted in Keystone; Nova deletes its instances.  The projects file still
-        names it (nobody told the NFS admins)."""
-        self.cloud[pid].exists = False
+    @rule(pid=st.sampled_from(PIDS), orphan=st.sampled_from([False, False, True]))
+    def delete_project(self, pid: str, orphan: bool) -> None:
+        """Deleted in Keystone; Nova deletes its instances, or (orphan) leaves them behind:
+        their ports still claim their addresses, under the deleted id.  The projects file
+        still names it (nobody told the NFS admins)."""
+        project = self.cloud[pid]
+        project.exists = False
         for iid in sorted(self.instances):
             if self.instances[iid][0] == pid:
-                self._delete(iid)
+                if orphan:
+                    self.ports.append(Port(self.instances.pop(iid)[1], project.id, None))
+                else:
+                    self._delete(iid)
+
+    @rule(pid=st.sampled_from(PIDS), orphan=st.sampled_from([False, False, True]))
+    def recreate_project(self, pid: str, orphan: bool) -> None:
+        """Deleted (if it still exists) and created again under the same name: a new
+        Keystone id, and no instances yet."""
+        project = self.cloud[pid]
+        if any(q.exists and q.name == project.name for s, q in self.cloud.items() if s != pid):
+            return  # the name is taken by another project
+        self.delete_project(pid, orphan)
+        self.new_ids += 1
+        project.id = f"{pid}-{self.new_ids}"
+        project.exists = True
+        project.enabled = True
 
     @rule(pid=st.sampled_from(PIDS))
     def toggle_enabled(self, pid: str) -> None:
@@ -478,8 +737,47 @@ class DecideMachine(RuleBasedStateMachine):
         name = self.cloud[pid].name
         if name in self.served:
             del self.served[name]
-        else:
-            self.served[name] = project_paths(pid)
+            self.pinned.pop(name, None)
+        elif not any(project_paths(pid)[0] in paths for paths in self.served.values()):
+            self.served[name] = project_paths(pid)  # (a path under two names is refused)
+
+    @rule(pid=st.sampled_from(PIDS))
+    def accept_id(self, pid: str) -> None:
+        """The operator writes ``id:`` for the project's name in the projects file: the id
+        the name has in Keystone now (or removes the ``id:`` line that says so)."""
+        project = self.cloud[pid]
+        if project.name not in self.served or not project.exists:
+            return
+        if self.pinned.get(project.name) == project.id:
+            del self.pinned[project.name]
+        elif project.id not in self.pinned.values():  # (one id under two names is refused)
+            self.pinned[project.name] = project.id
+
+    @rule(
+        ip=ADDRESSES,
+        orphan=st.booleans(),
+        port=st.sampled_from(PIDS),
+        server=st.sampled_from(PIDS),
+    )
+    def add_foreign_port(self, ip: str, orphan: bool, port: str, server: str) -> None:
+        """A port that gives its address to nobody: an orphan of a project Keystone does
+        not list (the slot's deleted id, or an id never listed), or a port of one project
+        attached to a server of another."""
+        if orphan:
+            if self.cloud[port].exists:
+                self.new_ids += 1
+                pid = f"gone-{self.new_ids}"  # a project Keystone never listed
+            else:
+                pid = self.cloud[port].id
+            self.ports.append(Port(ip, pid, None))
+        elif port != server:
+            self.ports.append(Port(ip, self.cloud[port].id, self.cloud[server].id))
+
+    @precondition(lambda self: self.ports)
+    @rule(data=st.data())
+    def drop_foreign_port(self, data: st.DataObject) -> None:
+        """The orphan is cleaned up, the port detached."""
+        self.ports.pop(data.draw(st.integers(0, len(self.ports) - 1), label="port"))
 
     # ------------------------------------------------------------------ faults, flags
 
@@ -497,8 +795,9 @@ class DecideMachine(RuleBasedStateMachine):
 
     @rule(lie=st.sampled_from([None, "no-servers", "no-projects"]))
     def set_complete_lie(self, lie: str | None) -> None:
-        """A source that answers complete but empty (no servers, or no projects at all):
-        the daemon cannot tell it from the truth; confirmations and bounds must absorb it."""
+        """A source that answers complete but empty (no servers or ports, or no projects
+        at all): the daemon cannot tell it from the truth; confirmations and bounds must
+        absorb it."""
         self.lie = lie
 
     @rule()
@@ -516,45 +815,36 @@ class DecideMachine(RuleBasedStateMachine):
         """The state file is gone: counters and lifecycle memory start afresh."""
         self.counters = {}
         self.memory = Memory()
-        self.model.forget()
+        self.model.forget({f.owner for f in self.in_force.values() if f.kind == "project"})
 
     # ------------------------------------------------------------------ cycles
 
-    def snapshot(self) -> InventorySnapshot:
+    def view(self) -> View:
+        """What the sources answer this cycle, faults applied."""
         if self.listing_unknown:
-            return InventorySnapshot.unknown("prop", "keystone: 401 Unauthorized")
+            return View(problem="keystone: 401 Unauthorized")
         if self.lie == "no-projects":
-            return InventorySnapshot(source="prop", projects={}, instances={})
-        projects = {
-            p.name: ProjectRecord(pid, p.name, p.enabled)
-            for pid, p in sorted(self.cloud.items())
-            if p.exists
-        }
-        instances: dict[str, list[InstanceRecord]] = {}
-        if self.lie != "no-servers":
-            for iid, (pid, ip) in sorted(self.instances.items()):
-                name = self.cloud[pid].name
-                rec = InstanceRecord(
-                    iid, f"{name}-{iid}", name, "ACTIVE", (ipaddress.ip_address(ip),)
-                )
-                instances.setdefault(name, []).append(rec)
-        incomplete: dict[str, str] = {}
-        for pid, shown in sorted(self.incomplete.items()):
-            name = self.cloud[pid].name
-            if name not in projects:
-                continue
-            incomplete[name] = "nova cell down"
-            insts = instances.pop(name, [])
-            if shown == "some":
-                instances[name] = insts[::2]
-            elif shown == "all":
-                instances[name] = insts
-        return InventorySnapshot(
-            source="prop",
-            projects=projects,
-            instances={k: tuple(v) for k, v in instances.items() if v},
-            incomplete=incomplete,
+            return View(ports=tuple(self.ports))
+        projects = tuple(
+            (p.name, p.id, p.enabled) for _, p in sorted(self.cloud.items()) if p.exists
         )
+        by_slot: dict[str, list[tuple[str, str]]] = {}
+        if self.lie != "no-servers":
+            for iid, (slot, text) in sorted(self.instances.items()):
+                by_slot.setdefault(slot, []).append((iid, text))
+        instances: list[tuple[str, str, str]] = []
+        incomplete: list[str] = []
+        for slot, p in sorted(self.cloud.items()):
+            if not p.exists:
+                continue
+            insts = by_slot.get(slot, [])
+            shown = self.incomplete.get(slot)
+            if shown is not None:
+                incomplete.append(p.name)
+                insts = [] if shown == "none" else insts[::2] if shown == "some" else insts
+            instances += [(iid, p.name, text) for iid, text in insts]
+        ports = () if self.lie == "no-servers" else tuple(self.ports)
+        return View(None, projects, tuple(instances), tuple(incomplete), ports)
 
     def private(self, served: dict[str, tuple[str, ...]]) -> dict[str, tuple[ServedExport, ...]]:
         return {
@@ -563,7 +853,11 @@ class DecideMachine(RuleBasedStateMachine):
         }
 
     def decide_on(
-        self, snap: InventorySnapshot, served: dict[str, tuple[str, ...]], policy: Policy
+        self,
+        snap: InventorySnapshot,
+        served: dict[str, tuple[str, ...]],
+        pinned: dict[str, str],
+        policy: Policy,
     ) -> tuple[DecideInput, Plan]:
         inp = DecideInput(
             private=self.private(served),
@@ -573,36 +867,53 @@ class DecideMachine(RuleBasedStateMachine):
             counters=dict(self.counters),
             memory=self.memory,
             now=self.now,
+            pinned_ids=dict(pinned),
         )
         return inp, decide(inp, policy)
 
     @rule()
     def run_cycle(self) -> None:
         """One ordinary cycle, a minute after the last one."""
-        self.run_cycles(force=False, dt=60.0, times=1)
+        self.run_cycles(force=False, dt=INTERVAL, times=1)
 
     @rule(
         force=st.sampled_from([False, False, True]),
-        dt=st.sampled_from([60.0, 0.0, 30.0]),
+        dt=st.sampled_from([INTERVAL, 0.0, 30.0]),
         times=st.integers(1, 5),
     )
     def run_cycles(self, force: bool, dt: float, times: int) -> None:
         for _ in range(times):
             self.now += dt
             policy = replace(self.policy, maintenance=self.maintenance, force=force)
-            self.cycle(self.snapshot(), dict(self.served), policy)
+            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy)
+
+    @rule(times=st.integers(2, 6), force=st.booleans())
+    def run_burst(self, times: int, force: bool) -> None:
+        """A burst (a SIGHUP storm, a retry loop): cycles a second apart, with the default
+        confirmation spacing (half the interval): confirmations count no faster than
+        polling, additions and conflicts go at once."""
+        for _ in range(times):
+            self.now += 1.0
+            policy = replace(
+                self.policy,
+                maintenance=self.maintenance,
+                force=force,
+                confirmation_spacing=BURST_SPACING,
+            )
+            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy)
 
     @precondition(lambda self: self.last is not None)
     @rule()
     def settle(self) -> None:
-        """Repeat the last cycle's inputs (same snapshot, projects file, policy, time):
-        after confirmations + 1 repeats every pending count has run out, so the next
-        repeat is a fixed point: it plans nothing and writes nothing."""
+        """Repeat the last cycle's inputs (same view, projects file, policy, time; spacing
+        0, or no repeat would count): after confirmations + 1 repeats every pending count
+        has run out, so the next repeat is a fixed point: it plans nothing, writes nothing."""
         assert self.last is not None
-        snap, served, policy = self.last
+        view, served, pinned, policy = self.last
+        policy = replace(policy, confirmation_spacing=0.0)
         for _ in range(self.policy.confirmations + 1):
-            self.cycle(snap, served, policy)
-        _, plan = self.decide_on(snap, served, policy)
+            self.cycle(view, served, pinned, policy)
+        _, plan = self.decide_on(read_layer(view), served, pinned, policy)
         assert not plan.changes, (
             f"(4) the same inputs repeated {self.policy.confirmations + 1} times still "
             f"change something: {plan.changes}"
@@ -619,15 +930,21 @@ class DecideMachine(RuleBasedStateMachine):
             print(text)
 
     def cycle(
-        self, snap: InventorySnapshot, served: dict[str, tuple[str, ...]], policy: Policy
+        self,
+        view: View,
+        served: dict[str, tuple[str, ...]],
+        pinned: dict[str, str],
+        policy: Policy,
     ) -> Plan:
         self.cycles += 1
-        _, plan = self.decide_on(snap, served, policy)
-        _, again = self.decide_on(snap, served, policy)
+        snap = read_layer(view)
+        _, plan = self.decide_on(snap, served, pinned, policy)
+        _, again = self.decide_on(snap, served, pinned, policy)
         assert plan == again, "decide is not deterministic"
         self.say(
             f"cycle {self.cycles} t+{self.now - START:.0f}: "
-            f"{self._describe(snap)} maint={policy.maintenance.value} force={policy.force}; "
+            f"{self._describe(view)} maint={policy.maintenance.value} force={policy.force} "
+            f"spacing={policy.confirmation_spacing:g} id:={pinned}; "
             f"{plan.summary()}; changes="
             + ", ".join(
                 f"{c.action.value} {c.project} {c.client} ({c.reason.value})" for c in plan.changes
@@ -641,24 +958,30 @@ class DecideMachine(RuleBasedStateMachine):
             else:
                 after[fname] = f
 
-        seen = Seen.of(snap, policy.maintenance)
+        model = self.model
+        model.pinned = dict(pinned)
+        seen = Seen.read(
+            view, policy.maintenance, model.spaced(self.now, policy.confirmation_spacing)
+        )
         names = set(served) | {f.owner for f in before.values() if f.kind == "project"}
-        self.model.advance(seen, served, private_pairs(before), names, self.now)
-        self.record(seen, policy, private_pairs(before))
+        model.advance(seen, served, private_pairs(before), names, self.now)
+        self.record(seen, view, policy, private_pairs(before), names)
         self.check_plan(plan, before, after)
-        self.check_cycle(seen, served, policy, before, after)
+        deleted = self.check_cycle(seen, served, policy, before, after)
 
         # apply, as cycle.py does
         self.in_force = after
         if plan.counting:
             self.counters = dict(plan.counters)
             self.memory = plan.memory
-        self.model.remember(seen, private_pairs(after))
-        self.last = (snap, served, policy)
-        self.check_repeat(snap, served, policy)
+        model.remember(seen, private_pairs(after), names, deleted, self.now)
+        self.last = (view, served, pinned, policy)
+        self.check_repeat(snap, served, pinned, policy)
         return plan
 
-    def record(self, seen: Seen, policy: Policy, in_force: set[Pair]) -> None:
+    def record(
+        self, seen: Seen, view: View, policy: Policy, in_force: set[Pair], names: set[str]
+    ) -> None:
         """What this run exercised, for --hypothesis-show-statistics."""
         self.max_pairs = max(self.max_pairs, len(in_force))
         owners = {p[0] for p in in_force}
@@ -670,31 +993,55 @@ class DecideMachine(RuleBasedStateMachine):
             self.exercised.add("empty complete listing")
         if policy.maintenance is not Maintenance.OFF and in_force:
             self.exercised.add("maintenance")
+        texts = [t for _, _, t in view.instances]
+        if any(model_address(t) not in (None, t) for t in texts):
+            self.exercised.add("a non-canonical (v4-mapped, ...) address shown")
+        if any(model_address(t) is None for t in texts):
+            self.exercised.add("a refused address shown")
+        for pair in in_force:
+            if pair[2] in seen.foreign:
+                own = self.model.conflict(seen, pair)
+                self.exercised.add(
+                    f"a foreign claim on a pair in force ({'other' if own else 'own'} id)"
+                )
+        for name in names:
+            b = self.model.bound(name)
+            rec = seen.listed.get(name)
+            if rec is not None and b is not None and rec.id != b:
+                self.exercised.add("a served name listed under another id")
+                if any(p[0] == name for p in in_force):
+                    self.exercised.add("... with pairs of the bound id in force")
+        if self.model.pinned:
+            self.exercised.add("id: in the projects file")
+        if seen.keep and not seen.counts:
+            self.exercised.add("a complete cycle too early to count (burst)")
 
     def teardown(self) -> None:
         event(f"cycles: {min(self.cycles // 10 * 10, 50)}+")
         event(f"most pairs in force: {min(self.max_pairs // 4 * 4, 16)}+")
         event(f"removals: {', '.join(sorted(self.why)) or 'none'}")
         for what in sorted(self.exercised):
-            event(f"with pairs in force: {what}")
+            event(f"exercised: {what}")
 
-    def _describe(self, snap: InventorySnapshot) -> str:
-        if snap.projects is None:
+    def _describe(self, view: View) -> str:
+        if view.problem is not None:
             return "listing UNKNOWN"
         shown = "; ".join(
-            f"{n}:{','.join(str(a) for i in snap.instances.get(n, ()) for a in i.addresses)}"
-            + ("(incomplete)" if n in snap.incomplete else "")
-            + ("" if r.enabled else "(disabled)")
-            for n, r in sorted(snap.projects.items())
+            f"{n}={i}:{','.join(repr(t) for _, q, t in view.instances if q == n)}"
+            + ("(incomplete)" if n in view.incomplete else "")
+            + ("" if e else "(disabled)")
+            for n, i, e in sorted(view.projects)
         )
-        return f"listing [{shown}]"
+        ports = "; ".join(f"{p.address!r} port of {p.project} on {p.server}" for p in view.ports)
+        return f"listing [{shown}]" + (f" foreign [{ports}]" if ports else "")
 
     # ------------------------------------------------------------------ checks
 
     def check_plan(
         self, plan: Plan, before: dict[str, ExportsFile], after: dict[str, ExportsFile]
     ) -> None:
-        """(5): closed reasons, IP literals, files = in force + planned changes."""
+        """(5): closed reasons, canonical pool addresses, files that render to the exports
+        grammar, files = in force + planned changes."""
         for why in [c.reason.value for c in plan.changes] + [h.reason.value for h in plan.holds]:
             assert why in CONTRACT_REASONS, (
                 f"(5) reason {why!r} is not in README.md's closed list of reasons"
@@ -706,12 +1053,24 @@ class DecideMachine(RuleBasedStateMachine):
             for line in f.lines:
                 assert line.clients, f"{fname}: a line without clients"
                 if f.kind == "project":
+                    for client in line.clients:
+                        assert client in IPS and model_address(client) == client, (
+                            f"(5) {fname}: client {client!r} of {line.path} is not one of "
+                            "the pool's canonical addresses (a zone id, another spelling, "
+                            "or a refused address reached a file)"
+                        )
                     addrs = [ipaddress.ip_address(c) for c in line.clients]
-                    assert [str(a) for a in addrs] == list(line.clients), line
                     assert addrs == sorted(addrs, key=lambda a: (a.version, a)), line
                 else:
                     for client in line.clients:
                         assert str(ipaddress.ip_network(client)) == client, line
+            try:
+                text = render(f)
+            except RenderRefused as exc:
+                raise AssertionError(f"(5) the renderer refused {fname}: {exc}") from None
+            for rendered in text.splitlines()[1:]:
+                comment = rendered.startswith("# ")  # the header, the file's keystone id
+                assert comment or EXPORTS_LINE.fullmatch(rendered), f"(5) {fname}: {rendered!r}"
         old, new = labelled_pairs(before), labelled_pairs(after)
         adds = {(c.project, c.path, c.client) for c in plan.changes if c.action is Action.ADD}
         rems = {(c.project, c.path, c.client) for c in plan.changes if c.action is Action.REMOVE}
@@ -725,68 +1084,99 @@ class DecideMachine(RuleBasedStateMachine):
         policy: Policy,
         before: dict[str, ExportsFile],
         after: dict[str, ExportsFile],
-    ) -> None:
+    ) -> set[str]:
+        """(1), (2), (3), (6) and liveness; returns the names whose pairs went only as a
+        confirmed deletion (for the bound on deletions per window)."""
         model = self.model
         old, new = private_pairs(before), private_pairs(after)
         frozen = policy.maintenance is Maintenance.FREEZE
         off = policy.maintenance is Maintenance.OFF
 
-        # (1) one project per IP
-        owners: dict[str, set[str]] = {}
+        # (1) one project (by id) per IP (by its canonical form)
+        owners: dict[str | None, set[str]] = {}
         for name, _, ip in new:
-            owners.setdefault(ip, set()).add(self.name_ids[name])
+            owners.setdefault(model_address(ip), set()).add(model.id_of(seen, name) or name)
         shared = {ip: ids for ip, ids in owners.items() if len(ids) > 1}
         assert not shared, f"(1) IPs in the private exports of several projects: {shared}"
 
-        # (2) nothing exported that the complete listing shows in another project
+        # (2) nothing exported that the complete listing shows in another project, or that
+        # a foreign port claims (unless only the project's own id does)
         for name, path, ip in sorted(new):
-            others = {
-                q for q in seen.shown.get(ip, set()) if self.name_ids[q] != self.name_ids[name]
-            }
-            assert not others, (
-                f"(2) {ip} stays exported for {name} ({path}) while the complete listing "
-                f"shows it on an instance of {sorted(others)}"
+            assert not model.conflict(seen, (name, path, model_address(ip) or ip)), (
+                f"(2) {ip} stays exported for {name} (id {model.id_of(seen, name)}, {path}) "
+                f"while the complete listing shows it on {self.shown_on(seen, ip)}, foreign "
+                f"claims by ids {[sorted(c) for c in seen.foreign.get(ip, [])]}"
             )
 
         # (3) every removal by a rule
+        only_deleted: set[str] = set()
+        moved: set[Pair] = set()
         for pair in sorted(old - new):
             name = pair[0]
             why = []
             if model.conflict(seen, pair):
                 why.append("conflict")
+            if model.path_moved(seen, served, pair):
+                why.append("path moved")
             if off and model.confirmed(seen, pair):
                 why.append("confirmed")
             if off and model.deleted(seen, name, self.now):
                 why.append("deleted")
+            me = model.id_of(seen, name)
             if any(
                 (other, pair[1], pair[2]) in new
-                for other in self.name_ids
-                if other != name and self.name_ids[other] == self.name_ids[name]
+                for other, _, _ in new
+                if other != name and model.id_of(seen, other) == me
             ):
                 why.append("moved")  # to the file of the project's new name: no access lost
+                moved.add(pair)
             self.why.update(why)
             assert why, (
                 f"(3) {pair} was removed without a rule: listing complete={seen.complete}, "
                 f"project complete={model.complete(seen, name)}, "
                 f"maintenance={policy.maintenance.value}, "
-                f"complete cycles without it={model.missing.get(pair, 0)} of "
+                f"counted cycles without it={model.missing.get(pair, 0)} of "
                 f"{model.confirmations}, absent={model.absent.get(name)}, "
-                f"{pair[2]} shown on {self.shown_on(seen, pair[2])}"
+                f"{pair[2]} shown on {self.shown_on(seen, pair[2])}, foreign claims "
+                f"{[sorted(c) for c in seen.foreign.get(pair[2], [])]}, "
+                f"{name} bound to {me}"
             )
-        # (3) ... and every addition
+            if why == ["deleted"]:
+                only_deleted.add(name)
+        # (3) ... and every addition, (6) by the id the name stands for
         for pair in sorted(new - old):
+            name, _, ip = pair
             assert not frozen and model.wanted(seen, served, pair), (
-                f"(3) {pair} was added, but the cycle does not show {pair[2]} on an "
-                f"instance of {pair[0]} alone (or the path is not served, or frozen)"
+                f"(3) {pair} was added, but the cycle does not show {ip} on an "
+                f"instance of {name} (id {model.id_of(seen, name)}) alone, or a foreign "
+                f"port claims it, or the path is not served, or frozen; shown on "
+                f"{self.shown_on(seen, ip)}"
             )
-        # (3) the removal bound, unless forced
+            ids = seen.ids_showing(ip)
+            assert ids == {model.id_of(seen, name)}, (
+                f"(6) {ip} was added for {name}, bound to id {model.id_of(seen, name)}, "
+                f"but it is an address of an instance of id {sorted(ids)}"
+            )
         if not policy.force:
-            bounded = [p for p in old - new if not seen.shown.get(p[2], set()) - {p[0]}]
+            # (3) the removal bound
+            bounded = [
+                p
+                for p in old - new - moved
+                if not model.conflict(seen, p) and not model.path_moved(seen, served, p)
+            ]
             in_force = len(labelled_pairs(before))
             limit = max(policy.max_removal_fraction * in_force, policy.min_removal_count)
             assert len(bounded) <= limit, (
                 f"(3) {len(bounded)} removals of {in_force} pairs in force went without "
                 f"--force (bound {limit})"
+            )
+            # (3) the bound on project deletions per window
+            recent = {
+                n for n, t in model.deletions.items() if 0 <= self.now - t < model.deletion_window
+            }
+            assert len(recent | only_deleted) <= model.max_deletions or not only_deleted, (
+                f"(3) projects {sorted(only_deleted)} deleted without --force, after "
+                f"{sorted(recent)} within the window: more than {model.max_deletions}"
             )
         # public export: as configured, never taken away
         pub_old = labelled_pairs({k: v for k, v in before.items() if k == PUBLIC_FILE})
@@ -799,24 +1189,29 @@ class DecideMachine(RuleBasedStateMachine):
         if not frozen:
             missing = model.all_wanted(seen, served) - new
             assert not missing, f"(liveness) wanted but not in force: {sorted(missing)}"
-        # ... and a forced cycle out of maintenance removes what the model confirmed
-        if policy.force and off and seen.counting:
+        # ... and a forced counted cycle out of maintenance removes what the model confirmed
+        if policy.force and off and seen.counts:
             late = sorted(
                 p
                 for p in new
                 if model.confirmed(seen, p, low=True) or model.deleted(seen, p[0], self.now)
             )
             assert not late, f"(liveness) confirmed removals not done by a forced cycle: {late}"
+        return only_deleted
 
     def shown_on(self, seen: Seen, ip: str) -> list[str]:
-        return [f"{q} (id {self.name_ids[q]})" for q in sorted(seen.shown.get(ip, ()))]
+        return [f"{q} (id {seen.listed[q].id})" for q in sorted(seen.shown.get(ip, ()))]
 
     def check_repeat(
-        self, snap: InventorySnapshot, served: dict[str, tuple[str, ...]], policy: Policy
+        self,
+        snap: InventorySnapshot,
+        served: dict[str, tuple[str, ...]],
+        pinned: dict[str, str],
+        policy: Policy,
     ) -> None:
         """(4) the same inputs again, on the state just applied (not applied itself): no
         addition twice; and when nothing is planned and no count advances, no write."""
-        _, plan = self.decide_on(snap, served, policy)
+        _, plan = self.decide_on(snap, served, pinned, policy)
         adds = [c for c in plan.changes if c.action is not Action.REMOVE]
         assert not adds, f"(4) a repeated cycle with unchanged inputs adds again: {adds}"
         state = (dict(plan.counters), plan.memory) if plan.counting else None
@@ -831,7 +1226,7 @@ class DecideMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=400,
+    max_examples=300,
     stateful_step_count=50,
     deadline=None,
     derandomize=True,
@@ -844,25 +1239,40 @@ SETTINGS = settings(
 
 
 class DecideWithRenames(DecideMachine):
-    """The same machine, and projects get renamed in Keystone (same id, new name), and the
-    projects file may follow the rename."""
+    """The same machine, and projects get renamed in Keystone (same id, new name), onto a
+    deleted project's name too, and the projects file may follow the rename."""
 
     @rule(pid=st.sampled_from(PIDS))
     def rename_project(self, pid: str) -> None:
         """Same id, new name in Keystone; the projects file still has the old name."""
         if self.cloud[pid].exists:
             self.renames += 1
-            name = f"{pid}-r{self.renames}"
-            self.cloud[pid].name = name
-            self.name_ids[name] = pid
+            self.cloud[pid].name = f"{pid}-r{self.renames}"
+
+    @rule(pid=st.sampled_from(PIDS), onto=st.sampled_from(PIDS))
+    def rename_onto_deleted(self, pid: str, onto: str) -> None:
+        """Same id, and the name of a deleted project (which the projects file may still
+        name, bound to the deleted id)."""
+        project, gone = self.cloud[pid], self.cloud[onto]
+        if pid == onto or not project.exists or gone.exists:
+            return
+        if any(q.exists and q.name == gone.name for q in self.cloud.values()):
+            return  # Keystone names are unique
+        project.name = gone.name
 
     @rule(pid=st.sampled_from(PIDS))
     def follow_rename(self, pid: str) -> None:
-        """The projects file follows Keystone: the old name's entry now has the new name."""
+        """The projects file follows Keystone: the old name's entry (the one with this
+        project's paths) now has the new name, and keeps its ``id:``."""
         new = self.cloud[pid].name
+        if new in self.served:
+            return
         for name in sorted(self.served):
-            if self.name_ids[name] == pid and name != new:
+            if self.served[name][0].startswith(f"/srv/{pid}/") and name != new:
                 self.served[new] = self.served.pop(name)
+                if name in self.pinned:
+                    self.pinned[new] = self.pinned.pop(name)
+                return
 
 
 TestDecideProperties = DecideMachine.TestCase
@@ -896,3 +1306,43 @@ def test_a_listing_of_the_renamed_id_breaks_a_run_of_absent_listings() -> None:
     m.run_cycle()  # id1 listed as id1-r1: present, renamed
     m.set_complete_lie("no-projects")
     m.run_cycle()  # absent again: 1 consecutive listing, so p1 keeps fd00::2
+
+
+def _renamed_and_followed(owners: list[str | None]) -> DecideWithRenames:
+    """p0/p1 served with one volume each; id1 (p1) renamed in Keystone, the projects file
+    follows the rename (its entry now has the new name)."""
+    m = DecideWithRenames()
+    m.setup(
+        confirmations=3,
+        min_age=0.0,
+        disabled="keep",
+        min_count=10,
+        fraction=0.25,
+        served=[1, 1, 1, 1],
+        owners=owners,
+    )
+    m.rename_project("id1")
+    m.follow_rename("id1")
+    return m
+
+
+def test_a_renamed_project_whose_data_is_unknown_keeps_its_pairs_when_the_file_follows() -> None:
+    """Found by the renames machine (issue 10's version): a project renamed in Keystone
+    and in the projects file, whose instance data is incomplete under its new name, loses
+    its old file's pairs after ``confirmations`` cycles as ``instance-gone``: "could not
+    read" counted as "not there".  Its data is unknown: its pairs must stay."""
+    m = _renamed_and_followed([None] * 7 + ["id1"])
+    m.toggle_project_incomplete("id1", "none")
+    m.run_cycles(force=False, dt=INTERVAL, times=4)
+
+
+def test_a_renamed_project_with_a_pair_pending_removal_still_gets_a_plan() -> None:
+    """Found by the renames machine: the projects file follows a rename while an address
+    of the project's old file waits for its confirmations (its instance got another
+    address); the new name's file adds the new address on the same path, the old file
+    keeps the pending pair, and decide refuses the plan (``PlanBug``: one path in two
+    files), every cycle, until the pending pair is confirmed gone."""
+    m = _renamed_and_followed([None] * 6 + ["id1", None])
+    m._delete(next(iid for iid, (slot, _) in m.instances.items() if slot == "id1"))
+    m._create("id1", "10.0.0.1")
+    m.run_cycle()

@@ -69,8 +69,9 @@ def test_contract_format(lab: Lab) -> None:
     assert lab.cli("sync") == 0
     home = lab.srv("tools", "home")
     assert lab.files() == {
-        "paws.exports": f"{HEADER}paws\n",  # a project with no instances: header only
-        "tools.exports": f"{HEADER}tools\n"
+        # a project with no instances: header (and its id) only
+        "paws.exports": f"{HEADER}paws\n# keystone-id=4711\n",
+        "tools.exports": f"{HEADER}tools\n# keystone-id=9f1c\n"
         f"{home} {OPTS} 172.16.0.5 172.16.0.10 198.51.100.20 203.0.113.21 fd00::5 fd00::a\n",
     }
     assert lab.in_force() == {
@@ -494,7 +495,7 @@ def test_incomplete_projects_extension(
     assert lab.in_force() == {
         (lab.srv("paws", "home"), c) for c in ("172.16.1.5", "fd00::1:5", "172.16.1.9")
     }
-    assert lab.files()["tools.exports"] == f"{HEADER}tools\n"
+    assert lab.files()["tools.exports"] == f"{HEADER}tools\n# keystone-id=id-tools\n"
 
 
 def test_deleted_instances_contribute_no_address(lab: Lab) -> None:

@@ -201,6 +201,102 @@ def test_first_cycle_undo_restores_the_files_before(lab: Lab, capsys: Out, tmp_p
     assert lab.in_force() == set()
 
 
+# ----------------------------------------------------------------- untrusted verified copy
+
+
+def _synced(lab: Lab, capsys: Out) -> tuple[str, set[tuple[str, str]]]:
+    """Project ``tools`` (volume home), two instances, synced: (home, pairs in force)."""
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    lab.add_instance("i-2", "tools", "172.16.0.6")
+    home = lab.srv("tools", "home")
+    rc, _, err = run(lab, capsys, "sync")
+    assert rc == 0, err
+    pairs = {(home, "172.16.0.5"), (home, "172.16.0.6")}
+    assert lab.in_force() == pairs
+    return home, pairs
+
+
+def _fails_once(tmp_path: Path, lab: Lab) -> str:
+    """exportfs that exits 1 on its first call (nothing applied), then is the real one."""
+    flag = shlex.quote(str(tmp_path / "failed-once"))
+    real = f"{shlex.quote(str(SANDBOX))} {shlex.quote(str(lab.root / 'sb'))}"
+    path = tmp_path / "exportfs-fails-once"
+    path.write_text(
+        f'#!/bin/sh\n[ -e {flag} ] && exec {real} "$@"\ntouch {flag}\n'
+        "echo 'exportfs: boom' >&2\nexit 1\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+# Damage to state_dir/last-verified/tools.exports (a hand edit, a bad restore).  Each
+# edits the text the daemon wrote, so the cases follow whatever render produces.
+DAMAGE = {
+    "world export": lambda t: t.replace(" 172.16.0.5", " 172.16.0.5 *(rw,no_root_squash,insecure)"),
+    "no header": lambda t: t.partition("\n")[2],
+    "another owner": lambda t: t.replace("project=tools", "project=tool"),
+    "unrendered line": lambda t: t + "  /etc  -rw,no_root_squash   10.0.0.0/8\n",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_verified_copy_is_never_written_back(
+    lab: Lab, capsys: Out, tmp_path: Path, damage: str
+) -> None:
+    """The undo writes only text that came out of render: a verified copy that is not
+    exactly what render writes for its name is not trusted as a whole; the undo restores
+    the files in force before the cycle and says which file and why.  (Today's undo wrote
+    it verbatim: ``*(rw,no_root_squash,insecure)`` in force, later syncs failing.)"""
+    home, pairs = _synced(lab, capsys)
+    files_before = lab.files()
+    copy = lab.state_dir / "last-verified" / "tools.exports"
+    copy.write_text(DAMAGE[damage](copy.read_text()))
+    lab.config["exportfs_command"] = [_fails_once(tmp_path, lab)]
+    lab.add_instance("i-3", "tools", "172.16.0.7")  # a change, so that an apply happens
+
+    rc, _, err = run(lab, capsys, "sync")
+    assert rc == 1, err
+    assert "*" not in lab.etab.read_text()
+    assert lab.in_force() == pairs
+    assert lab.files() == files_before
+    assert "boom" in err
+    assert f"{copy}" in err and "not trusted" in err, err
+    assert "restored the previous files" in err and "verified them in force" in err, err
+
+    rc, _, err = run(lab, capsys, "sync")  # exportfs works again: converges
+    assert rc == 0, err
+    assert lab.in_force() == pairs | {(home, "172.16.0.7")}
+    assert {p.name: p.read_text() for p in copy.parent.iterdir() if p.name != ".complete"} == (
+        lab.files()
+    ), "the verified sync replaces the untrusted copy"
+
+
+def test_only_the_daemons_own_temporaries_are_removed(lab: Lab, capsys: Out) -> None:
+    """/etc/exports.d is shared: a ``.X.tmp-PID`` there may be another tool's write in
+    progress (principle 6).  Ours are ``.nfs-exportd.NAME.tmp-PID`` and only those go;
+    old-style names are left and reported there, and removed only in state_dir (ours)."""
+    _synced(lab, capsys)
+    ours = [
+        lab.exports_dir / ".nfs-exportd.tools.exports.tmp-999999",
+        lab.state_dir / ".nfs-exportd.counters.json.tmp-999999",
+        lab.state_dir / ".counters.json.tmp-999999",  # state_dir: an old-style one is ours
+        lab.state_dir / "last-verified" / ".tools.exports.tmp-999999",
+    ]
+    foreign = [
+        lab.exports_dir / ".tools.exports.tmp-999999",
+        lab.exports_dir / ".site.exports.tmp-4242",
+    ]
+    for p in ours + foreign:
+        p.write_text("half a file")
+    rc, _, err = run(lab, capsys, "sync")
+    assert rc == 0, err
+    assert [p for p in ours if p.exists()] == []
+    assert [p.read_text() for p in foreign] == ["half a file"] * 2
+    for p in foreign:
+        assert f"left {p} alone" in err, err
+
+
 # --------------------------------------------------------------------------- state_dir full
 
 

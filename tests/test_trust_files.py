@@ -26,6 +26,7 @@ import yaml
 from conftest import HOST, SANDBOX, Lab, finished, wait_for
 from nfs_exportd.cli import main
 from nfs_exportd.model import ExportLine, ExportsFile
+from test_failure_matrix import R1, T2, World, world  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD = 20  # seconds: a refused file takes well under one; the bomb hung > 60 s
@@ -490,3 +491,43 @@ def test_a_refused_render_writes_nothing_and_runs_no_exportfs(good: tuple[Lab, S
     assert snapshot(lab) == before
     assert not calls.exists(), "exportfs ran"
     assert sorted(os.listdir(lab.exports_dir)) == sorted(before[1])  # no temporaries either
+
+
+def test_bad_options_in_a_managed_file_name_file_and_line(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A managed file in force whose option list is not one nfs-exportd writes: the cycle
+    stops naming file:line when the file is read (not a 'bug' refusal when rendering),
+    and nothing in force changes."""
+    p = lab.srv("a", "home")
+    lab.add_project("a", 1000, {"home": p})
+    lab.add_instance("a1", "a", "10.0.0.5")
+    assert lab.cli("sync") == 0
+    f = lab.exports_dir / "a.exports"
+    f.write_text(f.read_text().replace(" -", " -fsid=0x(1),", 1))
+    before = snapshot(lab)
+    capsys.readouterr()
+    assert lab.cli("sync") != 0
+    err = capsys.readouterr().err
+    assert "a.exports:" in err and "options" in err and "bug in nfs-exportd" not in err, err
+    assert snapshot(lab) == before
+
+
+def test_trunk_subport_reuse_leaves_old_project_at_once(world: World) -> None:  # noqa: F811
+    """tools-2 is deleted; its address T2 is now on a trunk subport of paws (Neutron:
+    device_owner trunk:subport, device_id the trunk's id): paws sends from T2, which
+    leaves tools's exports in this cycle (ip-conflict), not after confirmations."""
+    w = world
+    assert w.sync() == 0
+    w.sim.delete_server("tools-2")
+    paws = w.sim.project_id("paws")
+    subport = {
+        "id": "subport-1", "device_id": "trunk-0001", "device_owner": "trunk:subport",
+        "project_id": paws, "tenant_id": paws, "fixed_ips": [{"ip_address": T2}],
+    }  # fmt: skip
+    ports = [*w.sim.state.region_ports(R1), subport]
+    w.sim.add_fault(service="network", region=R1, path_regex="ports", status=200,
+                    body={"ports": ports})  # fmt: skip
+    w.sync()
+    tools_home = w.paths["tools"][0]
+    assert (tools_home, T2) not in w.lab.in_force(), "T2 is on paws's VM, still exported to tools"

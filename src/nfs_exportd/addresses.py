@@ -28,6 +28,13 @@ Refused, and why:
   discard-only);
 * site-local ``fec0::/10``: deprecated by RFC 3879 and ambiguous between sites.
 
+A network (``ADDRESS/PREFIX``: public exports, clients of files in force) is refused when
+it overlaps any range above: ``::/64`` and ``::/80`` hold ``::ffff:0:0/96``, the whole
+IPv4 Internet as the NFS server matches it, ``0.0.0.0/0`` holds loopback.  An IPv4
+network must miss ``0.0.0.0/8``, ``127.0.0.0/8``, ``169.254.0.0/16`` and
+``224.0.0.0/3``; an IPv6 one must lie inside ``2000::/3`` (global unicast) or
+``fc00::/7`` (unique local).
+
 Kept as they are (not refused, not rewritten): 6to4 (``2002::/16``) and Teredo
 (``2001::/32``).  They embed an IPv4 address, but the NFS
 server does not treat them as that IPv4 client, so each is a distinct host; rewriting them
@@ -47,6 +54,17 @@ ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # always fullmatch: "$" allo
 NETWORK_CHARS = re.compile(r"[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}")
 THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+# Networks (public exports, clients in force) may not overlap what ``refusal`` refuses.
+V4_SPECIAL = (
+    (THIS_NETWORK, "'this network'"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved, and the broadcast address"),
+)
+# IPv6 outside these is unspecified, loopback, mapped, link- or site-local, multicast or
+# reserved (every block IANA has not assigned for unicast, as ``is_reserved`` says)
+V6_UNICAST = (ipaddress.IPv6Network("2000::/3"), ipaddress.IPv6Network("fc00::/7"))
 
 
 class AddressError(ValueError):
@@ -131,6 +149,23 @@ def parse_network(text: object) -> IPAddress | IPNetwork:
         return parse_address(str(net.network_address))
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped is not None:
         raise AddressError(f"network {shown(text)} is IPv4-mapped; write it as IPv4")
-    if net.network_address.is_multicast or net.network_address.is_loopback:
-        raise AddressError(f"network {shown(text)} is not a unicast range")
+    why = network_refusal(net)
+    if why:
+        raise AddressError(f"network {shown(text)} {why}; only ranges of unicast host addresses")
     return net
+
+
+def network_refusal(net: IPNetwork) -> str | None:
+    """Why a network is refused, or None: it must not overlap any range ``refusal``
+    refuses for an address (a client inside it would be exported to)."""
+    if isinstance(net, ipaddress.IPv4Network):
+        for special, what in V4_SPECIAL:
+            if net.overlaps(special):
+                return f"overlaps {special} ({what})"
+        return None
+    if not any(net.subnet_of(ok) for ok in V6_UNICAST):
+        return (
+            "is not inside 2000::/3 or fc00::/7 (it overlaps unspecified, loopback, "
+            "IPv4-mapped, link-local, site-local, multicast or reserved space)"
+        )
+    return None

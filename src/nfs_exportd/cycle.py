@@ -166,6 +166,15 @@ def backend_for(cfg: Config) -> ExportfsBackend:
     )
 
 
+def _last_verified(cfg: Config) -> dict[str, str] | None:
+    """The last verified copy; one that is not trusted counts as none (it is replaced)."""
+    try:
+        return state.load_verified(cfg.state_dir)
+    except state.UntrustedVerified as exc:
+        log.warning("%s", exc)
+        return None
+
+
 def log_decisions(plan: Plan) -> None:
     for c in plan.changes:
         log.info("%s %s %s -> %s (%s)", c.action.value, c.project, c.path, c.client, c.reason.value)
@@ -218,14 +227,22 @@ def _sync(
     extra_holds: tuple[Hold, ...],
     source: InventorySource | None,
 ) -> SyncResult:
-    for directory in (
-        cfg.exports_dir,
-        cfg.state_dir,
-        cfg.state_dir / state.VERIFIED,
-        cfg.state_dir / journal.HISTORY,
+    for directory, private in (
+        (cfg.exports_dir, False),
+        (cfg.state_dir, True),
+        (cfg.state_dir / state.VERIFIED, True),
+        (cfg.state_dir / journal.HISTORY, True),
     ):
-        for name in remove_stale_temporaries(directory):
+        stale = remove_stale_temporaries(directory, private)
+        for name in stale.removed:
             log.info("removed %s/%s, left by an interrupted write", directory, name)
+        for name in stale.left:
+            log.warning(
+                "left %s/%s alone: a temporary of another tool, or one of an older "
+                "nfs-exportd (now named .nfs-exportd.*); remove it by hand if no tool writes it",
+                directory,
+                name,
+            )
     facts = read_facts(cfg, served, writing=True, source=source)
     plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
     if plan_checksum is not None and plan_checksum != plan.checksum:
@@ -248,7 +265,7 @@ def _sync(
         unsaved.append(str(exc))
     rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
     try:
-        if applied.ran_exportfs or state.load_verified(cfg.state_dir) != rendered:
+        if applied.ran_exportfs or _last_verified(cfg) != rendered:
             state.save_verified(cfg.state_dir, rendered)
     except StateError as exc:
         unsaved.append(str(exc))

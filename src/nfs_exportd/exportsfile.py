@@ -1,7 +1,9 @@
 """Managed exports files: render and parse (pure), and scan the exports directory.
 
 A managed file starts with exactly ``# nfs-exportd managed file, do not edit: project=NAME``
-(or ``public=NAME``); then ``PATH -OPTIONS CLIENT ...`` lines, clients as IP literals.
+(or ``public=NAME``); a project file then has ``# keystone-id=ID``, the Keystone id the
+name is bound to (a comment to exportfs; files of older versions lack it and bind on first
+sight); then ``PATH -OPTIONS CLIENT ...`` lines, clients as IP literals.
 Files without the header are never rewritten or removed.
 """
 
@@ -17,12 +19,13 @@ from .errors import NfsExportdError, StateError
 from .model import (
     EXPORTS_SUFFIX,
     HEADER_PREFIX,
+    KEYSTONE_ID_PREFIX,
     PUBLIC_FILE_PREFIX,
     ExportLine,
     ExportsFile,
     sorted_clients,
 )
-from .validate import check_name, normalise_path
+from .validate import KEYSTONE_ID_RE, check_name, normalise_path
 
 
 def header_for(f: ExportsFile) -> str:
@@ -56,6 +59,10 @@ def render(f: ExportsFile) -> str:
     if prefix is None or f.filename != prefix + f.owner + EXPORTS_SUFFIX:
         raise _refuse(f, f"kind {f.kind!r} and owner {f.owner!r} do not match the file name")
     out = [header_for(f)]
+    if f.keystone_id is not None:
+        if f.kind != "project" or not _is_id(f.keystone_id):
+            raise _refuse(f, f"keystone id {f.keystone_id!r} is not a Keystone id of a project")
+        out.append(KEYSTONE_ID_PREFIX + f.keystone_id)
     seen: set[str] = set()
     for line in f.lines:
         try:
@@ -78,6 +85,10 @@ def render(f: ExportsFile) -> str:
                 raise _refuse(f, f"client {client!r} of {line.path} is not a canonical address")
         out.append(f"{line.path} -{line.options} {' '.join(line.clients)}")
     return "\n".join(out) + "\n"
+
+
+def _is_id(text: object) -> bool:
+    return isinstance(text, str) and KEYSTONE_ID_RE.fullmatch(text) is not None
 
 
 def _canonical_client(text: str) -> bool:
@@ -107,6 +118,23 @@ def _client(text: str, where: str) -> str:
         ) from None
 
 
+def _options(text: str, where: str) -> str:
+    """The option list of a line in force, checked as the config's are (what ``render``
+    demands): a bad token is an error naming file:line when the file is read, not a
+    refusal to write it later."""
+    try:
+        ok = check_options(text) == text and not _UNSAFE_CHARS.intersection(text)
+        why = "" if ok else "unsafe characters"
+    except ValueError as exc:
+        ok, why = False, str(exc)
+    if not ok:
+        raise ManagedFileError(
+            f"{where}: options {text!r}: {why}; fix or remove the line by hand (nfs-exportd "
+            "writes only checked option lists)"
+        )
+    return text
+
+
 def parse(filename: str, text: str) -> ExportsFile | None:
     """Parse a managed file; ``None`` when the file does not carry our header."""
     lines = text.split("\n")
@@ -120,7 +148,16 @@ def parse(filename: str, text: str) -> ExportsFile | None:
         check_name(owner, kind)
     except ValueError as exc:
         raise ManagedFileError(f"{filename}:1: {exc}") from None
-    return ExportsFile(filename, kind, owner, parse_lines(filename, lines[1:], 2))
+    keystone_id = None
+    second = lines[1] if len(lines) > 1 else ""
+    if second.startswith(KEYSTONE_ID_PREFIX):
+        keystone_id = second[len(KEYSTONE_ID_PREFIX) :]
+        if kind != "project" or not _is_id(keystone_id):
+            raise ManagedFileError(
+                f"{filename}:2: {second!r} is not a Keystone id line of a project file; "
+                "remove the line (the id is learnt again from Keystone)"
+            )
+    return ExportsFile(filename, kind, owner, parse_lines(filename, lines[1:], 2), keystone_id)
 
 
 def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[ExportLine, ...]:
@@ -143,8 +180,9 @@ def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[Exp
         if path in seen:
             raise ManagedFileError(f"{where}: path {path} appears twice")
         seen.add(path)
+        options = _options(parts[1][1:], where)
         clients = frozenset(_client(c, where) for c in parts[2:])
-        out.append(ExportLine(path, parts[1][1:], sorted_clients(clients)))
+        out.append(ExportLine(path, options, sorted_clients(clients)))
     return tuple(out)
 
 

@@ -18,6 +18,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 HEADER_PREFIX = "# nfs-exportd managed file, do not edit: "
 PROJECT_HEADER = HEADER_PREFIX + "project={name}"
 PUBLIC_HEADER = HEADER_PREFIX + "public={name}"
+KEYSTONE_ID_PREFIX = "# keystone-id="  # the second line of a project file (a comment)
 EXPORTS_SUFFIX = ".exports"
 PUBLIC_FILE_PREFIX = "public-"
 
@@ -164,6 +165,9 @@ class ExportsFile:
     kind: str  # "project" | "public"
     owner: str
     lines: tuple[ExportLine, ...]
+    # a project file's Keystone id (its ``# keystone-id=`` line): the binding of the name
+    # survives a lost state_dir, so a recreated project never inherits the volumes
+    keystone_id: str | None = None
 
     def pairs(self) -> frozenset[tuple[str, str]]:
         return frozenset((line.path, c) for line in self.lines for c in line.clients)

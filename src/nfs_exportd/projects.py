@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +31,17 @@ from .model import (
     PublicExport,
     ServedExport,
 )
-from .validate import check_name, normalise_path, path_within, system_directory
+from .validate import (
+    KEYSTONE_ID_RE,
+    check_name,
+    normalise_path,
+    path_within,
+    system_directory,
+)
 from .yamlsafe import PROJECTS_MAX_BYTES, YamlRefused, load_file
 
 log = logging.getLogger(__name__)
 MAX_GID = 2**32 - 2  # (gid_t)-1 means "no group" to the kernel
-# ``id:`` of a project: Keystone ids are 32 hex digits; LDAP-backed ones may be other words
-KEYSTONE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,8 @@ def served_from_config(cfg: Config, projects: ProjectsFile) -> ServedSet:
 class PathSafety:
     """Served paths that are not what they say, as read from the file system now.
 
-    ``unsafe``: a system directory, or a path whose real path differs from it (any
+    ``unsafe``: a system directory, a serve root itself (it exports every volume
+    below it), or a path whose real path differs from it (any
     component a symlink: exportfs would export the target, another volume): its pairs
     in force leave at once, nothing is added.  ``held``: outside ``serve.roots`` (a
     config matter, not proof of a leak) or the real path could not be read: nothing is
@@ -301,6 +305,12 @@ def check_served_paths(paths: Iterable[str], roots: Sequence[str]) -> PathSafety
             unsafe[path] = (
                 f"{path} is or lies in a system directory ({system}): never exported; "
                 "fix the volume's path"
+            )
+            continue
+        if path in roots:
+            unsafe[path] = (
+                f"{path} is a serve root itself: exporting it exports every volume below it; "
+                "a volume must lie strictly below a root: fix the volume's path"
             )
             continue
         if not any(path_within(path, root) for root in roots):

@@ -4,9 +4,11 @@ The restored files are written atomically, applied with exportfs and read back l
 sync; the rollback is journaled itself.  Restored pairs whose address now belongs to
 another project (an instance the inventory shows, or another project's managed file in
 force) are dropped and reported: a rollback must never export one address for two
-projects.  "Another project" is by Keystone id, as everywhere (``decide.lifecycle.
-aliases``): a project renamed since the restored entry is the same project under its new
-name, and keeps its pairs.  Afterwards a ``rollback-hold`` marker makes every later cycle hold all
+projects.  So are restored lines whose path the projects file no longer serves for that
+project (a volume moved to another project since the entry) or that is unsafe now.
+"Another project" is by Keystone id, as everywhere (``decide.lifecycle.aliases``): a
+project renamed since the restored entry is the same project under its new name, and
+keeps its pairs.  Afterwards a ``rollback-hold`` marker makes every later cycle hold all
 changes except conflict removals, so that the running daemon does not undo the rollback,
 until ``release``.
 """
@@ -27,7 +29,8 @@ from .errors import StateError, UsageError
 from .exportsfile import ManagedFileError, parse, render, scan
 from .inventory import source_from_config
 from .model import ExportLine, ExportsFile
-from .projects import ServedSet
+from .projects import ServedSet, check_served_paths
+from .validate import path_within
 
 log = logging.getLogger("nfs_exportd")
 
@@ -123,13 +126,42 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
             for _path, client in f.pairs():
                 restored_owner.setdefault(client, set()).add(f.owner)
 
+    # Paths are checked as they stand now: a restored line whose path the projects file no
+    # longer serves for that project (a volume given to another project since the entry),
+    # or whose path is unsafe now (a symlink, a system directory, a serve root), is
+    # dropped: an old entry never hands a volume back to its former owner.
+    served_paths = {e.path for exps in served.private.values() for e in exps}
+    unsafe = check_served_paths(served_paths, cfg.serve.roots).unsafe
+
+    def path_problem(owner: str, path: str) -> str | None:
+        if path in unsafe:
+            return f"path now unsafe: {unsafe[path]}"
+        names = aliases(owner, listed, known)
+        if any(e.path == path for n in names for e in served.private.get(n, ())):
+            return None
+        others = sorted(
+            n
+            for n, exps in served.private.items()
+            if n not in names
+            and any(path_within(e.path, path) or path_within(path, e.path) for e in exps)
+        )
+        if others:
+            return f"path now served for project {', '.join(others)}"
+        return f"path no longer served for project {owner} in the projects file"
+
     targets: dict[str, ExportsFile | None] = {}
     for name, f in parsed.items():
         if f.kind != "project":
             targets[name] = f
             continue
+        now_file = current.managed.get(name)
+        pid = (now_file.keystone_id if now_file is not None else None) or f.keystone_id
         lines = []
         for line in f.lines:
+            problem = path_problem(f.owner, line.path)
+            if problem is not None:
+                result.dropped.extend((f.owner, line.path, c, problem) for c in line.clients)
+                continue
             keep = []
             for client in line.clients:
                 others = (
@@ -144,7 +176,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
                     keep.append(client)
             if keep:
                 lines.append(ExportLine(line.path, line.options, tuple(keep)))
-        targets[name] = ExportsFile(name, f.kind, f.owner, tuple(lines))
+        targets[name] = ExportsFile(name, f.kind, f.owner, tuple(lines), pid)
     for name in current.managed:
         if name not in targets:
             targets[name] = None  # it did not exist then
@@ -179,7 +211,9 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     state.save_verified(cfg.state_dir, after)
     reason = f"rollback to journal entry {target.id}"
     if result.dropped:
-        reason += f"; {len(result.dropped)} restored pair(s) dropped (address now elsewhere)"
+        reason += (
+            f"; {len(result.dropped)} restored pair(s) dropped (address or path now elsewhere)"
+        )
     result.entry = journal_change(cfg, "rollback", "", reason, before, after)
     state.save_rollback_hold(
         cfg.state_dir,

@@ -20,8 +20,9 @@ from typing import Any
 
 from .decide.lifecycle import Absence, Memory
 from .errors import LockHeld, StateError
+from .exportsfile import ManagedFileError, RenderRefused, parse, render
 from .fsutil import atomic_remove, atomic_write, fsync_dir
-from .model import PairKey
+from .model import EXPORTS_SUFFIX, PUBLIC_FILE_PREFIX, PairKey
 
 COUNTERS = "counters.json"
 STATUS = "status.json"
@@ -173,21 +174,62 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
 
 
+class UntrustedVerified(StateError):
+    """The last verified copy is whole but a file in it is not what nfs-exportd renders
+    (a hand edit, a bad restore of state_dir): the copy as a whole is not used."""
+
+
+def rendered_problem(name: str, text: str) -> str | None:
+    """Why ``text`` is not exactly what render writes for the managed file ``name``
+    (None when it is).  Text that fails this is never written into exports_dir: an undo
+    must not carry an edit past the renderer's checks (``*(rw,no_root_squash)``)."""
+    try:
+        parsed = parse(name, text)
+    except ManagedFileError as exc:
+        return str(exc)
+    if parsed is None:
+        return f"{name}: does not start with the nfs-exportd header"
+    prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
+    if name != prefix + parsed.owner + EXPORTS_SUFFIX:
+        return f"{name}: header says {parsed.kind}={parsed.owner} but the file name does not match"
+    try:
+        again = render(parsed)
+    except RenderRefused as exc:
+        return f"{name}: not a file nfs-exportd writes ({str(exc).partition('; ')[0]})"
+    if again != text:
+        old, new = text.split("\n"), again.split("\n")
+        no = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), None)
+        no = min(len(old), len(new)) if no is None else no
+        got = old[no] if no < len(old) else "(end of file)"
+        return f"{name}:{no + 1}: {got!r} is not what nfs-exportd writes there"
+    return None
+
+
 def load_verified(state_dir: Path) -> dict[str, str] | None:
     """The last verified set of files, or None when there is none, it is unreadable, or
-    it was left unfinished (no ``.complete``)."""
+    it was left unfinished (no ``.complete``).  UntrustedVerified (naming the file and
+    why) when a file in it is not exactly what render writes: then no file of it is used.
+    """
     vdir = state_dir / VERIFIED
     try:
         names = sorted(os.listdir(vdir))
         if VERIFIED_COMPLETE not in names:
             return None
-        return {
+        files = {
             name: (vdir / name).read_text(encoding="utf-8")
             for name in names
             if not name.startswith(".")
         }
     except (OSError, UnicodeDecodeError):
         return None
+    for name, text in files.items():
+        problem = rendered_problem(name, text)
+        if problem is not None:
+            raise UntrustedVerified(
+                f"{vdir}/{problem}: the last verified copy is not trusted and not used; "
+                "the next verified sync replaces it"
+            )
+    return files
 
 
 def save_status(state_dir: Path, status: Mapping[str, Any]) -> None:

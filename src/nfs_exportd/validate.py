@@ -12,6 +12,8 @@ import re
 
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # always fullmatch: "$" allows "\n"
 PATH_COMPONENT_RE = re.compile(r"[A-Za-z0-9_.+@,=:-]+")
+# a Keystone project id: 32 hex digits; LDAP-backed ones may be other words
+KEYSTONE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_name(name: object, what: str) -> str:

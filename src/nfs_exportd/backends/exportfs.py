@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..errors import ApplyError, BackendUnavailable
+from ..errors import ApplyError, BackendUnavailable, StateError
 from ..exportsfile import ManagedFileError, parse, render
 from ..fsutil import atomic_remove, atomic_write
 from ..killpoints import kill_point
 from ..model import EXPORTS_SUFFIX, HEADER_PREFIX, ExportsFile
+from ..state import UntrustedVerified, rendered_problem
 
 log = logging.getLogger(__name__)
 
@@ -426,8 +427,19 @@ class ExportfsBackend:
         """Return to the last verified state, re-apply it and read it back; say how that
         went.  Only managed files are touched: a file without our header stays as it is,
         unless this cycle wrote over it (adopt) - then its old text is put back.  With
-        no verified state yet (the first cycle), the files in force before are restored."""
-        verified = self.last_verified() if self.last_verified is not None else None
+        no verified state yet (the first cycle), or when the verified copy is not exactly
+        what render writes (``rendered_problem``: a hand edit, a bad restore), the files in
+        force before are restored: they were in force already, so that widens nothing."""
+        distrust = ""
+        try:
+            verified = self.last_verified() if self.last_verified is not None else None
+            for vname, vtext in (verified or {}).items():
+                problem = rendered_problem(vname, vtext)
+                if problem is not None:
+                    raise UntrustedVerified(f"last verified {problem}")
+        except StateError as exc:
+            log.error("%s", exc)
+            verified, distrust = None, f"(the last verified copy is not trusted: {exc})"
         if verified is not None:
             base: dict[str, str | None] = dict(verified)
             same = dict(verified) == {
@@ -441,7 +453,7 @@ class ExportfsBackend:
             )
         else:
             base = dict(current_raw)
-            what = "restored the previous files (there is no verified state yet)"
+            what = "restored the previous files " + (distrust or "(there is no verified state yet)")
         on_disk = self._on_disk()
         goal: dict[str, str | None] = {}
         for name in set(base) | set(done) | set(current_raw) | set(on_disk):

@@ -5,8 +5,9 @@ A project leaves only on positive, repeated evidence: absent from ``confirmation
 consecutive complete Keystone listings that span at least ``min_age`` seconds.  A project
 whose id is still listed under another name was renamed, not deleted.  Ownership is by
 id: a served name is bound to the Keystone id it had when first seen (or to the ``id:``
-the projects file gives), and a listing that shows the name under another id (the project
-was deleted and recreated, or another project was renamed onto the name) gives the new
+the projects file gives; without memory, to the id its managed file records), and a
+listing that shows the name under another id (the project was deleted and recreated, or
+another project was renamed onto the name) gives the new
 id nothing until an operator accepts it; the bound id's pairs follow the deletion rules.
 A complete listing that shows far fewer instances than the last one, in the whole cloud
 or in one project, is implausible (a policy change, a wrong region list, a silently short
@@ -91,13 +92,17 @@ def assess(
     now: float,
     counting: bool,
     pinned: Mapping[str, str] | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Verdict], Memory, list[str]]:
     """Verdict per project name, the memory to keep, and notes (renames) to report.
 
     ``pinned`` is name -> id from the projects file: it wins over the remembered id.
+    ``recorded`` is name -> id written in the managed file in force: used when memory
+    has none (state_dir lost or corrupt), so a lost memory never rebinds a name.
     Only a ``counting`` cycle starts, advances or ends a run of absences.
     """
     pinned = pinned or {}
+    recorded = recorded or {}
     verdicts: dict[str, Verdict] = {}
     notes: list[str] = []
     absent: dict[str, Absence] = {}
@@ -111,7 +116,7 @@ def assess(
             if prev:
                 absent[name] = prev
             continue
-        bound = pinned.get(name) or memory.known_ids.get(name)
+        bound = pinned.get(name) or memory.known_ids.get(name) or recorded.get(name)
         rec = snap.projects.get(name)
         if rec is not None and (bound is None or rec.id == bound):
             if name in snap.incomplete:
@@ -176,7 +181,7 @@ def assess(
         # the names we serve or have in force stay bound to their id (first sight binds;
         # the projects file's id: wins); an absent name keeps it for its deletion
         for name in set(names):
-            bound = pinned.get(name) or memory.known_ids.get(name)
+            bound = pinned.get(name) or memory.known_ids.get(name) or recorded.get(name)
             if bound is not None:
                 known[name] = bound
     return verdicts, replace(memory, absent=absent, known_ids=known), notes

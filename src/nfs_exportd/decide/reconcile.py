@@ -20,9 +20,10 @@ completeness per project, the managed files in force, the removal counters.  The
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from ..errors import NfsExportdError
 from ..model import (
     EXPORTS_SUFFIX,
     PUBLIC_FILE_PREFIX,
@@ -35,6 +36,7 @@ from ..model import (
     ServedExport,
     sorted_clients,
 )
+from ..validate import path_within
 from .lifecycle import Memory, Status, assess, project_shrinks, shrink
 from .lifecycle import aliases as project_aliases
 from .plan import Action, Change, Hold, Plan, Reason
@@ -157,6 +159,12 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
     project_names = set(inp.private) | {
         f.owner for f in inp.in_force.values() if f.kind == "project"
     }
+    # the Keystone id each project file in force records (memory lost: still bound)
+    recorded = {
+        f.owner: f.keystone_id
+        for f in inp.in_force.values()
+        if f.kind == "project" and f.keystone_id
+    }
     verdicts, memory, renames = assess(
         project_names,
         snap,
@@ -166,6 +174,7 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         now=inp.now,
         counting=counting,
         pinned=inp.pinned_ids,
+        recorded=recorded,
     )
     notes.extend(renames)
     grown = project_shrinks(
@@ -232,6 +241,16 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 )
             )
 
+    # Which file the projects file serves each path for now (a moved volume is its new
+    # owner's at once: the old owner's pairs on it, or on a path inside or around it,
+    # leave through every hold, like an unsafe path's).
+    served_for: dict[str, str] = {}  # path -> label
+    for project, exps in inp.private.items():
+        for exp in exps:
+            served_for[exp.path] = project
+    for pub in inp.public:
+        served_for[pub.path] = PUBLIC_OWNER_PREFIX + pub.name
+
     # ---------------------------------------------------------------- owners to consider
     owners: dict[str, tuple[str, str]] = {}  # filename -> (kind, owner)
     for project in inp.private:
@@ -276,6 +295,10 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                 verdict.status is Status.RENAMED
                 and owner not in inp.private
                 and ((aliases(owner) - {owner}) & set(inp.private))
+                # only when the new name's data is complete: an unknown project keeps
+                and all(
+                    snap.project_complete(n) for n in (aliases(owner) - {owner}) & set(inp.private)
+                )
             ):
                 moved.add(owner)  # the projects file follows the new name: move there
             elif verdict.status is Status.UNKNOWN and _disabled(snap, owner):
@@ -336,6 +359,29 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
                             Change(label, path, client, Action.REMOVE, Reason.IP_CONFLICT)
                         )
                         st.current.discard(client)
+
+        own = {label} | (aliases(owner) if kind == "project" else set())
+        for path, st in paths.items():
+            if not st.current:
+                continue
+            moved_to = sorted(
+                {
+                    other
+                    for spath, other in served_for.items()
+                    if other not in own and (path_within(path, spath) or path_within(spath, path))
+                }
+            )
+            if not moved_to:
+                continue
+            detail = (
+                f"{path} (or a path inside or around it) is now served for "
+                f"{', '.join(moved_to)} in the projects file: it leaves {label} at once"
+            )
+            notes.append(detail)  # nothing is held: the pairs go now, the note says why
+            for client in sorted_clients(st.current):
+                work.changes.append(Change(label, path, client, Action.REMOVE, Reason.PATH_UNSAFE))
+            st.current.clear()
+            st.current_options = None  # nothing of it stays in force: nothing to keep or hold
 
         for path, st in paths.items():
             why = inp.unsafe_paths.get(path) or inp.held_paths.get(path)
@@ -441,7 +487,21 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
             if fname in inp.in_force:
                 notes.append(f"{fname}: no longer served and empty; removed")
         else:
-            files[fname] = ExportsFile(fname, kind, owner, tuple(lines))
+            pid = None
+            if kind == "project":
+                pid = memory.known_ids.get(owner) or recorded.get(owner)
+                if pid is None and snap.listing_complete and snap.projects:
+                    rec = snap.projects.get(owner)
+                    pid = rec.id if rec is not None else None
+            files[fname] = ExportsFile(fname, kind, owner, tuple(lines), pid)
+    _check_one_owner_per_path(
+        files,
+        inp.in_force,
+        lambda a, b: (
+            owners[a][0] == owners[b][0] == "project"
+            and (owners[b][1] in aliases(owners[a][1]) or owners[a][1] in aliases(owners[b][1]))
+        ),
+    )
 
     keep_baseline = shrink_detail is not None and not policy.force
     if keep_baseline or not counting:
@@ -480,6 +540,46 @@ def decide(inp: DecideInput, policy: Policy) -> Plan:
         notes=tuple(notes),
         counted=counting,
     )
+
+
+class PlanBug(NfsExportdError):
+    """The plan would export one path (or nested paths) for two files: a bug in decide
+    (a moved path leaves its old file in the same plan), so nothing is written."""
+
+
+def _check_one_owner_per_path(
+    files: Mapping[str, ExportsFile | None],
+    in_force: Mapping[str, ExportsFile],
+    one_project: Callable[[str, str], bool],
+) -> None:
+    """Refuse a plan that puts a path, or a path inside it, into two files, unless both
+    lines are already in force exactly so (then the plan does not make it worse) or both
+    files are one project's (a rename: same Keystone id, the old name's pairs waiting for
+    their confirmations while the new name's file has the path)."""
+    by_path: dict[str, set[str]] = {}
+    for fname, f in files.items():
+        for ln in f.lines if f is not None else ():
+            by_path.setdefault(ln.path, set()).add(fname)
+
+    def in_force_now(path: str, fname: str) -> bool:
+        f = in_force.get(fname)
+        return f is not None and any(ln.path == path for ln in f.lines)
+
+    for path, fnames in sorted(by_path.items()):
+        parts = path.split("/")
+        for n in range(1, len(parts) + 1):  # the path itself and every parent of it
+            outer = "/".join(parts[:n]) or "/"
+            for fname in sorted(fnames):
+                for oname in sorted(by_path.get(outer, set()) - {fname}):
+                    if in_force_now(path, fname) and in_force_now(outer, oname):
+                        continue
+                    if one_project(fname, oname):
+                        continue
+                    raise PlanBug(
+                        f"refusing the plan: {outer} ({oname}) and {path} ({fname}) would "
+                        "both be exported; nothing was written. This is a bug in "
+                        "nfs-exportd: please report it"
+                    )
 
 
 def _own_claims(snap: InventorySnapshot, client: str, pid: str | None) -> bool:

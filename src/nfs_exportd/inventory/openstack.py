@@ -8,13 +8,18 @@ Anything less makes the data *unknown*, for one project when the failure is abou
 project, for the whole snapshot otherwise; never empty.
 
 Modes:
-* ``all-projects``: Neutron ports of instances (``device_owner`` ``compute:*``) for all
-  projects, cross-checked with Nova servers listed for all projects.  Neutron is the
-  source of truth for who owns an address.  Needs a project-scoped admin (stock policy)
-  or an operator's policy override.  Requests per cycle do not grow with projects.
+* ``all-projects``: Neutron ports for all projects (those of instances, ``device_owner``
+  ``compute:*``, give ownership; every other port's addresses are claims), cross-checked
+  with Nova servers listed for all projects.  Neutron is the source of truth for who
+  owns an address; an address Nova shows that no port of its server shows is a claim.
+  Not seen (documented limitations): allowed address pairs wider than one address, and
+  ports with ``port_security_enabled: false``, which may send from any address.  Needs a
+  project-scoped admin (stock policy) or an operator's policy override.  Requests per
+  cycle do not grow with projects.
 * ``per-project``: one project-scoped Nova listing per project and region with a reader
   in each project; tokens are kept and reused until they expire.  It cannot see an
-  address reused by a project it does not list.
+  address reused by a project it does not list; a server of another project in a
+  project's listing makes that project unknown.
 
 Every address (fixed, floating, Nova's) passes ``addresses.parse_address`` here; one that
 fails makes its instance's project unknown, naming the server and port, never the whole
@@ -24,6 +29,7 @@ agree on a listed project, any other claim gives the address to nobody.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..addresses import AddressError, parse_address, shown
+from ..addresses import ADDRESS_CHARS, AddressError, parse_address, shown
 from ..errors import (
     InventoryAuthError,
     InventoryBadData,
@@ -52,7 +58,14 @@ log = logging.getLogger(__name__)
 NOVA_PAGE = 1000  # Nova's default [api] max_limit
 NEUTRON_PAGE = 1000
 NOVA_MICROVERSION = "2.69"  # down-cell servers are returned as UNKNOWN, not omitted
-PORT_FIELDS = ("id", "device_id", "device_owner", "project_id", "fixed_ips")
+PORT_FIELDS = (
+    "id",
+    "device_id",
+    "device_owner",
+    "project_id",
+    "fixed_ips",
+    "allowed_address_pairs",
+)
 FIP_FIELDS = ("id", "floating_ip_address", "port_id", "project_id")
 # Nova states in which a server owns a port and shows its addresses.
 ADDRESSED = frozenset(
@@ -449,6 +462,16 @@ class OpenStackInventory:
                 "projects: Keystone truncated the listing (list_limit); raise it for this user",
                 request,
             )
+        links = body.get("links")
+        if isinstance(links, dict) and links.get("next"):
+            # Keystone does not page /v3/projects; a next link is a proxy or an extension
+            # we cannot trust to page consistently: unknown, never a shorter listing
+            raise InventoryIncomplete(
+                f"projects: Keystone's answer links a next page ({shown(links.get('next'))}); "
+                "only a single complete page is accepted: remove the paging in front of "
+                "Keystone",
+                request,
+            )
         out: dict[str, ProjectRecord] = {}
         names: set[str] = set()
         for p in body["projects"]:
@@ -622,6 +645,15 @@ class OpenStackInventory:
                 raise InventoryIncomplete(f"server {sid} is in a down Nova cell", req)
             if status in GONE:
                 continue
+            tenant = srv.get("tenant_id") or srv.get("project_id")
+            if tenant is not None and tenant != project.id:
+                # a project-scoped listing showing another project's server: not this
+                # project's instance, and the listing is not what it says
+                bad.append(
+                    f"{region}: server {_label(sid)} of project {_label(tenant)} is in the "
+                    f"listing scoped to {_label(project.name)} ({_label(project.id)})"
+                )
+                continue
             nets = srv.get("addresses")
             if not isinstance(nets, dict):
                 raise InventoryBadData(f"server {sid} has no 'addresses'", req)
@@ -665,6 +697,33 @@ class _Port:
     refused: list[str]
 
 
+def _unexportable(text: object) -> bool:
+    """A well-formed address the grammar refuses for its range (link-local, loopback...):
+    it can never be in an exports file, so it claims nothing and hides nothing."""
+    if not isinstance(text, str) or not ADDRESS_CHARS.fullmatch(text):
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pair_address(text: object) -> IPAddress | None:
+    """The single address of an allowed address pair; None for a wider CIDR (not
+    claimed: a documented limitation).  AddressError for text that is no address."""
+    if isinstance(text, str) and "/" in text:
+        addr_text = text.partition("/")[0]
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise AddressError(f"allowed address pair {shown(text)} is not a CIDR") from None
+        if net.prefixlen != net.max_prefixlen:
+            return None
+        return parse_address(addr_text)
+    return parse_address(text)
+
+
 def merge_region(
     region: str,
     projects: Mapping[str, ProjectRecord],
@@ -677,26 +736,87 @@ def merge_region(
 ) -> None:
     """One region's Neutron ports (and floating IPs) and Nova servers, owned per address.
 
-    A port's address belongs to a project only when the port's project, the project of
-    the server it is attached to (Nova's ``tenant_id``) and, for a floating IP, the
-    floating IP's project all agree, and that project is listed by Keystone.  Otherwise
-    the address is a claim (``claims``) that gives it to nobody and takes it from every
-    project at once: a port of a project Keystone does not list (an orphan of a deleted
-    project), a port of project X on a server of project Y.  An address that fails the
-    grammar (``addresses.parse_address``) makes the projects of its port and server
-    unknown, naming both, and nothing else: a malformed record (no id, no device, no
-    project) still makes the whole read unknown.
+    A port's address belongs to a project only when the port is an instance's
+    (``device_owner`` ``compute:*``) and the port's project, the project of the server it
+    is attached to (Nova's ``tenant_id``) and, for a floating IP, the floating IP's
+    project all agree, and that project is listed by Keystone.  Otherwise the address is
+    a claim (``claims``) that gives it to nobody and takes it from every project at once:
+    a port of a project Keystone does not list (an orphan of a deleted project), a port
+    of project X on a server of project Y.
+
+    Every other sign that someone sends from an address is a claim by its project alone
+    (``ids`` is that project's id, so its own exports follow the deletion rules and any
+    other project's leave at once), dropped when an instance of that same project has
+    the address: the fixed IPs of ports that are no instance's (DHCP, router, load
+    balancer, unbound, Ironic ``baremetal:*``, trunk subports: their addresses are
+    never exported), single-address allowed address pairs (wider CIDRs are not claimed:
+    a documented limitation), and the addresses Nova shows for a server that no port of
+    that server shows (a stale Neutron or a stale Nova: exported for neither).  A server
+    listed twice by Nova with two projects is bad data for both projects.
+
+    An address that fails the grammar (``addresses.parse_address``) makes the projects of
+    its port and server unknown, naming both, and nothing else: a malformed record (no
+    id, no device, no project) still makes the whole read unknown.
     """
     req = f"{region} listings"
     by_server: dict[str, list[_Port]] = {}
     by_id: dict[str, _Port] = {}
+    soft: list[tuple[IPAddress, str, str]] = []  # (address, claimant project id, detail)
+
+    def name(pid: str | None) -> str | None:
+        return projects[pid].name if pid is not None and pid in projects else None
+
+    def who(pid: str | None) -> str:
+        n = name(pid)
+        if n is not None:
+            return f"project {_label(n)}"
+        return f"project {_label(pid)} (not listed by Keystone)" if pid else "no project"
+
+    def unknown(pid: str | None, why: str) -> None:
+        pname = name(pid)
+        if pname is not None:
+            incomplete.setdefault(pname, why)
+
     for port in ports:
-        owner_kind = port.get("device_owner") or ""
-        if not isinstance(owner_kind, str) or not owner_kind.startswith("compute:"):
-            continue
         pid = _field(port, "id", str, "ports", req)
-        dev = _field(port, "device_id", str, "ports", req)
+        owner_kind = port.get("device_owner") or ""
+        kind = owner_kind if isinstance(owner_kind, str) else ""
         proj = port.get("project_id") or port.get("tenant_id")
+        device = f"device_owner {_label(kind)}" if kind else "no device_owner"
+        of_port = f"port {_label(pid)} ({device}) of {who(proj if isinstance(proj, str) else None)}"
+        pairs = port.get("allowed_address_pairs") or []
+        if not isinstance(pairs, list):
+            raise InventoryBadData(
+                f"ports: port {_label(pid)}: malformed allowed_address_pairs", req
+            )
+        for pair in pairs:
+            text = pair.get("ip_address") if isinstance(pair, dict) else pair
+            try:
+                single = _pair_address(text)
+            except AddressError as exc:
+                if not _unexportable(text):
+                    unknown(proj if isinstance(proj, str) else None, f"{region}: {of_port}: {exc}")
+                continue
+            if single is None:
+                log.debug("%s: %s: allowed address pair %s not claimed", region, of_port, text)
+            elif isinstance(proj, str) and proj:
+                soft.append((single, proj, f"allowed address pair {single} of {of_port}"))
+        if kind == "network:floatingip":
+            continue  # the floating IP itself: owned through the floating IP listing
+        if not kind.startswith("compute:"):
+            for fixed in _field(port, "fixed_ips", list, "ports", req):
+                text = fixed.get("ip_address") if isinstance(fixed, dict) else fixed
+                try:
+                    addr = parse_address(text)
+                except AddressError as exc:
+                    if not _unexportable(text):
+                        unknown(proj if isinstance(proj, str) else None,
+                                f"{region}: {of_port}: fixed IP {exc}")  # fmt: skip
+                    continue
+                claimant = proj if isinstance(proj, str) else ""
+                soft.append((addr, claimant, f"fixed IP {addr} of {of_port}, no instance's port"))
+            continue
+        dev = _field(port, "device_id", str, "ports", req)
         if not isinstance(proj, str):
             raise InventoryBadData(f"ports: port {_label(pid)} has no project_id", req)
         rec = _Port(pid, dev, proj, [], [])
@@ -723,24 +843,36 @@ def merge_region(
         other = fproj if isinstance(fproj, str) and fproj != rec.project else None
         rec.addresses.append((addr, f"floating IP {fid}", other))
 
-    def name(pid: str | None) -> str | None:
-        return projects[pid].name if pid is not None and pid in projects else None
-
-    def who(pid: str | None) -> str:
-        n = name(pid)
-        if n is not None:
-            return f"project {_label(n)}"
-        return f"project {_label(pid)} (not listed by Keystone)" if pid else "no project"
-
+    # Nova: each server's project, and the addresses it shows (fixed; floating ones only
+    # when floating IPs are read).  A server id listed twice with two projects is nobody's.
+    types = {"fixed", "floating"} if fips else {"fixed"}
     names: dict[str, tuple[str, str]] = {}
     server_project: dict[str, str] = {}  # server id -> project id (Nova tenant_id)
+    first_seen: dict[str, str | None] = {}
+    late: list[tuple[str | None, str]] = []  # Nova's refused addresses: project, why
+    shown_on = {  # server id -> the addresses its ports show (any project's)
+        sid: {a for pt in sports for a, _, _ in pt.addresses} for sid, sports in by_server.items()
+    }
+    twice: set[str] = set()  # listed for two projects: nobody's
     for srv in servers:
         sid = _field(srv, "id", str, "servers", req)
         status = str(srv.get("status", "")).upper()
         proj = srv.get("tenant_id") or srv.get("project_id")
-        if isinstance(proj, str):
-            server_project[sid] = proj
-        pname = name(proj) if isinstance(proj, str) else None
+        proj = proj if isinstance(proj, str) else None
+        pname = name(proj)
+        if sid in first_seen and first_seen[sid] != proj:
+            first = first_seen[sid]
+            why = (
+                f"{region}: server {_label(sid)} is listed twice by Nova, for {who(first)} "
+                f"and {who(proj)}"
+            )
+            unknown(first, why)
+            unknown(proj, why)
+            twice.add(sid)
+        elif sid not in first_seen:
+            first_seen[sid] = proj
+            if proj is not None:
+                server_project[sid] = proj
         if status == "UNKNOWN":
             if pname:
                 incomplete.setdefault(
@@ -750,17 +882,40 @@ def merge_region(
             continue
         if status in GONE:
             continue
-        names[sid] = (str(srv.get("name", "")), status)
+        names.setdefault(sid, (str(srv.get("name", "")), status))
         if status in ADDRESSED and sid not in by_server and pname:
             incomplete.setdefault(
                 pname,
                 f"{region}: server {_label(sid)} is {status} but Neutron shows no port for it",
             )
+        nets = srv.get("addresses")
+        if nets is None:
+            continue
+        if not isinstance(nets, dict) or not all(isinstance(v, list) for v in nets.values()):
+            unknown(proj, f"{region}: server {_label(sid)}: malformed 'addresses'")
+            continue
+        for entries in nets.values():
+            for e in entries:
+                iptype = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
+                if not isinstance(iptype, str) or iptype not in types:
+                    continue
+                try:
+                    addr = parse_address(e.get("addr"))
+                except AddressError as exc:  # after the ports' (they name the port)
+                    late.append((proj, f"{region}: server {_label(sid)}: Nova's {exc}"))
+                    continue
+                if proj and addr not in shown_on.get(sid, ()):
+                    soft.append((addr, proj, f"address {addr} Nova shows on server "
+                                 f"{_label(sid)} of {who(proj)}"))  # fmt: skip
     for sid, sports in by_server.items():
         # The server's project: Nova's word; for a server Nova does not list (a port left
         # behind, a race), its ports' project when they agree on one, else nobody's.
-        owner = server_project.get(sid)
-        if owner is None:
+        owner: str | None
+        if sid in twice:
+            owner = None
+        elif sid in server_project:
+            owner = server_project[sid]
+        else:
             port_projects = {pt.project for pt in sports}
             owner = port_projects.pop() if len(port_projects) == 1 else None
         addrs: list[IPAddress] = []
@@ -787,6 +942,23 @@ def merge_region(
             instances.setdefault(pname, []).append(
                 InstanceRecord(sid, sname, pname, status, tuple(addrs))
             )
+
+    for proj_id, why in late:
+        unknown(proj_id, why)
+
+    # The claims of one project alone, unless one of its own instances has the address.
+    own: dict[str, set[IPAddress]] = {}
+    for pname, insts in instances.items():
+        for inst in insts:
+            own.setdefault(pname, set()).update(inst.addresses)
+    ids = {p.name: pid for pid, p in projects.items()}
+    for addr, claimant, detail in soft:
+        pname = name(claimant)
+        if pname is not None and addr in own.get(pname, ()) and ids[pname] == claimant:
+            continue
+        claims.setdefault(str(addr), []).append(
+            AddressClaim(f"{detail} in {region}", (), (claimant,) if claimant else ())
+        )
 
 
 def _scope_of(conn: Any) -> str:
