@@ -682,3 +682,67 @@ def test_options_of_a_file_in_force_are_checked_when_read(options: str) -> None:
     text = f"{header}\n/srv/tools/home -{options} 172.16.0.11\n"
     with pytest.raises(ManagedFileError, match=r"^tools\.exports:2: options"):
         parse("tools.exports", text)
+
+
+# -- names, paths and options: the projects file and the config, then decide and render
+
+NASTY = st.sampled_from(
+    ["", " ", "\n", "\t", "*", "(rw)", "#", "\\057", "..", ".", "/", "%", "'", '"', "é", "\x00"]
+)
+# the exports grammar at its widest: what validate.py and config.check_options allow
+ANY_HEADER_RE = re.compile(
+    r"# nfs-exportd managed file, do not edit: project=[A-Za-z0-9_][A-Za-z0-9_.-]*"
+)
+OPT = r"[a-z0-9_]+(=[A-Za-z0-9_:./@+-]+)?"
+ANY_LINE_RE = re.compile(rf"(/[A-Za-z0-9_.+@,=:-]+)+ -{OPT}(,{OPT})*( [0-9a-f:.]+)+")
+fragment = st.one_of(NASTY, st.text(max_size=8), st.from_regex(r"[a-z0-9._-]{1,8}", fullmatch=True))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.lists(fragment, min_size=1, max_size=3).map("".join),
+    volume=st.lists(fragment, min_size=1, max_size=3).map("".join),
+    path=st.lists(fragment, min_size=1, max_size=4).map(lambda parts: "/".join(parts)),
+    options=st.one_of(st.just("rw,sync"), st.lists(fragment, min_size=1, max_size=3).map(",".join)),
+)
+def test_fuzz_names_paths_and_options_never_shape_a_line(
+    name: str, volume: str, path: str, options: str
+) -> None:
+    """Random text as a project name, volume name, path (projects file) and option list
+    (config): refused where it is read (ValueError, ConfigError, pydantic's error), or
+    every rendered line matches the exports grammar.  Nothing in between."""
+    from pydantic import ValidationError
+
+    from nfs_exportd.config import ExportOptionsConfig
+    from nfs_exportd.errors import ConfigError
+    from nfs_exportd.projects import parse_projects, served_exports
+
+    host = "nfs-1.svc.example"
+    try:
+        projects = parse_projects(
+            {name: {"gid": 50001, "mounts": {volume: f"{host}:{path}"}}}, "projects.yaml"
+        )
+        opts = ExportOptionsConfig.model_validate({"default": options})
+        served = served_exports(projects, [host], opts, {}, "config.yaml")
+    except (ValueError, ConfigError, ValidationError):
+        return  # refused where it was read, naming it
+    snap = InventorySnapshot(
+        source="fuzz",
+        projects={p: ProjectRecord(f"id-{i}", p, True) for i, p in enumerate(served.private)},
+        instances={
+            p: (InstanceRecord("i-1", "vm", p, "ACTIVE", (parse_address("172.16.0.5"),)),)
+            for p in served.private
+        },
+    )
+    plan = decide(DecideInput(served.private, (), snap, {}), Policy(confirmations=1))
+    for fname, f in plan.files.items():
+        if f is None:
+            continue
+        lines = render(f).split("\n")
+        assert ANY_HEADER_RE.fullmatch(lines[0]), lines
+        assert lines[-1] == ""
+        for line in lines[1:-1]:
+            if line.startswith("# keystone-id="):
+                continue
+            assert ANY_LINE_RE.fullmatch(line), f"{fname}: {line!r}"
+            assert ".." not in line.split(" ")[0].split("/"), line

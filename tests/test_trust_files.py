@@ -424,6 +424,7 @@ BAD_FILES = {
     "relative path": _file(path="srv/tools"),
     "unnormalised path": _file(path="/srv//tools/"),
     "backslash in path": _file(path="/srv/\\057etc"),
+    "the whole file system": _file(path="/"),
     "space in options": _file(options="rw, no_root_squash"),
     "parenthesis in options": _file(options="rw)"),
     "newline in options": _file(options="rw\n/etc *(rw"),

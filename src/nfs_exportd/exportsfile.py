@@ -66,7 +66,8 @@ def render(f: ExportsFile) -> str:
     seen: set[str] = set()
     for line in f.lines:
         try:
-            ok = normalise_path(line.path) == (line.path, False)
+            # "/" is a normalised path, and never a volume: the whole server
+            ok = normalise_path(line.path) == (line.path, False) and line.path != "/"
         except ValueError:
             ok = False
         if not ok or line.path in seen:

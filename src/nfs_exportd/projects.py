@@ -134,6 +134,9 @@ def parse_projects(data: object, source: str) -> ProjectsFile:
             except ValueError as exc:
                 errors.append(f"{vwhere}: {exc}")
                 continue
+            if path == "/":
+                errors.append(f"{vwhere}: path '/' is the whole file system, never a volume")
+                continue
             if changed:
                 warnings.append(f"{vwhere}: path {raw_path!r} normalised to {path!r}")
             mounts.append(Mount(project=name, volume=volume, host=host, path=path))
@@ -250,6 +253,9 @@ def served_exports(
             path, _ = normalise_path(raw_path)
         except ValueError as exc:
             errors.append(f"{where}.path: {exc}")
+            continue
+        if path == "/":
+            errors.append(f"{where}.path: '/' is the whole file system, never an export")
             continue
         clients: list[str] = []
         for i, c in enumerate(raw_clients):
