@@ -24,7 +24,7 @@ from .cycle import Facts, backend_for, journal_change, make_plan, read_facts
 from .decide import Plan
 from .errors import StateError
 from .exportsfile import ManagedFileError, parse_lines, render
-from .model import EXPORTS_SUFFIX, ExportsFile
+from .model import EXPORTS_SUFFIX, ExportsFile, FileKind
 from .projects import ServedSet
 from .validate import check_name
 
@@ -85,7 +85,7 @@ def find(cfg: Config, served: ServedSet, facts: Facts) -> AdoptResult:
                 "left alone"
             )
             continue
-        res.adopted[name] = ExportsFile(name, "project", stem, lines)
+        res.adopted[name] = ExportsFile(name, FileKind.PROJECT, stem, lines)
     return res
 
 

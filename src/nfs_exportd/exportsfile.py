@@ -23,6 +23,7 @@ from .model import (
     PUBLIC_FILE_PREFIX,
     ExportLine,
     ExportsFile,
+    FileKind,
     sorted_clients,
 )
 from .validate import KEYSTONE_ID_RE, check_name, normalise_path
@@ -158,7 +159,9 @@ def parse(filename: str, text: str) -> ExportsFile | None:
                 f"{filename}:2: {second!r} is not a Keystone id line of a project file; "
                 "remove the line (the id is learnt again from Keystone)"
             )
-    return ExportsFile(filename, kind, owner, parse_lines(filename, lines[1:], 2), keystone_id)
+    return ExportsFile(
+        filename, FileKind(kind), owner, parse_lines(filename, lines[1:], 2), keystone_id
+    )
 
 
 def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[ExportLine, ...]:

@@ -157,12 +157,19 @@ class ExportLine:
     clients: tuple[str, ...]
 
 
+class FileKind(enum.StrEnum):
+    """Whose a managed file is: its header says ``project=NAME`` or ``public=NAME``."""
+
+    PROJECT = "project"
+    PUBLIC = "public"
+
+
 @dataclass(frozen=True)
 class ExportsFile:
     """One managed file: its owner (``project=`` or ``public=``) and its lines."""
 
     filename: str
-    kind: str  # "project" | "public"
+    kind: FileKind
     owner: str
     lines: tuple[ExportLine, ...]
     # a project file's Keystone id (its ``# keystone-id=`` line): the binding of the name
