@@ -737,3 +737,46 @@ def test_rollback_never_gives_a_moved_volume_back(lab: Lab, capsys: Out) -> None
     assert (a_home, C) in lab.in_force()
     _run(lab, capsys, "sync", code=3)  # rollback-hold
     assert (shared, C) not in lab.in_force()
+
+
+def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
+    lab: Lab, capsys: Out, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one apply-and-remember sequence: a rollback whose journal cannot be written
+    (its disk full: the real full disk is test_trust_apply's, for sync) is applied, keeps
+    its rollback-hold marker, exits 1 naming what was not recorded, and leaves
+    ``unjournaled`` in status; the next sync journals the catch-up."""
+    import errno
+
+    from nfs_exportd import journal
+
+    home = _tools(lab, A, B)
+    assert lab.cli("sync") == 0
+    id_a = _ids(lab)[-1]
+    lab.remove_instance("i-2")
+    lab.config["safety"]["removal_confirmations"] = 1
+    assert lab.cli("sync") == 0
+    assert lab.in_force() == {(home, A)}
+    entries = _ids(lab)
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(journal, "record", full)
+        capsys.readouterr()
+        assert lab.cli("rollback", "--to", str(id_a)) == 1
+        err = capsys.readouterr().err
+    assert "applied and verified in force" in err and "not recorded" in err, err
+    assert "the journal could not be written" in err and "then run sync" in err, err
+    assert lab.in_force() == {(home, A), (home, B)}  # applied, not undone
+    assert _marker(lab).exists()  # the daemon does not undo it
+    assert _ids(lab) == entries
+    st = lab.status()
+    assert st["unjournaled"] and "No space left" in st["unjournaled"]["message"]
+
+    assert lab.cli("sync") == 3  # the rollback hold holds
+    assert lab.status().get("unjournaled") is None
+    last = _entries(lab, capsys)[-1]
+    assert last["reason"].startswith("catch-up")
+    assert {tuple(r[:3]) for r in last["added"]} == {("tools", home, B)}

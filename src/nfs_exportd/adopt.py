@@ -18,9 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from . import state
 from .config import Config
-from .cycle import Facts, backend_for, journal_change, make_plan, read_facts
+from .cycle import Facts, apply_and_record, backend_for, make_plan, read_facts, record_unjournaled
 from .decide import Plan
 from .errors import StateError
 from .exportsfile import ManagedFileError, parse_lines, render
@@ -110,22 +109,27 @@ def adopt(cfg: Config, served: ServedSet, *, dry_run: bool) -> AdoptResult:
         except OSError as exc:
             raise StateError(f"{cfg.exports_dir / name}: cannot read: {exc}") from None
     # The same pairs and options, now with our header: exportfs must end where it began.
-    backend_for(cfg).apply(res.adopted, current_raw, facts.missing_paths)
-    res.applied = True
-    before = dict(facts.scan.raw)
-    after = dict(after_scan.raw)
-    state.save_verified(cfg.state_dir, after)
-    entry = journal_change(
+    rec = apply_and_record(
         cfg,
-        "adopt",
-        "",
-        f"adopted {len(res.adopted)} files of the original daemon ({res.pairs} pairs)",
-        before,
-        after,
+        backend_for(cfg),
+        res.adopted,
+        dict(facts.scan.raw),
+        kind="adopt",
+        reason=f"adopted {len(res.adopted)} files of the original daemon ({res.pairs} pairs)",
+        after=dict(after_scan.raw),
+        current_raw=current_raw,
+        missing=facts.missing_paths,
         # the pairs in force before were the same, under the original's files: a rollback
         # to the baseline must not take them away
-        baseline=after,
+        baseline=dict(after_scan.raw),
     )
+    res.applied = True
+    entry = rec.entry
+    record_unjournaled(cfg, rec)
+    if rec.unsaved:
+        raise rec.not_recorded(
+            cfg, f"adopted {len(res.adopted)} files (applied and verified), but not recorded"
+        )
     res.entry_id = entry.id if entry else None
     return res
 

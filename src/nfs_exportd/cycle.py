@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import journal, state
 from .backends.exportfs import ApplyResult, ExportfsBackend
@@ -21,7 +22,7 @@ from .exportsfile import DirScan, render, scan
 from .fsutil import remove_stale_temporaries
 from .inventory import InventorySource, source_from_config
 from .killpoints import kill_point
-from .model import InventorySnapshot, Maintenance
+from .model import ExportsFile, InventorySnapshot, Maintenance
 from .projects import (
     PathSafety,
     ServedSet,
@@ -155,7 +156,29 @@ def make_plan(
     return plan
 
 
-def backend_for(cfg: Config) -> ExportfsBackend:
+class Backend(Protocol):
+    """What applies managed files: apply them (verified, undone on failure), read back
+    how the exports in force differ from them, and undo to the last verified state."""
+
+    name: str
+
+    def apply(
+        self,
+        targets: Mapping[str, ExportsFile | None],
+        current_raw: Mapping[str, str],
+        missing_paths: frozenset[str] = frozenset(),
+    ) -> ApplyResult: ...
+
+    def read_back(
+        self, targets: Mapping[str, ExportsFile | None], missing_paths: frozenset[str] = frozenset()
+    ) -> list[str]: ...
+
+    def undo(
+        self, current_raw: Mapping[str, str], missing_paths: frozenset[str] = frozenset()
+    ) -> str: ...
+
+
+def backend_for(cfg: Config) -> Backend:
     return ExportfsBackend(
         cfg.exports_dir,
         cfg.exportfs_command,
@@ -250,54 +273,31 @@ def _sync(
             f"the plan is now {plan.checksum}, not the {plan_checksum} you reviewed; run plan again"
         )
     log_decisions(plan)
-    applied = backend_for(cfg).apply(plan.files, facts.scan.raw, facts.missing_paths)
-    kill_point("verified")
-    # From here on the exports in force are changed and verified: a state file that
-    # cannot be written is no reason to undo that, but it is never silent either.
-    unsaved: list[str] = []
-    try:
+
+    def remember_counters() -> None:
         if plan.counting:
             state.save_counters(cfg.state_dir, plan.counters, plan.memory)
         elif facts.counters.problem:
             # not rebuilt yet: keep saying so until a complete cycle has counted afresh
             state.save_counters(cfg.state_dir, {}, rebuilding=facts.counters.problem)
-    except StateError as exc:
-        unsaved.append(str(exc))
-    rendered = {n: render(f) for n, f in plan.files.items() if f is not None}
-    try:
-        if applied.ran_exportfs or _last_verified(cfg) != rendered:
-            state.save_verified(cfg.state_dir, rendered)
-    except StateError as exc:
-        unsaved.append(str(exc))
-    changed = bool(applied.written or applied.removed)
-    old_status = load_status_or_empty(cfg)
-    unjournaled = old_status.get("unjournaled") if isinstance(old_status, dict) else None
-    journal_errors: list[str] = []
-    if unjournaled:
-        _journal_catch_up(cfg, facts.scan.raw, unjournaled, journal_errors)
-    if changed:
-        journal_change(
-            cfg,
-            "sync",
-            plan.checksum,
-            plan.summary(),
-            facts.scan.raw,
-            rendered,
-            plan,
-            on_error=journal_errors,
-        )
-    if journal_errors:
-        unjournaled = {
-            "since": (unjournaled or {}).get("since") or started,
-            "message": journal_errors[-1],
-        }
-    elif unjournaled:
-        log.info("the journal has caught up with the changes it could not record")
-        unjournaled = None
-    unsaved += journal_errors
+
+    rec = apply_and_record(
+        cfg,
+        backend_for(cfg),
+        plan.files,
+        facts.scan.raw,
+        kind="sync",
+        reason=plan.summary(),
+        checksum=plan.checksum,
+        plan=plan,
+        missing=facts.missing_paths,
+        remember=remember_counters,
+        started=started,
+    )
+    applied, unjournaled = rec.applied, rec.unjournaled
     code = EXIT_HELD if plan.held else EXIT_OK
     result = SyncResult(plan, applied, code)
-    if not unsaved:
+    if not rec.unsaved:
         problem = _save_status(
             cfg, plan, facts, started, "held" if plan.held else "ok", result.line(), unjournaled
         )
@@ -307,20 +307,117 @@ def _sync(
             f"{result.line()}; but {problem}: status and check show the cycle before; "
             f"free space in state_dir {cfg.state_dir}"
         )
-    if changed:
+    if rec.changed:
         head = (
             f"the change was applied and verified in force ({len(applied.written)} files "
             f"written, {len(applied.removed)} removed), but it is not recorded"
         )
     else:
         head = "the exports in force are verified, but the state could not be saved"
-    message = f"{head}: {'; '.join(unsaved)}; free space in state_dir {cfg.state_dir}" + (
-        ", then run sync: the journal catches up" if journal_errors else ""
-    )
+    message = str(rec.not_recorded(cfg, head))
     problem = _save_status(cfg, plan, facts, started, "error", message, unjournaled)
     if problem is not None:
         message += f"; and {problem}: status and check show the cycle before"
     raise NotRecorded(message)
+
+
+@dataclass
+class Recorded:
+    """What one apply-and-remember did, and what it could not remember."""
+
+    applied: ApplyResult
+    entry: journal.Entry | None = None
+    unsaved: list[str] = field(default_factory=list)  # why parts of state_dir were not written
+    journal_failed: bool = False  # the journal lags: status says so, the next sync catches up
+    unjournaled: dict[str, Any] | None = None  # status.json's "unjournaled" after this
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied.written or self.applied.removed)
+
+    def not_recorded(self, cfg: Config, head: str) -> NotRecorded:
+        """The error a command raises when the change is in force but not remembered."""
+        return NotRecorded(
+            f"{head}: {'; '.join(self.unsaved)}; free space in state_dir {cfg.state_dir}"
+            + (", then run sync: the journal catches up" if self.journal_failed else "")
+        )
+
+
+def apply_and_record(
+    cfg: Config,
+    backend: Backend,
+    files: Mapping[str, ExportsFile | None],
+    before: dict[str, str],
+    *,
+    kind: str,
+    reason: str,
+    checksum: str = "",
+    plan: Plan | None = None,
+    after: dict[str, str] | None = None,
+    current_raw: Mapping[str, str] | None = None,
+    missing: frozenset[str] = frozenset(),
+    baseline: dict[str, str] | None = None,
+    remember: Callable[[], None] | None = None,
+    started: float | None = None,
+) -> Recorded:
+    """The one apply-then-remember sequence of sync, run, rollback and adopt.
+
+    The backend applies ``files`` (verified, undone on failure: then nothing is
+    remembered).  From then on the exports in force are changed and verified, so no
+    failure to remember undoes them, and none is silent: in order, ``remember`` (the
+    counters of a sync), the last verified files (``after``: what is in force now, by
+    default the rendered ``files``), a catch-up entry for what earlier commands could
+    not journal, and the journal entry of this change; what fails is in ``unsaved``.
+    ``before`` is what was in force (the journal's before); ``current_raw`` is what the
+    backend compares against, when not all of it (adopt).
+    """
+    applied = backend.apply(files, before if current_raw is None else current_raw, missing)
+    kill_point("verified")
+    rec = Recorded(applied)
+    if remember is not None:
+        try:
+            remember()
+        except StateError as exc:
+            rec.unsaved.append(str(exc))
+    rendered = {n: render(f) for n, f in files.items() if f is not None}
+    in_force = rendered if after is None else after
+    try:
+        if applied.ran_exportfs or after is not None or _last_verified(cfg) != in_force:
+            state.save_verified(cfg.state_dir, in_force)
+    except StateError as exc:
+        rec.unsaved.append(str(exc))
+    old_status = load_status_or_empty(cfg)
+    unjournaled = old_status.get("unjournaled") if isinstance(old_status, dict) else None
+    errors: list[str] = []
+    if unjournaled:
+        _journal_catch_up(cfg, before, unjournaled, errors)
+    if rec.changed or kind != "sync":  # rollback and adopt journal even a no-op
+        rec.entry = journal_change(
+            cfg, kind, checksum, reason, before, in_force, plan, baseline, on_error=errors
+        )
+    if errors:
+        rec.journal_failed = True
+        since = (unjournaled or {}).get("since") or (time.time() if started is None else started)
+        rec.unjournaled = {"since": since, "message": errors[-1]}
+    elif unjournaled:
+        log.info("the journal has caught up with the changes it could not record")
+    rec.unsaved += errors
+    return rec
+
+
+def record_unjournaled(cfg: Config, rec: Recorded) -> None:
+    """For commands other than sync (which saves it with its status): keep status.json's
+    ``unjournaled`` true, so that check warns and the next sync catches up."""
+    status = load_status_or_empty(cfg)
+    if status.get("unjournaled") == rec.unjournaled:
+        return
+    status["unjournaled"] = rec.unjournaled
+    status.setdefault("schema", 1)
+    try:
+        state.save_status(cfg.state_dir, status)
+    except Exception as exc:
+        log.error("could not save status: %s", exc)
+        rec.unsaved.append(f"status could not be saved: {exc}")
 
 
 def _journal_catch_up(

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from . import journal, state
 from .config import Config
-from .cycle import backend_for, journal_change
+from .cycle import apply_and_record, backend_for, record_unjournaled
 from .decide.restore import RestoreInput, restore
 from .errors import StateError, UsageError
-from .exportsfile import ManagedFileError, parse, render, scan
+from .exportsfile import ManagedFileError, parse, scan
 from .inventory import source_from_config
 from .model import ExportsFile, FileKind
 from .projects import ServedSet, check_served_paths
@@ -96,8 +96,6 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     result.dropped.extend(plan.dropped)
     targets = plan.files
 
-    before = dict(current.raw)
-    backend = backend_for(cfg)
     missing = frozenset(
         ln.path
         for f in targets.values()
@@ -105,15 +103,23 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
         for ln in f.lines
         if not Path(ln.path).exists()
     )
-    backend.apply(targets, current.raw, missing)
-    after = {n: render(f) for n, f in targets.items() if f is not None}
-    state.save_verified(cfg.state_dir, after)
     reason = f"rollback to journal entry {target.id}"
     if result.dropped:
         reason += (
             f"; {len(result.dropped)} restored pair(s) dropped (address or path now elsewhere)"
         )
-    result.entry = journal_change(cfg, "rollback", "", reason, before, after)
+    rec = apply_and_record(
+        cfg,
+        backend_for(cfg),
+        targets,
+        dict(current.raw),
+        kind="rollback",
+        reason=reason,
+        missing=missing,
+    )
+    result.entry = rec.entry
+    # the marker first, whatever else could not be remembered: without it the running
+    # daemon would undo the rollback
     state.save_rollback_hold(
         cfg.state_dir,
         {
@@ -124,4 +130,11 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
             "dropped": [list(d) for d in result.dropped],
         },
     )
+    record_unjournaled(cfg, rec)
+    if rec.unsaved:
+        raise rec.not_recorded(
+            cfg,
+            f"the rollback to entry {target.id} is applied and verified in force, "
+            "but it is not recorded",
+        )
     return result

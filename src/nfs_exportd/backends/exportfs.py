@@ -275,6 +275,19 @@ class ExportfsBackend:
         self._clear_marker()
         return result
 
+    def read_back(
+        self, targets: Mapping[str, ExportsFile | None], missing_paths: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """How the exports in force differ from ``targets`` (empty: they match)."""
+        ours = {n: f for n, f in targets.items() if f is not None}
+        return self._verify(ours, {}, missing_paths)
+
+    def undo(
+        self, current_raw: Mapping[str, str], missing_paths: frozenset[str] = frozenset()
+    ) -> str:
+        """Return to the last verified state, re-apply and read it back; say how it went."""
+        return self._undo([], current_raw, {}, missing_paths)
+
     def _clear_marker(self) -> None:
         if self.pending_marker is not None:
             with contextlib.suppress(FileNotFoundError):
