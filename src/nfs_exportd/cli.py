@@ -95,9 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("ip", nargs="?", help="a client address")
     se.add_argument("--project", metavar="NAME", help="a project: its volumes, paths, clients")
     se.add_argument("--json", action="store_true")
-    from .sim.cli import add_parser as add_sim_parser
-
-    add_sim_parser(sub)
     return p
 
 
@@ -118,10 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "check":
             return cmd_check(args)
-        if args.command == "sim":
-            from .sim.cli import main as sim_main
-
-            return sim_main(args)
         handler = {
             "plan": cmd_plan,
             "sync": cmd_sync,
