@@ -23,9 +23,11 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml constraints.txt
+# nfs-exportd with its dev extra, and the test-only nfs-exportd-sim (simulator, demo,
+# exportfs sandbox), a distribution of its own so that the production wheel never has it
+$(STAMP): pyproject.toml sim/pyproject.toml constraints.txt
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' -e ./sim
 	@touch $(STAMP)
 
 deps: system-deps $(STAMP)
@@ -43,7 +45,7 @@ pytest: deps
 test: lint typecheck pytest
 
 demo: deps
-	$(BIN)/python -m nfs_exportd.demo
+	$(BIN)/python -m nfs_exportd_sim.demo
 
 clean:
-	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-run sim/build .pytest_cache .mypy_cache .ruff_cache

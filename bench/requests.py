@@ -18,7 +18,7 @@ Variants, each run in its own subprocess (so that each has its own peak RSS):
 
 Requests are counted by the simulator, per endpoint.  The simulator runs in its own
 process by default (``--sim process``); ``--sim thread`` runs it as a thread inside each
-variant's process, sharing that process's GIL (and its RSS).  ``nfs-exportd sim serve``
+variant's process, sharing that process's GIL (and its RSS).  ``nfs-exportd-sim serve``
 can neither add latency nor report counts, so the simulator process is this script's own
 ``_sim`` subcommand: a ``SimCloud`` with a small control API under ``/_bench/`` (counts,
 reset, latency, cloud facts) that is neither counted nor delayed.
@@ -72,8 +72,8 @@ def log(msg: str) -> None:
 def make_sim(projects: int, instances: int, seed: int = 0) -> Any:
     """A started SimCloud for ``generate(projects, instances)`` (2 regions) with a
     control API under ``/_bench/`` that is neither counted nor delayed."""
-    from nfs_exportd.sim import SimCloud, generate
-    from nfs_exportd.sim.http import Response
+    from nfs_exportd_sim import SimCloud, generate
+    from nfs_exportd_sim.http import Response
 
     class BenchSim(SimCloud):  # type: ignore[misc]
         def _serve(
@@ -120,7 +120,7 @@ def make_sim(projects: int, instances: int, seed: int = 0) -> Any:
 
 
 def write_clouds_yaml(cloud: Any, path: Path) -> Path:
-    from nfs_exportd.sim import ADMIN_PASSWORD, OBSERVER_PASSWORD
+    from nfs_exportd_sim import ADMIN_PASSWORD, OBSERVER_PASSWORD
 
     first = cloud.info()["projects"][0]
     entries: dict[str, dict[str, Any]] = {}

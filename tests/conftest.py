@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from nfs_exportd.cli import main
+from nfs_exportd_sim.sandbox import SANDBOX
 
-SANDBOX = Path(__file__).resolve().parents[1] / "src" / "nfs_exportd" / "demo" / "exportfs-sandbox"
 HOST = "nfs-1.svc.example"
 
 

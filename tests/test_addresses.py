@@ -37,7 +37,7 @@ from nfs_exportd.model import (
     ProjectRecord,
     ServedExport,
 )
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 # --------------------------------------------------------------------------- the grammar
 

@@ -1,4 +1,4 @@
-"""`make demo` runs python -m nfs_exportd.demo against the simulated cloud through the
+"""`make demo` runs python -m nfs_exportd_sim.demo against the simulated cloud through the
 real openstacksdk: it must apply, hold on Keystone's 401, confirm the removal, and fall
 back to rendering the files (saying why) where exportfs cannot run."""
 
@@ -14,7 +14,7 @@ from conftest import require_exportfs
 
 def _demo(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nfs_exportd.demo", str(tmp_path / "demo")],
+        [sys.executable, "-m", "nfs_exportd_sim.demo", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=120,

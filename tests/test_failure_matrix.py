@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 
 from conftest import HOST, SANDBOX, Lab
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 HOST2 = "nfs-2.svc.example"
 AUTH_HOST = "keystone.cloud.example"  # DNS scenario: a name only the test's resolver knows
@@ -618,7 +618,7 @@ def revoke_tools_reader(w: World) -> None:
 
 
 def restore_tools_reader(w: World) -> None:
-    from nfs_exportd.sim.state import Grant
+    from nfs_exportd_sim.state import Grant
 
     tools = w.sim.project_id("tools")
     with w.sim.state.lock:

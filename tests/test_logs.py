@@ -15,7 +15,7 @@ import pytest
 
 from conftest import Lab
 from nfs_exportd.logs import MASK, RedactFilter, redact, register_secret
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 PASSWORD = "Tr0ub4dor&3-very-secret"
 OBSERVER_PASSWORD = "0bserver-Pa55-also-secret"

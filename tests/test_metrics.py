@@ -446,7 +446,7 @@ def test_openstack_source_reports_every_request_by_service_and_status() -> None:
     """Through the real openstacksdk against the simulated cloud: each request of a read
     is counted under its service, with its HTTP status; a failing one under its code."""
     from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
-    from nfs_exportd.sim import SimCloud
+    from nfs_exportd_sim import SimCloud
 
     scenario = {
         "regions": ["RegionOne"],

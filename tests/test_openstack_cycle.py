@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import Lab, wait_for
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 ADMIN_PW = "admin-pw"
 SCENARIO = {

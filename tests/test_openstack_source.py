@@ -16,7 +16,7 @@ import pytest
 
 from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd.model import InventorySnapshot
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 PW = "secret-observer"
 ADMIN_PW = "secret-admin"

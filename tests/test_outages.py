@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import HOST, Lab, wait_for, watch_held
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 
 PW = {"admin": "admin-pw", "novaobserver": "observer-pw"}
 R1, R2 = "RegionOne", "RegionTwo"

@@ -3,7 +3,7 @@
 Keystone 30 from PyPI runs under gunicorn on 127.0.0.1 for the whole session
 (``tests/keystone_lab``: a cached venv, a fresh sqlite database per session).  Nova and
 Neutron stay simulated, registered in the real Keystone's catalog, and validate the real
-tokens against it as keystonemiddleware does (``nfs_exportd.sim.external``).  Every test
+tokens against it as keystonemiddleware does (``nfs_exportd_sim.external``).  Every test
 gets its own projects and users (names prefixed ``kN-``) and its own simulated cloud whose
 projects carry the real Keystone's ids; the daemon runs through its CLI (``sync``, or
 ``run`` as a process) with the real exportfs in its sandbox.
@@ -34,7 +34,7 @@ from conftest import Lab, finished, wait_for, watch_held
 from keystone_lab.real_keystone import REGION, SERVICE_PASSWORD, SERVICE_USER, RealKeystone
 from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd.model import InventorySnapshot
-from nfs_exportd.sim import ExternalKeystone, ServiceUser, SimCloud
+from nfs_exportd_sim import ExternalKeystone, ServiceUser, SimCloud
 
 pytest_plugins = ("keystone_lab.plugin",)
 
@@ -529,7 +529,7 @@ def test_sim_validates_the_real_keystone_tokens(site: Site) -> None:
 
 
 def test_sim_serve_with_keystone_url(site: Site, tmp_path: Path) -> None:
-    """``nfs-exportd sim serve --keystone-url``: prints the endpoints to register and
+    """``nfs-exportd-sim serve --keystone-url``: prints the endpoints to register and
     validates tokens against that Keystone."""
     ks = site.ks
     scenario = tmp_path / "cloud.yaml"
@@ -544,7 +544,7 @@ def test_sim_serve_with_keystone_url(site: Site, tmp_path: Path) -> None:
             }
         )
     )
-    cmd = [sys.executable, "-m", "nfs_exportd.sim", "serve", "--scenario", str(scenario),
+    cmd = [sys.executable, "-m", "nfs_exportd_sim", "serve", "--scenario", str(scenario),
            "--keystone-url", ks.url, "--keystone-user", SERVICE_USER]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "NFS_EXPORTD_SIM_KEYSTONE_PASSWORD"}
     no_pw = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)

@@ -7,7 +7,6 @@ pagination, down cells, changes-since, faults as the SDK sees them).
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import signal
@@ -28,8 +27,8 @@ import requests
 import yaml
 from keystoneauth1 import exceptions as ksa_exc
 
-from nfs_exportd.sim import ScenarioError, SimCloud, generate, load_scenario, parse_scenario
-from nfs_exportd.sim.cli import add_parser, main
+from nfs_exportd_sim import ScenarioError, SimCloud, generate, load_scenario, parse_scenario
+from nfs_exportd_sim.cli import main
 
 PW = "secret"
 # openstacksdk warns about its own internals on every call
@@ -492,21 +491,12 @@ def test_generate_is_realistic_and_deterministic() -> None:
     assert any(r.system == "all" for r in observer.roles)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser()
-    add_parser(p.add_subparsers(dest="command"))
-    return p
-
-
 def test_cli_gen_writes_a_loadable_scenario(tmp_path: Path) -> None:
     out = tmp_path / "cloud.yaml"
-    args = _parser().parse_args(
-        ["sim", "gen", "--projects", "8", "--instances", "40", "-o", str(out)]
-    )
-    assert main(args) == 0
+    assert main(["gen", "--projects", "8", "--instances", "40", "-o", str(out)]) == 0
     assert load_scenario(out) == generate(8, 40)
-    missing = _parser().parse_args(["sim", "serve", "--scenario", str(tmp_path / "nope")])
-    assert main(missing) == 2
+    assert main(["serve", "--scenario", str(tmp_path / "nope")]) == 2
+    assert main(["nonsense"]) == 2
 
 
 def test_cli_serve_prints_clouds_yaml_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -521,7 +511,7 @@ def test_cli_serve_prints_clouds_yaml_and_stops_on_sigterm(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "nfs_exportd.sim",
+            "nfs_exportd_sim",
             "serve",
             "--scenario",
             str(scenario),

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SANDBOX, Lab, wait_for
-from nfs_exportd.sim import SimCloud
+from nfs_exportd_sim import SimCloud
 from test_apply_exportfs import (
     OPTS,
     alive,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, journal, state
 from .check import hold_key
@@ -27,9 +27,11 @@ from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
 from .inventory import source_from_config
 from .logs import setup_logging
-from .metrics import Exporter
 from .notify import Notifier
 from .projects import ServedSet
+
+if TYPE_CHECKING:
+    from .metrics import Exporter
 
 log = logging.getLogger("nfs_exportd")
 LOCK_WAIT = 120.0  # seconds a command waits for a cycle in progress to finish
@@ -95,10 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("ip", nargs="?", help="a client address")
     se.add_argument("--project", metavar="NAME", help="a project: its volumes, paths, clients")
     se.add_argument("--json", action="store_true")
-    from .sim.cli import add_parser as add_sim_parser
-
-    add_sim_parser(sub)
     return p
+
+
+def new_exporter(cfg: Config) -> Exporter:
+    """The metrics exporter, imported only by the commands that export: prometheus_client
+    loads http.server, which ``check``, ``plan`` and ``status`` have no use for."""
+    from .metrics import Exporter
+
+    return Exporter(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,10 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "check":
             return cmd_check(args)
-        if args.command == "sim":
-            from .sim.cli import main as sim_main
-
-            return sim_main(args)
         handler = {
             "plan": cmd_plan,
             "sync": cmd_sync,
@@ -156,7 +159,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     served = load_served(cfg)
-    exporter = Exporter(cfg) if cfg.metrics.textfile else None
+    exporter = new_exporter(cfg) if cfg.metrics.textfile else None
     started = time.monotonic()
     ran = False  # a sync refused by the lock leaves the textfile to whoever holds it
     try:
@@ -433,7 +436,7 @@ class _Loop:
         self.source = source_from_config(cfg)
         self.clouds = clouds_fingerprint(cfg)
         self.notifier = Notifier()
-        self.exporter = Exporter(cfg)
+        self.exporter = new_exporter(cfg)
         self.cycle_started: float | None = None
 
     def cycle_deadline(self) -> float:
@@ -474,7 +477,7 @@ class _Loop:
             log.info("inventory settings or clouds.yaml changed: new connections")
         if cfg.metrics != self.cfg.metrics:
             self.exporter.stop()
-            self.exporter = Exporter(cfg)
+            self.exporter = new_exporter(cfg)
             try:
                 self.exporter.start()
             except NfsExportdError as exc:

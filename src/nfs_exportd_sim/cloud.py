@@ -12,7 +12,7 @@ URL layout (one port, one path prefix per service, like a devstack behind Apache
 It binds 127.0.0.1 only.  The real openstacksdk and keystoneauth talk to it unmodified:
 the catalog it hands out in every token points back at it.
 
-With ``external_keystone`` (``sim.external``), Nova and Neutron accept the tokens of a
+With ``external_keystone`` (``nfs_exportd_sim.external``), Nova and Neutron accept the tokens of a
 real Keystone instead, validated as keystonemiddleware does; register ``compute_url`` and
 ``network_url`` in that Keystone's catalog and give the scenario its project ids.
 """

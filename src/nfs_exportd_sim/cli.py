@@ -1,11 +1,13 @@
-"""``nfs-exportd sim serve`` and ``nfs-exportd sim gen``: the simulated cloud standalone.
+"""``nfs-exportd-sim serve`` and ``nfs-exportd-sim gen`` (also ``python -m
+nfs_exportd_sim``): the simulated cloud standalone, a program of its own so that no
+command of the daemon loads the simulator.
 
 ``serve`` prints a clouds.yaml for the running cloud first (so a shell script can capture
 it and point ``OS_CLIENT_CONFIG_FILE`` at it), then serves until SIGTERM or SIGINT.
 ``gen`` writes a generated scenario that ``serve --scenario`` (or a test) loads again.
 
 ``serve --keystone-url URL`` puts the simulated Nova and Neutron in front of a real
-Keystone (``sim.external``): it prints the endpoints to register in that Keystone's
+Keystone (``nfs_exportd_sim.external``): it prints the endpoints to register in that Keystone's
 catalog instead of a clouds.yaml.  The service user that validates tokens is
 ``--keystone-user`` (a system reader), its password in ``$NFS_EXPORTD_SIM_KEYSTONE_PASSWORD``.
 """
@@ -17,27 +19,31 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import yaml
 
-from ..errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from .cloud import SimCloud
 from .external import ExternalKeystone, ServiceUser
 from .generate import generate
 from .scenario import Scenario, ScenarioError, dump_scenario, load_scenario
 
 PASSWORD_ENV = "NFS_EXPORTD_SIM_KEYSTONE_PASSWORD"  # serve --keystone-url: the service user's
+PROG = "nfs-exportd-sim"
+# the daemon's meanings, kept here so that the simulator imports nothing from it
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``sim`` (with ``serve`` and ``gen``) to the main parser's subcommands."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "sim", help="run or generate a simulated OpenStack cloud (Keystone, Nova, Neutron)"
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """``serve`` and ``gen``."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="run or generate a simulated OpenStack cloud (Keystone, Nova, Neutron)",
     )
-    sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    sub = p.add_subparsers(dest="sim_command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve a scenario on 127.0.0.1 until SIGTERM/SIGINT")
     serve.add_argument("--scenario", type=Path, help="scenario file (YAML or JSON)")
     serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
@@ -69,20 +75,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on bad usage, 0 for --help
+        return int(exc.code or 0)
     try:
         if args.sim_command == "serve":
             return _serve(args)
         if args.sim_command == "gen":
             return _gen(args)
     except ScenarioError as e:
-        print(f"nfs-exportd sim: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:
-        print(f"nfs-exportd sim: {e}", file=sys.stderr)
+        print(f"{PROG}: {e}", file=sys.stderr)
         return EXIT_ERROR
-    print(f"nfs-exportd sim: unknown command {args.sim_command!r}", file=sys.stderr)
+    print(f"{PROG}: unknown command {args.sim_command!r}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def entrypoint() -> None:
+    """The ``nfs-exportd-sim`` console script."""
+    sys.exit(main())
 
 
 def _dump(data: Any) -> str:
@@ -95,7 +110,7 @@ def _gen(args: argparse.Namespace) -> int:
     try:
         scenario = generate(args.projects, args.instances, regions, seed=args.seed)
     except ValueError as e:
-        print(f"nfs-exportd sim gen: {e}", file=sys.stderr)
+        print(f"{PROG} gen: {e}", file=sys.stderr)
         return EXIT_USAGE
     text = _dump(dump_scenario(scenario))
     if args.output:
@@ -121,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
         password = os.environ.get(PASSWORD_ENV)
         if not password or args.clouds_yaml is not None:
             print(
-                f"nfs-exportd sim serve: --keystone-url needs ${PASSWORD_ENV} and no "
+                f"{PROG} serve: --keystone-url needs ${PASSWORD_ENV} and no "
                 "--clouds-yaml (clouds.yaml entries then point at the real Keystone)",
                 file=sys.stderr,
             )

@@ -1,6 +1,7 @@
-"""``python -m nfs_exportd.demo [DIR]``: the main job on the bundled example.
+"""``python -m nfs_exportd_sim.demo [DIR]`` (``make demo``): the main job on the bundled
+example.
 
-Starts the simulated cloud (``nfs_exportd.sim``) with the bundled example (10 projects, 40
+Starts the simulated cloud (``nfs_exportd_sim``) with the bundled example (10 projects, 40
 instances in ``data/inventory.yaml``), writes a clouds.yaml for it, and runs nfs-exportd
 through the real openstacksdk path: the plan, a first sync applied with the real exportfs
 in a private mount namespace (exportfs-sandbox; the machine's own NFS state is never
@@ -18,12 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import yamlsafe
-from ..cli import main as cli
-from ..sim import SimCloud
+from nfs_exportd import yamlsafe
+from nfs_exportd.cli import main as cli
+
+from ..cloud import SimCloud
+from ..sandbox import SANDBOX
 
 DATA = Path(__file__).with_name("data")
-SANDBOX = Path(__file__).with_name("exportfs-sandbox")
 ADMIN_PW = "demo-admin-secret"
 OBSERVER_PW = "demo-observer-secret"
 
@@ -186,9 +188,9 @@ def main(argv: list[str]) -> int:
 def render_only(root: Path, why_not: str) -> int:
     banner(f"cannot apply with the real exportfs here: {why_not}")
     print("Rendering the files the first sync would write instead:")
-    from ..config import load_config
-    from ..cycle import load_served, make_plan, read_facts
-    from ..exportsfile import render
+    from nfs_exportd.config import load_config
+    from nfs_exportd.cycle import load_served, make_plan, read_facts
+    from nfs_exportd.exportsfile import render
 
     cfg = load_config(root / "config.yaml")
     served = load_served(cfg)
