@@ -496,7 +496,7 @@ def test_rollback_refuses_when_the_inventory_is_unknown_unless_forced(
     assert lab.cli("rollback") == 2
     assert "--force" in caplog.text
     assert "inventory unknown" in caplog.text
-    assert "'projects' must be a list" in caplog.text
+    assert "inventory.yaml: projects: Input should be a valid list" in caplog.text
     assert lab.files() == files_b and lab.in_force() == etab_b
     assert _ids(lab) == ids_b
     assert not _marker(lab).exists()

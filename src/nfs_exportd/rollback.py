@@ -217,12 +217,12 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     result.entry = journal_change(cfg, "rollback", "", reason, before, after)
     state.save_rollback_hold(
         cfg.state_dir,
-        {
-            "time": time.time(),
-            "to": target.id,
-            "entry": result.entry.id if result.entry else None,
-            "user": journal.current_user(),
-            "dropped": [list(d) for d in result.dropped],
-        },
+        state.RollbackHold(
+            time=time.time(),
+            to=target.id,
+            entry=result.entry.id if result.entry else None,
+            user=journal.current_user(),
+            dropped=list(result.dropped),
+        ),
     )
     return result
