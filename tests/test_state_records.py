@@ -354,3 +354,50 @@ def test_apply_pending_marker(tmp_path: Path) -> None:
     path.write_text('{"pid": "x"}')  # any marker at all means interrupted
     problem = pending.interrupted(path)
     assert problem is not None and f"{path}: pid: " in problem
+
+
+def test_the_status_line_reads_the_record(tmp_path: Path) -> None:
+    """systemd's STATUS= line: pairs, not clients (4 pairs, 3 clients here)."""
+    from nfs_exportd.cli import status_line
+
+    data = json.loads(json.dumps(OLD_STATUS))
+    data["counts"]["clients"] = 3
+    data["maintenance"] = "hold"
+    (tmp_path / "status.json").write_text(json.dumps(data))
+    st = status_file.load(tmp_path)
+    assert st is not None
+    assert status_line(st).split("; ")[1:] == [
+        "2 projects, 4 pairs in force",
+        "held: pending-confirmation=1, unknown-project=1",
+        "maintenance hold",
+    ]
+    assert status_line(status_file.Status()).startswith("no cycle yet at ")
+
+
+def test_unjournaled_keeps_its_first_time_until_the_journal_catches_up(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """status.json's ``unjournaled`` says since when the journal lacks a change: the
+    first cycle that could not journal, however many follow."""
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    assert lab.cli("sync") == 0
+    history = lab.state_dir / journal.HISTORY
+    history.rename(lab.root / "history-aside")
+    history.write_text("not a directory: the journal cannot be written\n")
+    since = []
+    for n in range(2):
+        lab.add_instance(f"i-{n + 2}", "tools", f"172.16.0.{n + 6}")
+        assert lab.cli("sync") == 1  # applied, not journaled
+        st = status_file.load(lab.state_dir)
+        assert st is not None and st.unjournaled is not None and st.last_cycle is not None
+        assert "journal" in st.unjournaled.message
+        since.append((st.unjournaled.since, st.last_cycle.started))
+    assert since[1][0] == since[0][0] == since[0][1] < since[1][1]
+    history.unlink()
+    (lab.root / "history-aside").rename(history)
+    assert lab.cli("sync") == 0
+    st = status_file.load(lab.state_dir)
+    assert st is not None and st.unjournaled is None
+    (e,) = journal.entries(lab.state_dir)[-1:]
+    assert e.reason.startswith("catch-up: changes applied since ")
