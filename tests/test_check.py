@@ -7,7 +7,6 @@ against a lab with the real exportfs (exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -17,7 +16,9 @@ import pytest
 
 from conftest import Lab
 from nfs_exportd import check
+from nfs_exportd import status as status_file
 from nfs_exportd.check import CRITICAL, OK, UNKNOWN, WARNING, MaintenanceFlag, Thresholds
+from nfs_exportd.status import Counts, LastCycle, Status
 
 NOW = 1_700_000_000.0
 TH = Thresholds(warning_after=900, critical_after=3600, maintenance_max_age=86400)
@@ -28,36 +29,29 @@ def status(
     result: str = "ok",
     finished_ago: float = 30,
     complete_ago: float | None = 30,
-    first_ago: float = 86400 * 7,
+    first_ago: float | None = 86400 * 7,
     held: dict[str, int] | None = None,
     held_since_ago: float | None = None,
     message: str = "sync ok: nothing to do",
-    counts: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    """A status.json as cycle.py saves it, with times relative to NOW."""
-    st: dict[str, Any] = {
-        "schema": 1,
-        "first_cycle": NOW - first_ago,
-        "last_cycle": {
-            "started": NOW - finished_ago - 1,
-            "finished": NOW - finished_ago,
-            "result": result,
-            "message": message,
-        },
-        "holds_by_reason": held or {},
-        "held_since": NOW - held_since_ago if held_since_ago is not None else None,
-        "counts": counts
-        if counts is not None
-        else {"files": 2, "projects": 2, "exports": 3, "pairs": 5, "clients": 4},
-        "maintenance": "off",
-        "rollback_hold": None,
-    }
-    if complete_ago is not None:
-        st["last_complete_inventory"] = NOW - complete_ago
-    return st
+    counts: Counts | None = None,
+) -> Status:
+    """The status record cycle.py saves (status.Status), with times relative to NOW."""
+    return Status(
+        first_cycle=NOW - first_ago if first_ago is not None else None,
+        last_cycle=LastCycle(
+            started=NOW - finished_ago - 1,
+            finished=NOW - finished_ago,
+            result=result,  # type: ignore[arg-type]  # checked by the model at run time
+            message=message,
+        ),
+        holds_by_reason=held or {},
+        held_since=NOW - held_since_ago if held_since_ago is not None else None,
+        counts=counts or Counts(files=2, projects=2, exports=3, pairs=5, clients=4),
+        last_complete_inventory=NOW - complete_ago if complete_ago is not None else None,
+    )
 
 
-def evaluate(st: dict[str, Any] | None, flag: MaintenanceFlag | None = None) -> check.Verdict:
+def evaluate(st: Status | None, flag: MaintenanceFlag | None = None) -> check.Verdict:
     return check.evaluate(st, flag, TH, NOW)
 
 
@@ -163,8 +157,7 @@ def test_never_complete_is_measured_from_the_first_cycle(
 
 
 def test_never_complete_without_first_cycle_counts_from_the_last_cycle() -> None:
-    st = status(complete_ago=None, finished_ago=10)
-    del st["first_cycle"]
+    st = status(complete_ago=None, finished_ago=10, first_ago=None)
     assert evaluate(st).code == OK
 
 
@@ -207,7 +200,7 @@ def test_fresh_maintenance_on_a_healthy_server_says_maintenance_only() -> None:
         (status(result="error", message="boom"), CRITICAL),  # worse stays worse
     ],
 )
-def test_maintenance_flag_older_than_max_age_warns(st: dict[str, Any], code: int) -> None:
+def test_maintenance_flag_older_than_max_age_warns(st: Status, code: int) -> None:
     flag = MaintenanceFlag(age=2 * 86400 + 3600, reason="hold for the switch upgrade")
     v = evaluate(st, flag)
     assert v.code == code, v.line()
@@ -223,8 +216,16 @@ def test_maintenance_flag_exactly_max_age_is_still_fresh() -> None:
     assert v.code == OK
 
 
-@pytest.mark.parametrize("st", [None, {}, {"schema": 1}, {"schema": 1, "last_cycle": None}])
-def test_no_status_is_unknown(st: dict[str, Any] | None) -> None:
+@pytest.mark.parametrize(
+    "st",
+    [
+        None,
+        Status(),
+        Status.model_validate_json('{"schema": 1}'),
+        Status.model_validate_json('{"schema": 1, "last_cycle": null}'),
+    ],
+)
+def test_no_status_is_unknown(st: Status | None) -> None:
     v = evaluate(st)
     assert v.code == UNKNOWN
     assert v.line().startswith("NFS-EXPORTD UNKNOWN - no cycle has run yet")
@@ -256,14 +257,13 @@ def _synced_lab(lab: Lab) -> None:
 
 
 def _edit_status(lab: Lab, **fields: Any) -> None:
-    path = lab.state_dir / "status.json"
-    st = json.loads(path.read_text())
-    for key, value in fields.items():
-        if key == "finished":
-            st["last_cycle"]["finished"] = value
-        else:
-            st[key] = value
-    path.write_text(json.dumps(st))
+    """Age the saved status through its one reader and writer (status.load/save)."""
+    st = status_file.load(lab.state_dir)
+    assert st is not None and st.last_cycle is not None
+    if "finished" in fields:
+        last = st.last_cycle.model_copy(update={"finished": fields.pop("finished")})
+        fields["last_cycle"] = last
+    status_file.save(lab.state_dir, st.model_copy(update=fields))
 
 
 def test_cli_ok_after_a_good_sync(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:

@@ -307,9 +307,15 @@ def test_status_shows_the_rollback_hold_right_after_rollback(lab: Lab, capsys: O
     st = _json(lab, capsys, "status", "--json")
     assert st.get("rollback_hold"), "status --json does not show the rollback-hold in force"
     assert "rollback-hold" in _run(lab, capsys, "status")
+    assert lab.cli("sync") == 3  # status.json now records the hold too: release clears it
+    assert lab.status()["rollback_hold"] and lab.status()["holds_by_reason"]["rollback-hold"]
     _run(lab, capsys, "release")
-    assert not _json(lab, capsys, "status", "--json").get("rollback_hold")
-    assert "rollback-hold" not in _run(lab, capsys, "status")
+    st = _json(lab, capsys, "status", "--json")
+    assert not st.get("rollback_hold") and "rollback-hold" not in st["holds_by_reason"]
+    assert st["held_since"] is None  # check no longer warns about it
+    lines = _run(lab, capsys, "status").splitlines()  # (the last cycle's message may say it)
+    assert not [ln for ln in lines if ln.startswith("rollback-hold")]
+    assert "holds: none" in lines
 
 
 # ----------------------------------------------------------------------------- 3. dropped pairs
@@ -496,7 +502,7 @@ def test_rollback_refuses_when_the_inventory_is_unknown_unless_forced(
     assert lab.cli("rollback") == 2
     assert "--force" in caplog.text
     assert "inventory unknown" in caplog.text
-    assert "'projects' must be a list" in caplog.text
+    assert "inventory.yaml: projects: Input should be a valid list" in caplog.text
     assert lab.files() == files_b and lab.in_force() == etab_b
     assert _ids(lab) == ids_b
     assert not _marker(lab).exists()

@@ -15,9 +15,9 @@ the maintenance flag's age and the thresholds, so every state is easy to test.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from .status import Status
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -68,28 +68,28 @@ def _age(seconds: float) -> str:
 
 
 def evaluate(
-    status: Mapping[str, Any] | None,
+    status: Status | None,
     flag: MaintenanceFlag | None,
     th: Thresholds,
     now: float,
 ) -> Verdict:
-    if not status or not status.get("last_cycle"):
+    if status is None or status.last_cycle is None:
         return Verdict(UNKNOWN, "no cycle has run yet (is nfs-exportd running?)")
-    last = status["last_cycle"]
-    finished = float(last.get("finished") or 0)
-    complete_at = status.get("last_complete_inventory")
-    complete_age = now - float(complete_at) if complete_at else None
-    counts = status.get("counts") or {}
-    held = {k: v for k, v in (status.get("holds_by_reason") or {}).items() if v}
+    last = status.last_cycle
+    finished = last.finished
+    complete_at = status.last_complete_inventory
+    complete_age = now - complete_at if complete_at else None
+    counts = status.counts
+    held = {k: v for k, v in status.holds_by_reason.items() if v}
     loud = {k: v for k, v in held.items() if k not in QUIET}
-    held_since = status.get("held_since")
+    held_since = status.held_since
 
     problems: list[tuple[int, str]] = []
-    if last.get("result") == "error":
-        problems.append((CRITICAL, f"last cycle failed: {last.get('message', '')}"))
+    if last.result == "error":
+        problems.append((CRITICAL, f"last cycle failed: {last.message}"))
     if complete_age is None:
         # never complete: count from the first cycle this state_dir has seen
-        first = float(status.get("first_cycle") or finished)
+        first = status.first_cycle or finished
         if now - first > th.critical_after:
             problems.append((CRITICAL, f"no complete inventory in {_age(now - first)}"))
         elif now - first > th.warning_after:
@@ -98,8 +98,8 @@ def evaluate(
         problems.append((CRITICAL, f"no complete inventory for {_age(complete_age)}"))
     if now - finished > th.warning_after:
         problems.append((WARNING, f"last cycle {_age(now - finished)} ago"))
-    if loud and last.get("result") != "error":
-        since = now - float(held_since) if held_since else 0.0
+    if loud and last.result != "error":
+        since = now - held_since if held_since else 0.0
         if since > th.warning_after:
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(loud.items()))
             detail = ""
@@ -124,9 +124,7 @@ def evaluate(
             code = OK  # planned work does not page
             texts.insert(0, f"maintenance for {_age(flag.age)}{why}{masked}")
     if not texts:
-        texts.append(
-            f"in sync: {counts.get('projects', 0)} projects, {counts.get('pairs', 0)} pairs"
-        )
+        texts.append(f"in sync: {counts.projects} projects, {counts.pairs} pairs")
         if held:
             texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items())))
     perf = [
@@ -138,9 +136,9 @@ def evaluate(
         )
         + f";;{th.critical_after:g}",
         f"holds={sum(held.values())}",
-        f"projects={counts.get('projects', 0)}",
-        f"exports={counts.get('exports', 0)}",
-        f"pairs={counts.get('pairs', 0)}",
-        f"clients={counts.get('clients', 0)}",
+        f"projects={counts.projects}",
+        f"exports={counts.exports}",
+        f"pairs={counts.pairs}",
+        f"clients={counts.clients}",
     ]
     return Verdict(code, "; ".join(texts), " ".join(perf))

@@ -17,16 +17,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import __version__, journal, state
+from . import status as status_file
 from .check import hold_key
 from .config import DEFAULT_CONFIG, Config, load_config
-from .cycle import load_served, load_status_or_empty, make_plan, read_facts, sync
+from .cycle import load_served, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
 from .inventory import source_from_config
 from .logs import setup_logging
+from .model import Maintenance
 from .notify import Notifier
 from .projects import ServedSet
 
@@ -169,85 +171,91 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         if exporter is not None:
             if ran:  # failed cycles too: their status says "error"
-                exporter.cycle(load_status_or_empty(cfg), time.monotonic() - started)
+                exporter.cycle(status_file.load_or_empty(cfg.state_dir), time.monotonic() - started)
             exporter.stop()
     print(result.line())
     return result.exit_code
 
 
-def status_line(st: dict[str, Any]) -> str:
+def status_line(st: status_file.Status) -> str:
     """One line for systemd's STATUS= and for logs: result, what is in force, holds."""
-    last = st.get("last_cycle") or {}
-    counts = st.get("counts") or {}
-    held = st.get("holds_by_reason") or {}
-    when = time.strftime("%H:%M:%S", time.localtime(float(last.get("finished") or 0)))
+    last = st.last_cycle
+    held = st.holds_by_reason
+    when = time.strftime("%H:%M:%S", time.localtime(last.finished if last else 0))
     parts = [
-        f"{last.get('result', 'no cycle yet')} at {when}",
-        f"{counts.get('projects', 0)} projects, {counts.get('pairs', 0)} pairs in force",
+        f"{last.result if last else 'no cycle yet'} at {when}",
+        f"{st.counts.projects} projects, {st.counts.pairs} pairs in force",
         "held: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items()))
         if held
         else "nothing held",
     ]
-    if st.get("maintenance") not in (None, "off"):
-        parts.append(f"maintenance {st.get('maintenance')}")
-    if st.get("rollback_hold"):
+    if st.maintenance is not Maintenance.OFF:
+        parts.append(f"maintenance {st.maintenance.value}")
+    if st.rollback_hold:
         parts.append("rollback-hold")
     return "; ".join(parts)
 
 
-def live_status(cfg: Config) -> dict[str, Any] | None:
+def live_status(cfg: Config) -> status_file.Status | None:
     """status.json, with the rollback-hold as it is now: rollback and release change it
     between cycles, and status and check must say so at once."""
-    st = state.load_status(cfg.state_dir)
+    st = status_file.load(cfg.state_dir)
     marker = state.load_rollback_hold(cfg.state_dir)
     if st is None:
         return None
-    st = dict(st)
-    holds = dict(st.get("holds_by_reason") or {})
-    seen = dict(st.get("hold_first_seen") or {})
+    holds = dict(st.holds_by_reason)
+    seen = dict(st.hold_first_seen)
     if marker is not None:
-        st["rollback_hold"] = state.rollback_hold_detail(marker)
-        holds.setdefault("rollback-hold", 1)
-        since = float(marker.get("time") or time.time())
+        detail: str | None = marker.detail()
+        holds.setdefault(Reason.ROLLBACK_HOLD.value, 1)
+        since = marker.since if marker.since is not None else time.time()
         seen.setdefault(hold_key(Reason.ROLLBACK_HOLD.value, None, None, None), since)
     else:
-        st["rollback_hold"] = None
-        holds.pop("rollback-hold", None)
+        detail = None
+        holds.pop(Reason.ROLLBACK_HOLD.value, None)
         seen = {k: v for k, v in seen.items() if not k.startswith("rollback-hold|")}
-    st["holds_by_reason"] = holds
-    st["hold_first_seen"] = seen
-    st["held_since"] = min(seen.values()) if seen else None
-    return st
+    return st.model_copy(
+        update={
+            "rollback_hold": detail,
+            "holds_by_reason": holds,
+            "hold_first_seen": seen,
+            "held_since": min(seen.values()) if seen else None,
+        }
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     st = live_status(cfg)
     if args.json:
-        print(json.dumps(st or {"schema": 1, "last_cycle": None}, indent=1, sort_keys=True))
+        shown = st or status_file.Status(last_cycle=None)
+        print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
         return EXIT_OK
-    if st is None:
+    if st is None or st.last_cycle is None:
         print(f"no cycle has run yet (state_dir {cfg.state_dir})")
         return EXIT_OK
-    last = st.get("last_cycle", {})
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.get("finished", 0)))
-    print(f"last cycle: {when}  result: {last.get('result')}")
-    print(f"  {last.get('message', '')}")
-    inv = st.get("inventory", {})
-    print(f"inventory: {inv.get('source')}  complete: {inv.get('complete')}")
-    if inv.get("problem"):
-        print(f"  problem: {inv['problem']}")
-    for proj, why in sorted(inv.get("incomplete_projects", {}).items()):
-        print(f"  unknown: {proj}: {why}")
-    print(f"maintenance: {st.get('maintenance')}")
-    if st.get("rollback_hold"):
-        print(f"rollback-hold: {st['rollback_hold']}")
-    holds = st.get("holds_by_reason", {})
+    last = st.last_cycle
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.finished))
+    print(f"last cycle: {when}  result: {last.result}")
+    print(f"  {last.message}")
+    inv = st.inventory
+    if inv is not None:
+        print(f"inventory: {inv.source}  complete: {inv.complete}")
+        if inv.problem:
+            print(f"  problem: {inv.problem}")
+        for proj, why in sorted(inv.incomplete_projects.items()):
+            print(f"  unknown: {proj}: {why}")
+    else:
+        print("inventory: None  complete: None")
+    print(f"maintenance: {st.maintenance.value}")
+    if st.rollback_hold:
+        print(f"rollback-hold: {st.rollback_hold}")
+    holds = st.holds_by_reason
     print("holds: " + (", ".join(f"{k}={v}" for k, v in holds.items()) or "none"))
-    counts = st.get("counts", {})
+    counts = st.counts.model_dump()
     print(
         "in force: "
-        + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("projects", "files", "exports", "pairs"))
+        + ", ".join(f"{counts[k]} {k}" for k in ("projects", "files", "exports", "pairs"))
     )
     return EXIT_OK
 
@@ -411,7 +419,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         if not state.clear_rollback_hold(cfg.state_dir):
             print("no rollback-hold in force")
             return EXIT_OK
-    log.info("rollback-hold released (%s)", state.rollback_hold_detail(marker or {}))
+    log.info("rollback-hold released (%s)", marker.detail() if marker else "no marker")
     print("rollback-hold released: the next cycle applies what the cloud says again")
     return EXIT_OK
 
@@ -515,7 +523,7 @@ class _Loop:
         finally:
             duration = time.monotonic() - self.cycle_started
             self.cycle_started = None
-            st = load_status_or_empty(self.cfg)
+            st = status_file.load_or_empty(self.cfg.state_dir)
             if ran:
                 self.exporter.cycle(st, duration)
             else:  # no cycle ran (the lock): an error, not a repeat of the last cycle

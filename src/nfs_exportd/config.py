@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .records import describe
 from .validate import check_name, check_root
 from .yamlsafe import (
     CONFIG_MAX_BYTES,
@@ -252,16 +253,6 @@ class Config(_Strict):
 InventoryConfig.model_rebuild()
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
 def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p)
 
@@ -290,16 +281,7 @@ def load_config(path: Path) -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            key = _loc(err["loc"])
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            elif err["type"] == "missing":
-                msg = "required key is missing"
-            msgs.append(f"{path}: {key}: {msg}")
-        raise ConfigError("\n".join(msgs)) from None
+        raise ConfigError("\n".join(describe(exc, str(path)))) from None
     base = path.resolve().parent
     inv_cfg = cfg.inventory
     if inv_cfg.source == "static" and inv_cfg.file is None:

@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from . import journal, state
+from . import status as status_file
 from .backends.exportfs import ApplyResult, ExportfsBackend
 from .check import QUIET, hold_key
 from .config import Config
@@ -100,7 +101,7 @@ def read_facts(
 
 def read_rollback_hold(state_dir: Path) -> str | None:
     marker = state.load_rollback_hold(state_dir)
-    return state.rollback_hold_detail(marker) if marker is not None else None
+    return marker.detail() if marker is not None else None
 
 
 def confirmation_spacing(cfg: Config) -> float:
@@ -329,7 +330,7 @@ class Recorded:
     entry: journal.Entry | None = None
     unsaved: list[str] = field(default_factory=list)  # why parts of state_dir were not written
     journal_failed: bool = False  # the journal lags: status says so, the next sync catches up
-    unjournaled: dict[str, Any] | None = None  # status.json's "unjournaled" after this
+    unjournaled: status_file.Unjournaled | None = None  # status.json's after this
 
     @property
     def changed(self) -> bool:
@@ -349,7 +350,7 @@ def apply_and_record(
     files: Mapping[str, ExportsFile | None],
     before: dict[str, str],
     *,
-    kind: str,
+    kind: journal.Kind,
     reason: str,
     checksum: str = "",
     plan: Plan | None = None,
@@ -386,8 +387,7 @@ def apply_and_record(
             state.save_verified(cfg.state_dir, in_force)
     except StateError as exc:
         rec.unsaved.append(str(exc))
-    old_status = load_status_or_empty(cfg)
-    unjournaled = old_status.get("unjournaled") if isinstance(old_status, dict) else None
+    unjournaled = status_file.load_or_empty(cfg.state_dir).unjournaled
     errors: list[str] = []
     if unjournaled:
         _journal_catch_up(cfg, before, unjournaled, errors)
@@ -397,8 +397,8 @@ def apply_and_record(
         )
     if errors:
         rec.journal_failed = True
-        since = (unjournaled or {}).get("since") or (time.time() if started is None else started)
-        rec.unjournaled = {"since": since, "message": errors[-1]}
+        since = unjournaled.since if unjournaled else (time.time() if started is None else started)
+        rec.unjournaled = status_file.Unjournaled(since=since, message=errors[-1])
     elif unjournaled:
         log.info("the journal has caught up with the changes it could not record")
     rec.unsaved += errors
@@ -408,20 +408,21 @@ def apply_and_record(
 def record_unjournaled(cfg: Config, rec: Recorded) -> None:
     """For commands other than sync (which saves it with its status): keep status.json's
     ``unjournaled`` true, so that check warns and the next sync catches up."""
-    status = load_status_or_empty(cfg)
-    if status.get("unjournaled") == rec.unjournaled:
+    status = status_file.load_or_empty(cfg.state_dir)
+    if status.unjournaled == rec.unjournaled:
         return
-    status["unjournaled"] = rec.unjournaled
-    status.setdefault("schema", 1)
     try:
-        state.save_status(cfg.state_dir, status)
+        status_file.save(cfg.state_dir, status.model_copy(update={"unjournaled": rec.unjournaled}))
     except Exception as exc:
         log.error("could not save status: %s", exc)
         rec.unsaved.append(f"status could not be saved: {exc}")
 
 
 def _journal_catch_up(
-    cfg: Config, in_force: dict[str, str], unjournaled: Any, errors: list[str]
+    cfg: Config,
+    in_force: dict[str, str],
+    unjournaled: status_file.Unjournaled,
+    errors: list[str],
 ) -> None:
     """Journal what earlier cycles applied while the journal could not be written: the
     files in force now against the newest entry's."""
@@ -433,8 +434,7 @@ def _journal_catch_up(
         return
     if last is None:
         return  # no journal yet: this cycle's entry starts it, with a baseline
-    since = unjournaled.get("since") if isinstance(unjournaled, dict) else None
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(since or 0)))
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unjournaled.since))
     journal_change(
         cfg,
         "sync",
@@ -448,7 +448,7 @@ def _journal_catch_up(
 
 def journal_change(
     cfg: Config,
-    kind: str,
+    kind: journal.Kind,
     checksum: str,
     reason: str,
     before: dict[str, str],
@@ -491,28 +491,15 @@ def journal_change(
     return entry
 
 
-def load_status_or_empty(cfg: Config) -> dict[str, Any]:
-    """The last saved status, or {} when there is none or it cannot be read."""
-    try:
-        return state.load_status(cfg.state_dir) or {}
-    except Exception:
-        return {}
-
-
 def _save_error(cfg: Config, started: float, message: str, kind: str = "") -> None:
     """Record a failed cycle; what is in force did not change, so the counts stay."""
-    status = load_status_or_empty(cfg)
-    status["schema"] = 1
-    status.setdefault("first_cycle", started)
-    status["last_cycle"] = {
-        "started": started,
-        "finished": time.time(),
-        "result": "error",
-        "message": message,
-        "error": kind,
-    }
+    old = status_file.load_or_empty(cfg.state_dir)
+    last = status_file.LastCycle(
+        started=started, finished=time.time(), result="error", message=message, error=kind
+    )
+    new = old.model_copy(update={"first_cycle": old.first_cycle or started, "last_cycle": last})
     try:
-        state.save_status(cfg.state_dir, status)
+        status_file.save(cfg.state_dir, new)
     except Exception as exc:
         log.error("could not save status: %s", exc)
 
@@ -522,61 +509,53 @@ def _save_status(
     plan: Plan,
     facts: Facts,
     started: float,
-    result: str,
+    result: status_file.Result,
     message: str,
-    unjournaled: dict[str, Any] | None = None,
+    unjournaled: status_file.Unjournaled | None = None,
 ) -> str | None:
     """Save status.json; returns what went wrong when it could not be saved."""
     files = [f for f in plan.files.values() if f is not None]
-    status: dict[str, Any] = {
-        "schema": 1,
-        "last_cycle": {
-            "started": started,
-            "finished": time.time(),
-            "result": result,
-            "message": message,
-        },
-        "inventory": {
-            "source": facts.snapshot.source,
-            "complete": facts.snapshot.listing_complete,
-            "problem": facts.snapshot.problem,
-            "incomplete_projects": dict(facts.snapshot.incomplete),
-        },
-        "maintenance": facts.maintenance.value,
-        "rollback_hold": facts.rollback_hold,
-        "holds_by_reason": plan.holds_by_reason(),
-        "counts": {
-            "files": len(files),
-            "projects": sum(1 for f in files if f.kind == "project"),
-            "exports": sum(len(f.lines) for f in files),
-            "pairs": sum(len(f.pairs()) for f in files),
-            "clients": len({c for f in files for ln in f.lines for c in ln.clients}),
-        },
-        "applied": {a.value: plan.count(a) for a in Action},
-        "plan": plan.to_json(),
-    }
-    old = load_status_or_empty(cfg)
-    status["first_cycle"] = old.get("first_cycle") or started
-    if facts.snapshot.listing_complete:
-        status["last_complete_inventory"] = time.time()
-    elif "last_complete_inventory" in old:
-        status["last_complete_inventory"] = old["last_complete_inventory"]
-    # since when cycles have held something other than maintenance (check warns on it)
-    # since when each hold in force has held (so that a churn of young holds never looks
-    # like one long hold); held_since is the oldest
-    seen_raw = old.get("hold_first_seen")
-    seen: dict[str, float] = seen_raw if isinstance(seen_raw, dict) else {}
+    old = status_file.load_or_empty(cfg.state_dir)
+    # since when each loud hold in force has held (so that a churn of young holds never
+    # looks like one long hold); held_since is the oldest (check warns on it)
     first_seen = {}
     for h in plan.holds:
         if h.reason.value not in QUIET:
             key = hold_key(h.reason.value, h.project, h.path, h.client)
-            first_seen[key] = seen.get(key) or started
-    status["hold_first_seen"] = first_seen
-    status["held_since"] = min(first_seen.values()) if first_seen else None
-    # a change in force that the journal lacks: until a later cycle catches up
-    status["unjournaled"] = unjournaled
+            first_seen[key] = old.hold_first_seen.get(key) or started
+    new = status_file.Status(
+        first_cycle=old.first_cycle or started,
+        last_cycle=status_file.LastCycle(
+            started=started, finished=time.time(), result=result, message=message
+        ),
+        inventory=status_file.InventoryStatus(
+            source=facts.snapshot.source,
+            complete=facts.snapshot.listing_complete,
+            problem=facts.snapshot.problem,
+            incomplete_projects=dict(facts.snapshot.incomplete),
+        ),
+        maintenance=facts.maintenance,
+        rollback_hold=facts.rollback_hold,
+        holds_by_reason=plan.holds_by_reason(),
+        counts=status_file.Counts(
+            files=len(files),
+            projects=sum(1 for f in files if f.kind == "project"),
+            exports=sum(len(f.lines) for f in files),
+            pairs=sum(len(f.pairs()) for f in files),
+            clients=len({c for f in files for ln in f.lines for c in ln.clients}),
+        ),
+        applied={a.value: plan.count(a) for a in Action},
+        plan=status_file.PlanRecord.of(plan.to_json()),
+        hold_first_seen=first_seen,
+        held_since=min(first_seen.values()) if first_seen else None,
+        # a change in force that the journal lacks: until a later cycle catches up
+        unjournaled=unjournaled,
+    )
+    complete_at = time.time() if facts.snapshot.listing_complete else old.last_complete_inventory
+    if complete_at is not None:  # never complete: the key stays absent
+        new = new.model_copy(update={"last_complete_inventory": complete_at})
     try:
-        state.save_status(cfg.state_dir, status)
+        status_file.save(cfg.state_dir, new)
     except Exception as exc:
         log.error("could not save status: %s", exc)
         return f"status could not be saved: {exc}"

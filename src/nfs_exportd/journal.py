@@ -23,14 +23,19 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from .errors import StateError
 from .exportsfile import ManagedFileError, parse
 from .fsutil import atomic_remove, atomic_write
+from .records import Count, Record, Time, parse_json
 
 HISTORY = "history"
 _NAME = re.compile(r"^(\d{6,})\.json$")
+Kind = Literal["baseline", "sync", "rollback", "adopt"]
+Row = tuple[str, str, str, str]  # project (or "public:NAME"), path, client, reason
 
 
 @dataclass(frozen=True)
@@ -40,15 +45,15 @@ class PairChange:
     client: str
     reason: str
 
-    def to_list(self) -> list[str]:
-        return [self.project, self.path, self.client, self.reason]
+    def as_row(self) -> Row:
+        return (self.project, self.path, self.client, self.reason)
 
 
 @dataclass(frozen=True)
 class Entry:
     id: int
     time: float
-    kind: str  # baseline | sync | rollback | adopt
+    kind: Kind
     checksum: str
     reason: str  # one line: why this change happened
     added: tuple[PairChange, ...] = ()
@@ -60,19 +65,7 @@ class Entry:
     file_count: int = 0
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "schema": 1,
-            "id": self.id,
-            "time": self.time,
-            "kind": self.kind,
-            "checksum": self.checksum,
-            "reason": self.reason,
-            "user": self.user,
-            "added": [p.to_list() for p in self.added],
-            "removed": [p.to_list() for p in self.removed],
-            "updated": [p.to_list() for p in self.updated],
-            "files": self.file_count,
-        }
+        return EntryRecord.of(self).to_json()
 
     def to_json(self) -> dict[str, Any]:
         """The summary with the files themselves (``history --show ID --json``)."""
@@ -83,58 +76,84 @@ def _dir(state_dir: Path) -> Path:
     return state_dir / HISTORY
 
 
-def _pairs(items: Any, where: str) -> tuple[PairChange, ...]:
-    if not isinstance(items, list):
-        raise ValueError(f"{where}: expected a list")
-    out = []
-    for it in items:
-        if not (isinstance(it, list) and len(it) == 4 and all(isinstance(x, str) for x in it)):
-            raise ValueError(f"{where}: bad pair {it!r}")
-        out.append(PairChange(*it))
-    return tuple(out)
-
-
 def _files_path(path: Path) -> Path:
     return path.with_name(path.name.replace(".json", ".files.json"))
 
 
+class EntryRecord(Record):
+    """``NNNNNN.json``: one entry's summary (``history`` reads only these)."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    id: Annotated[int, Field(ge=1)]
+    time: Time
+    kind: Kind
+    checksum: str = ""
+    reason: str = ""
+    user: str = ""
+    added: list[Row] = Field(default_factory=list)
+    removed: list[Row] = Field(default_factory=list)
+    updated: list[Row] = Field(default_factory=list)
+    files: Count = 0  # how many files NNNNNN.files.json holds
+
+    @classmethod
+    def of(cls, e: Entry) -> EntryRecord:
+        return cls(
+            schema_=1,
+            id=e.id,
+            time=e.time,
+            kind=e.kind,
+            checksum=e.checksum,
+            reason=e.reason,
+            user=e.user,
+            added=[p.as_row() for p in e.added],
+            removed=[p.as_row() for p in e.removed],
+            updated=[p.as_row() for p in e.updated],
+            files=e.file_count,
+        )
+
+    def to_entry(self) -> Entry:
+        return Entry(
+            id=self.id,
+            time=self.time,
+            kind=self.kind,
+            checksum=self.checksum,
+            reason=self.reason,
+            added=tuple(PairChange(*r) for r in self.added),
+            removed=tuple(PairChange(*r) for r in self.removed),
+            updated=tuple(PairChange(*r) for r in self.updated),
+            user=self.user,
+            file_count=self.files,
+        )
+
+
+class FilesRecord(Record):
+    """``NNNNNN.files.json``: the managed files verified after the entry's change."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    id: int
+    files: dict[str, str]  # file name -> its text
+
+
 def _load(path: Path, with_files: bool = False) -> Entry:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("schema") != 1:
-            raise ValueError("not a schema 1 journal entry")
-        count = data.get("files", 0)
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise ValueError("files must be the number of files")
-        entry = Entry(
-            id=int(data["id"]),
-            time=float(data["time"]),
-            kind=str(data["kind"]),
-            checksum=str(data.get("checksum", "")),
-            reason=str(data.get("reason", "")),
-            added=_pairs(data.get("added", []), "added"),
-            removed=_pairs(data.get("removed", []), "removed"),
-            updated=_pairs(data.get("updated", []), "updated"),
-            user=str(data.get("user", "")),
-            file_count=count,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise StateError(f"{path}: unreadable journal entry: {exc}") from None
+    entry = parse_json(text, path, EntryRecord, "journal entry").to_entry()
     if not with_files:
         return entry
     fpath = _files_path(path)
     try:
-        fdata = json.loads(fpath.read_text(encoding="utf-8"))
-        files = fdata["files"] if isinstance(fdata, dict) else None
-        if not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
-        ):
-            raise ValueError("files must map names to text")
-        if fdata.get("id") != entry.id or len(files) != entry.file_count:
-            raise ValueError(f"does not belong to entry {entry.id}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        ftext = fpath.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise StateError(f"{fpath}: unreadable journal files: {exc}") from None
-    return replace(entry, files=files)
+    fdata = parse_json(ftext, fpath, FilesRecord, "journal files")
+    if fdata.id != entry.id or len(fdata.files) != entry.file_count:
+        raise StateError(
+            f"{fpath}: id {fdata.id} with {len(fdata.files)} files does not belong to journal "
+            f"entry {entry.id} ({entry.file_count} files)"
+        )
+    return replace(entry, files=fdata.files)
 
 
 def ids(state_dir: Path) -> list[int]:
@@ -192,7 +211,7 @@ def pair_diff(
 def record(
     state_dir: Path,
     *,
-    kind: str,
+    kind: Kind,
     checksum: str,
     reason: str,
     before: Mapping[str, str],
@@ -275,9 +294,9 @@ def current_user() -> str:
 def _write(hdir: Path, entry: Entry) -> None:
     """The files first: a summary that exists always has its files."""
     path = hdir / f"{entry.id:06d}.json"
-    files = {"schema": 1, "id": entry.id, "files": dict(sorted((entry.files or {}).items()))}
+    files = FilesRecord(schema_=1, id=entry.id, files=dict(sorted((entry.files or {}).items())))
     try:
-        atomic_write(_files_path(path), json.dumps(files, indent=1) + "\n", 0o600)
+        atomic_write(_files_path(path), json.dumps(files.to_json(), indent=1) + "\n", 0o600)
         atomic_write(path, json.dumps(entry.summary(), indent=1, sort_keys=True) + "\n", 0o600)
     except OSError as exc:
         raise StateError(f"{path}: cannot write journal entry: {exc}") from None
@@ -294,10 +313,10 @@ def prune(state_dir: Path, *, retention_days: float, max_entries: int, now: floa
     cutoff = now - retention_days * 86400
     for i in known[len(drop) : -1]:
         try:
-            t = json.loads((_dir(state_dir) / f"{i:06d}.json").read_text()).get("time", now)
-        except (OSError, ValueError, AttributeError):
+            t = _load(_dir(state_dir) / f"{i:06d}.json").time
+        except StateError:
             break  # unreadable entries are reported by whoever reads them
-        if not isinstance(t, int | float) or t >= cutoff:
+        if t >= cutoff:
             break
         drop.append(i)
     for i in drop:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from .config import Config, split_listen
 from .decide import HOLD_REASONS
 from .errors import NfsExportdError
 from .inventory import observe
+from .status import Status
 
 log = logging.getLogger("nfs_exportd")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: the families are exactly METRIC_NAMES
@@ -142,34 +142,33 @@ class Metrics:
             self.last_result.labels(res).set(1 if res == "error" else 0)
         self.last_cycle.set(time.time())
 
-    def cycle(self, status: Mapping[str, Any], duration: float) -> None:
-        """Account one cycle from the status it saved."""
-        last = status.get("last_cycle") or {}
-        result = str(last.get("result", "error"))
+    def cycle(self, status: Status, duration: float) -> None:
+        """Account one cycle from the status it saved (an empty one: it saved none)."""
+        last = status.last_cycle
+        result = last.result if last is not None else "error"
         self.cycles.labels(result).inc()
         self.duration.observe(duration)
         for res in RESULTS:
             self.last_result.labels(res).set(1 if res == result else 0)
-        self.last_cycle.set(float(last.get("finished") or time.time()))
-        if status.get("last_complete_inventory"):
-            self.last_complete.set(float(status["last_complete_inventory"]))
+        self.last_cycle.set(last.finished if last is not None else time.time())
+        if status.last_complete_inventory:
+            self.last_complete.set(status.last_complete_inventory)
         if result == "error":
             return  # nothing else is known about this cycle; the rest stays as it was
-        held = status.get("holds_by_reason") or {}
+        held = status.holds_by_reason
         for reason in set(held) | {r.value for r in HOLD_REASONS}:
             self.holds.labels(reason).set(float(held.get(reason, 0)))
-        counts = status.get("counts") or {}
-        self.exports.set(float(counts.get("exports", 0)))
-        self.clients.set(float(counts.get("clients", 0)))
-        self.pairs.set(float(counts.get("pairs", 0)))
-        self.projects.set(float(counts.get("projects", 0)))
-        for action, n in (status.get("applied") or {}).items():
+        counts = status.counts
+        self.exports.set(counts.exports)
+        self.clients.set(counts.clients)
+        self.pairs.set(counts.pairs)
+        self.projects.set(counts.projects)
+        for action, n in status.applied.items():
             if n:
-                self.changes.labels(action).inc(float(n))
-        mode = str(status.get("maintenance", "off"))
+                self.changes.labels(action).inc(n)
         for m in MODES:
-            self.maintenance.labels(m).set(1 if m == mode else 0)
-        self.rollback_hold.set(1 if status.get("rollback_hold") else 0)
+            self.maintenance.labels(m).set(1 if m == status.maintenance.value else 0)
+        self.rollback_hold.set(1 if status.rollback_hold else 0)
 
 
 class Exporter:
@@ -206,7 +205,7 @@ class Exporter:
             self._server = None
         self.metrics.close()
 
-    def cycle(self, status: Mapping[str, Any], duration: float) -> None:
+    def cycle(self, status: Status, duration: float) -> None:
         self.metrics.cycle(status, duration)
         self.write_textfile()
 

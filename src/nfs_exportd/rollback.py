@@ -122,13 +122,13 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     # daemon would undo the rollback
     state.save_rollback_hold(
         cfg.state_dir,
-        {
-            "time": time.time(),
-            "to": target.id,
-            "entry": result.entry.id if result.entry else None,
-            "user": journal.current_user(),
-            "dropped": [list(d) for d in result.dropped],
-        },
+        state.RollbackHold(
+            time=time.time(),
+            to=target.id,
+            entry=result.entry.id if result.entry else None,
+            user=journal.current_user(),
+            dropped=list(result.dropped),
+        ),
     )
     record_unjournaled(cfg, rec)
     if rec.unsaved:

@@ -1,31 +1,34 @@
 """What the daemon remembers in ``state_dir``: removal counters, the last verified files,
-the last cycle's status, and the lock that lets only one writing command run at a time.
+the rollback-hold marker, and the lock that lets only one writing command run at a time
+(the last cycle's status is ``status.py``).
 
-Every file is written atomically.  A counters file that cannot be parsed is moved aside
-(``counters.json.corrupt-TIMESTAMP``) and reported; counting starts afresh, so nothing can
-be removed until enough complete cycles have rebuilt the evidence.
+Every file is written atomically and read into a strict record (``records``).  A
+counters file that does not validate is moved aside (``counters.json.corrupt-TIMESTAMP``)
+and reported naming the key; counting starts afresh, so nothing can be removed until
+enough complete cycles have rebuilt the evidence.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+from pydantic import Field
 
 from .decide.lifecycle import Absence, Memory
 from .errors import LockHeld, StateError
 from .exportsfile import ManagedFileError, RenderRefused, parse, render
 from .fsutil import atomic_remove, atomic_write, fsync_dir
 from .model import EXPORTS_SUFFIX, PUBLIC_FILE_PREFIX, PairKey
+from .records import Count, Record, Time, dumps, parse_json
 
 COUNTERS = "counters.json"
-STATUS = "status.json"
 VERIFIED = "last-verified"
 VERIFIED_COMPLETE = ".complete"  # in VERIFIED: the copy is whole
 APPLY_PENDING = "apply-pending"
@@ -50,6 +53,53 @@ def _ensure_dir(state_dir: Path) -> None:
         raise StateError(f"{state_dir}: cannot create state_dir: {exc}") from None
 
 
+class CounterRow(Record):
+    """How many complete cycles in a row have not shown one pair in force."""
+
+    owner: str
+    path: str
+    client: str
+    missing: Count
+
+
+class AbsentRow(Record):
+    name: str
+    since: Time
+    cycles: Count
+
+
+class DeletionRow(Record):
+    name: str
+    time: Time
+
+
+class CountersFile(Record):
+    """counters.json.  Files from before the project memory have only ``counters``:
+    the memory starts afresh (nothing is deleted on a first cycle)."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    counters: list[CounterRow]
+    absent_projects: list[AbsentRow] = Field(default_factory=list)
+    known_ids: dict[str, str] = Field(default_factory=dict)  # name -> Keystone id
+    instances: dict[str, Count] = Field(default_factory=dict)  # name -> instance count
+    project_deletions: list[DeletionRow] = Field(default_factory=list)
+    last_counted: Time | None = None
+    rebuilding: str | None = None  # why counting started afresh, until it has
+
+    def to_counters(self) -> Counters:
+        return Counters(
+            {PairKey(r.owner, r.path, r.client): r.missing for r in self.counters},
+            problem=self.rebuilding or None,
+            memory=Memory(
+                {a.name: Absence(a.since, a.cycles) for a in self.absent_projects},
+                dict(self.known_ids),
+                dict(self.instances),
+                deletions={d.name: d.time for d in self.project_deletions},
+                last_counted=self.last_counted,
+            ),
+        )
+
+
 def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
     path = state_dir / COUNTERS
     try:
@@ -59,63 +109,17 @@ def load_counters(state_dir: Path, *, move_corrupt: bool) -> Counters:
     except OSError as exc:
         raise StateError(f"{path}: cannot read removal counters: {exc}") from None
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("schema") != 1:
-            raise ValueError("not a schema 1 counters file")
-        values: dict[PairKey, int] = {}
-        for item in data["counters"]:
-            n = item["missing"]
-            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                raise ValueError(f"bad count {n!r}")
-            values[PairKey(str(item["owner"]), str(item["path"]), str(item["client"]))] = n
-        rebuilding = data.get("rebuilding")
-        return Counters(
-            values,
-            problem=str(rebuilding) if rebuilding else None,
-            memory=_memory(data),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        problem = f"{path}: removal counters unreadable ({exc})"
-        if move_corrupt:
-            aside = path.with_name(f"{COUNTERS}.corrupt-{int(time.time())}")
-            try:
-                os.replace(path, aside)
-                problem += f"; kept aside as {aside.name}"
-            except OSError as move_exc:
-                problem += f"; could not move it aside: {move_exc}"
-        return Counters({}, problem)
-
-
-def _memory(data: dict[str, Any]) -> Memory:
-    """Older files have no memory: start afresh (nothing is deleted on a first cycle)."""
-    absent = {}
-    for item in data.get("absent_projects", []):
-        since, cycles = item["since"], item["cycles"]
-        if not isinstance(since, int | float) or not isinstance(cycles, int) or cycles < 0:
-            raise ValueError(f"bad absence record {item!r}")
-        absent[str(item["name"])] = Absence(float(since), cycles)
-    known = data.get("known_ids", {})
-    counts = data.get("instances", {})
-    if not isinstance(known, dict) or not isinstance(counts, dict):
-        raise ValueError("known_ids and instances must be mappings")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
-        raise ValueError("instance counts must be integers")
-    deletions: dict[str, float] = {}
-    for item in data.get("project_deletions", []):
-        when = item["time"]
-        if not isinstance(when, int | float) or isinstance(when, bool):
-            raise ValueError(f"bad project deletion record {item!r}")
-        deletions[str(item["name"])] = float(when)
-    last = data.get("last_counted")
-    if last is not None and (not isinstance(last, int | float) or isinstance(last, bool)):
-        raise ValueError(f"bad last_counted {last!r}")
-    return Memory(
-        absent,
-        {str(k): str(v) for k, v in known.items()},
-        dict(counts),
-        deletions=deletions,
-        last_counted=None if last is None else float(last),
-    )
+        return parse_json(text, path, CountersFile, "removal counters file").to_counters()
+    except StateError as exc:
+        problem = str(exc)
+    if move_corrupt:
+        aside = path.with_name(f"{COUNTERS}.corrupt-{int(time.time())}")
+        try:
+            os.replace(path, aside)
+            problem += f"; kept aside as {aside.name}"
+        except OSError as move_exc:
+            problem += f"; could not move it aside: {move_exc}"
+    return Counters({}, problem)
 
 
 def save_counters(
@@ -124,29 +128,29 @@ def save_counters(
     memory: Memory | None = None,
     rebuilding: str | None = None,
 ) -> None:
-    _ensure_dir(state_dir)
     memory = memory or Memory()
-    items = [
-        {"owner": k.owner, "path": k.path, "client": k.client, "missing": v}
-        for k, v in sorted(counters.items(), key=lambda kv: kv[0].as_text())
-    ]
-    doc = {
-        "schema": 1,
-        "counters": items,
-        "absent_projects": [
-            {"name": n, "since": a.since, "cycles": a.cycles}
+    doc = CountersFile(
+        schema_=1,
+        counters=[
+            CounterRow(owner=k.owner, path=k.path, client=k.client, missing=v)
+            for k, v in sorted(counters.items(), key=lambda kv: kv[0].as_text())
+        ],
+        absent_projects=[
+            AbsentRow(name=n, since=a.since, cycles=a.cycles)
             for n, a in sorted(memory.absent.items())
         ],
-        "known_ids": dict(sorted(memory.known_ids.items())),
-        "instances": dict(sorted(memory.instances.items())),
-        "project_deletions": [{"name": n, "time": t} for n, t in sorted(memory.deletions.items())],
-        "last_counted": memory.last_counted,
-    }
+        known_ids=dict(sorted(memory.known_ids.items())),
+        instances=dict(sorted(memory.instances.items())),
+        project_deletions=[
+            DeletionRow(name=n, time=t) for n, t in sorted(memory.deletions.items())
+        ],
+        last_counted=memory.last_counted,
+    )
     if rebuilding:
-        doc["rebuilding"] = rebuilding
-    data = json.dumps(doc, indent=1) + "\n"
+        doc = doc.model_copy(update={"rebuilding": rebuilding})
+    _ensure_dir(state_dir)
     try:
-        atomic_write(state_dir / COUNTERS, data, 0o600)
+        atomic_write(state_dir / COUNTERS, dumps(doc), 0o600)
     except OSError as exc:
         raise StateError(f"{state_dir / COUNTERS}: cannot write removal counters: {exc}") from None
 
@@ -232,24 +236,6 @@ def load_verified(state_dir: Path) -> dict[str, str] | None:
     return files
 
 
-def save_status(state_dir: Path, status: Mapping[str, Any]) -> None:
-    _ensure_dir(state_dir)
-    try:
-        atomic_write(state_dir / STATUS, json.dumps(status, indent=1, sort_keys=True) + "\n")
-    except OSError as exc:
-        raise StateError(f"{state_dir / STATUS}: cannot write status: {exc}") from None
-
-
-def load_status(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((state_dir / STATUS).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StateError(f"{state_dir / STATUS}: unreadable: {exc}") from None
-    return data if isinstance(data, dict) else None
-
-
 class StateLock:
     """An exclusive flock on ``state_dir/lock`` holding the owner's pid.
 
@@ -310,42 +296,59 @@ class StateLock:
             self.fd = None
 
 
-def load_rollback_hold(state_dir: Path) -> dict[str, Any] | None:
-    """The marker ``rollback`` leaves until ``release``, or None.
+class RollbackHold(Record):
+    """The marker ``rollback`` leaves until ``release``."""
 
-    A marker that exists but cannot be parsed still holds: it was written on purpose.
-    """
+    time: Time
+    to: Count  # the journal entry rolled back to
+    entry: Count | None = None  # the journal entry of the rollback itself
+    user: str = ""
+    # restored pairs left out: (owner, path, client, why)
+    dropped: list[tuple[str, str, str, str]] = Field(default_factory=list)
+
+    @property
+    def since(self) -> float | None:
+        return self.time
+
+    def detail(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
+        return (
+            f"rolled back to journal entry {self.to} at {when} by {self.user or '?'}; "
+            "run 'nfs-exportd release' to resume changes"
+        )
+
+
+@dataclass(frozen=True)
+class UnreadableRollbackHold:
+    """A marker that exists but cannot be read still holds: it was written on purpose."""
+
+    problem: str
+    since: float | None = None
+
+    def detail(self) -> str:
+        return f"{self.problem}; run release to clear"
+
+
+def load_rollback_hold(state_dir: Path) -> RollbackHold | UnreadableRollbackHold | None:
+    """The marker ``rollback`` leaves until ``release``, or None."""
     path = state_dir / ROLLBACK_HOLD
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        return {"detail": f"{path} exists but cannot be read ({exc}); run release to clear"}
+    except (OSError, UnicodeDecodeError) as exc:
+        return UnreadableRollbackHold(f"{path} exists but cannot be read ({exc})")
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError("not a mapping")
-        return data
-    except ValueError:
-        return {"detail": f"{path} exists but is not valid JSON; run release to clear"}
+        return parse_json(text, path, RollbackHold, "rollback-hold marker")
+    except StateError as exc:
+        return UnreadableRollbackHold(str(exc))
 
 
-def rollback_hold_detail(marker: Mapping[str, Any]) -> str:
-    if "detail" in marker and "to" not in marker:
-        return str(marker["detail"])
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(marker.get("time", 0))))
-    return (
-        f"rolled back to journal entry {marker.get('to')} at {when} by "
-        f"{marker.get('user', '?')}; run 'nfs-exportd release' to resume changes"
-    )
-
-
-def save_rollback_hold(state_dir: Path, marker: Mapping[str, Any]) -> None:
+def save_rollback_hold(state_dir: Path, marker: RollbackHold) -> None:
     _ensure_dir(state_dir)
     path = state_dir / ROLLBACK_HOLD
     try:
-        atomic_write(path, json.dumps(dict(marker), indent=1, sort_keys=True) + "\n")
+        atomic_write(path, dumps(marker))
     except OSError as exc:
         raise StateError(f"{path}: cannot write the rollback-hold marker: {exc}") from None
 

@@ -29,6 +29,7 @@ from ..fsutil import atomic_remove, atomic_write
 from ..killpoints import kill_point
 from ..model import EXPORTS_SUFFIX, HEADER_PREFIX, ExportsFile
 from ..state import UntrustedVerified, rendered_problem
+from . import pending
 
 log = logging.getLogger(__name__)
 
@@ -220,9 +221,12 @@ class ExportfsBackend:
         changed = {n: t for n, t in changed.items() if not (t is None and n not in current_raw)}
         result = ApplyResult()
         ours = {n: f for n, f in targets.items() if f is not None}
-        interrupted = self.pending_marker is not None and self.pending_marker.exists()
+        interrupted = pending.interrupted(self.pending_marker) if self.pending_marker else None
         if interrupted:
-            log.warning("the last apply was interrupted before it was verified; re-applying")
+            log.warning(
+                "the last apply (%s) was interrupted before it was verified; re-applying",
+                interrupted,
+            )
         elif not changed:
             missing = self._verify(ours, {}, missing_paths)
             if not missing:
@@ -230,7 +234,7 @@ class ExportfsBackend:
             log.warning("exports in force differ from our files (%s); re-applying", missing[0])
         if changed and self.pending_marker is not None:
             try:
-                atomic_write(self.pending_marker, f"{os.getpid()}\n")
+                pending.write(self.pending_marker)
             except OSError as exc:
                 raise ApplyError(
                     f"{self.pending_marker}: cannot write the apply-pending marker "

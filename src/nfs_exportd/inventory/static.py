@@ -24,98 +24,112 @@ Instances with status ``DELETED`` are gone and contribute no address.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BeforeValidator, ValidationError
 
 from ..addresses import AddressError, parse_address
 from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ..records import Record, Text, describe, one_line
 from ..yamlsafe import INVENTORY_MAX_BYTES, YamlRefused, load_file
 
 GONE_STATUSES = frozenset({"DELETED"})
 UNKNOWN_STATUSES = frozenset({"UNKNOWN"})
 
 
+def _numeric_id(v: object) -> object:
+    """Writers may emit numeric ids: 4711 is the id "4711" (true and 1.5 are refused)."""
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+Id = Annotated[Text, BeforeValidator(_numeric_id)]
+
+
 class InvalidInventory(ValueError):
     pass
 
 
-def _str(obj: dict[str, Any], key: str, where: str) -> str:
-    val = obj.get(key)
-    if not isinstance(val, str) or not val:
-        raise InvalidInventory(f"{where}: {key} must be a non-empty string, got {val!r}")
-    return val
+class ProjectEntry(Record):
+    id: Id
+    name: Text
+    enabled: bool = True
+
+
+class InstanceEntry(Record):
+    id: Id
+    name: str = ""
+    project: Text  # by name
+    status: Text
+    # each checked by the address grammar in parse_static: a bad one holds only its project
+    addresses: list[Any]
+
+
+class InventoryFile(Record):
+    projects: list[ProjectEntry]
+    # required, even when empty: a file cut off after the project list is not "no instances"
+    instances: list[InstanceEntry]
+    incomplete_projects: list[str] | None = None  # the writer could not read these
+
+
+def _about(data: dict[Any, Any]) -> Any:
+    """Name the project or instance an error is in: its index alone is hard to find."""
+
+    def about(loc: tuple[int | str, ...]) -> str:
+        if loc == ("instances",):
+            return "write [] for none"
+        if len(loc) < 3 or loc[0] not in ("projects", "instances") or not isinstance(loc[1], int):
+            return ""
+        items = data.get(loc[0])
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        if not isinstance(item, dict):
+            return ""
+        if loc[0] == "projects":
+            return f"project {item.get('name')!r}" if "name" in item else ""
+        return f"instance {item.get('id')!r} ({item.get('name', '')!r})" if "id" in item else ""
+
+    return about
 
 
 def parse_static(data: object, source: str) -> InventorySnapshot:
-    """Pure: turn loaded YAML into a snapshot, raising InvalidInventory naming the object."""
+    """Pure: turn loaded YAML into a snapshot, raising InvalidInventory naming the key."""
     if not isinstance(data, dict):
         raise InvalidInventory(f"{source}: expected a mapping with 'projects' and 'instances'")
-    unknown = set(data) - {"projects", "instances", "incomplete_projects"}
-    if unknown:
-        raise InvalidInventory(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-    raw_projects = data.get("projects")
-    raw_instances = data.get("instances")
-    if not isinstance(raw_projects, list):
-        raise InvalidInventory(f"{source}: 'projects' must be a list")
-    if not isinstance(raw_instances, list):
-        # required, even when empty: a file cut off after the project list is not "no instances"
-        raise InvalidInventory(f"{source}: 'instances' must be a list (write [] for none)")
+    try:
+        inv = InventoryFile.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInventory(one_line(describe(exc, source, about=_about(data)))) from None
     projects: dict[str, ProjectRecord] = {}
-    ids: set[str] = set()
-    for i, p in enumerate(raw_projects):
-        where = f"{source}: projects[{i}]"
-        if not isinstance(p, dict):
-            raise InvalidInventory(f"{where}: expected a mapping")
-        extra = set(p) - {"id", "name", "enabled"}
-        if extra:
-            raise InvalidInventory(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))}")
-        pid = str(p.get("id")) if isinstance(p.get("id"), int) else _str(p, "id", where)
-        name = _str(p, "name", where)
-        where = f"{source}: project {name!r}"
-        enabled = p.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise InvalidInventory(f"{where}: enabled must be true or false, got {enabled!r}")
-        if name in projects:
-            raise InvalidInventory(f"{where}: listed twice")
+    ids: dict[str, str] = {}
+    for i, p in enumerate(inv.projects):
+        pid = p.id
+        where = f"{source}: projects[{i}] (project {p.name!r})"
+        if p.name in projects:
+            raise InvalidInventory(f"{where}: name listed twice")
         if pid in ids:
-            raise InvalidInventory(f"{where}: id {pid!r} listed twice")
-        ids.add(pid)
-        projects[name] = ProjectRecord(pid, name, enabled)
+            raise InvalidInventory(f"{where}: id {pid!r} listed twice (also {ids[pid]!r})")
+        ids[pid] = p.name
+        projects[p.name] = ProjectRecord(pid, p.name, p.enabled)
     incomplete: dict[str, str] = {}
-    raw_incomplete = data.get("incomplete_projects") or []
-    if not isinstance(raw_incomplete, list) or not all(isinstance(x, str) for x in raw_incomplete):
-        raise InvalidInventory(f"{source}: incomplete_projects must be a list of project names")
-    for name in raw_incomplete:
+    for j, name in enumerate(inv.incomplete_projects or []):
         if name not in projects:
-            raise InvalidInventory(f"{source}: incomplete_projects: {name!r} is not in 'projects'")
+            raise InvalidInventory(
+                f"{source}: incomplete_projects[{j}]: {name!r} is not in 'projects'"
+            )
         incomplete[name] = "marked incomplete by the inventory writer"
     instances: dict[str, list[InstanceRecord]] = {name: [] for name in projects}
     seen_ids: set[str] = set()
-    for i, inst in enumerate(raw_instances):
-        where = f"{source}: instances[{i}]"
-        if not isinstance(inst, dict):
-            raise InvalidInventory(f"{where}: expected a mapping")
-        extra = set(inst) - {"id", "name", "project", "status", "addresses"}
-        if extra:
-            raise InvalidInventory(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))}")
-        iid = str(inst["id"]) if isinstance(inst.get("id"), int) else _str(inst, "id", where)
-        iname = inst.get("name", "")
-        if not isinstance(iname, str):
-            raise InvalidInventory(f"{where}: name must be a string")
-        where = f"{source}: instance {iid} ({iname})"
+    for i, inst in enumerate(inv.instances):
+        iid, iname, project = inst.id, inst.name, inst.project
+        where = f"{source}: instances[{i}] (instance {iid!r} ({iname!r}))"
         if iid in seen_ids:
-            raise InvalidInventory(f"{where}: listed twice")
+            raise InvalidInventory(f"{where}: id listed twice")
         seen_ids.add(iid)
-        project = _str(inst, "project", where)
         if project not in projects:
             raise InvalidInventory(f"{where}: project {project!r} is not in 'projects'")
-        status = _str(inst, "status", where).upper()
-        raw_addrs = inst.get("addresses")
-        if not isinstance(raw_addrs, list):
-            raise InvalidInventory(f"{where}: addresses must be a list")
+        status = inst.status.upper()
         addrs: list[IPAddress] = []
-        for j, a in enumerate(raw_addrs):
+        for j, a in enumerate(inst.addresses):
             try:
                 addrs.append(parse_address(a))
             except AddressError as exc:
