@@ -8,6 +8,7 @@ Expected addresses are written by hand from the scenario below.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -479,3 +480,51 @@ def test_allowed_address_pairs_are_read_and_claim(sim: SimCloud) -> None:
     assert_complete(snap)
     (claim,) = snap.claims["172.16.0.5"]
     assert claim.ids == (paws_1.project_id,) and "allowed address pair" in claim.detail
+
+
+# --------------------------------------------------------------------------- a crash
+
+
+def test_a_crash_in_the_read_is_not_a_timeout(
+    sim: SimCloud, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A bug in the read (planted: the merge raises) is said as a crash naming the
+    exception, at once, not as a deadline missed; the tokens stay cached (it is not an
+    auth error); the traceback goes through our logger (redacted), never raw stderr."""
+    from nfs_exportd.inventory import openstack
+    from nfs_exportd.logs import MASK, register_secret, setup_logging
+
+    register_secret("crash-secret-value")
+    setup_logging("text", False)
+    src = source("all-projects", read_deadline=300.0)
+    assert_complete(src.read())
+    cached = dict(src._clients.conns)
+    assert cached
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("fixed_ips of crash-secret-value")
+
+    monkeypatch.setattr(openstack, "merge_region", broken)
+    started = time.monotonic()
+    problem = unknown(src.read())
+    assert time.monotonic() - started < 30
+    assert problem.startswith("inventory read crashed: KeyError: "), problem
+    assert "did not finish" not in problem
+    assert src._clients.conns == cached  # not an auth error: no token dropped
+    err = capfd.readouterr().err
+    assert "ERROR inventory read crashed: KeyError" in err
+    assert 'raise KeyError("fixed_ips of' in err  # the traceback, through the handler
+    assert "crash-secret-value" not in err and MASK in err
+    assert "Exception in thread" not in err  # nothing raw from threading.excepthook
+
+
+def test_a_read_past_its_deadline_is_abandoned_with_its_tokens(sim: SimCloud) -> None:
+    """The other side of the crash test: a read that hangs is a timeout, and its
+    connections go with the stuck thread."""
+    src = source("all-projects", read_deadline=0.5)
+    assert_complete(src.read())
+    assert src._clients.conns
+    sim.add_fault(service="identity", method="GET", path_regex="projects$", delay=2.0)
+    problem = unknown(src.read())
+    assert problem == "inventory read did not finish within 0.5 s; abandoned"
+    assert not src._clients.conns

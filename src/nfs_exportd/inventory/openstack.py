@@ -370,18 +370,38 @@ class OpenStackInventory:
         """Read under a deadline: a client library that hangs (it has happened: a
         keystoneauth lock taken twice when Keystone answers 401 to discovery) must not
         stop the daemon.  A read that misses its deadline is unknown data, and its
-        connections are abandoned with it."""
+        connections are abandoned with it.  A read that crashes is unknown data too, but
+        said as a crash (the exception named, its traceback logged through our handler
+        so that redaction applies), and it keeps the tokens unless it was about auth."""
         deadline = self.settings.read_deadline or max(60.0, 10 * self.settings.timeout)
         box: list[InventorySnapshot] = []
-        worker = threading.Thread(
-            target=lambda: box.append(self._read(interest)), name="inventory-read", daemon=True
-        )
+        crash: list[InventoryError] = []
+
+        def work() -> None:
+            try:
+                box.append(self._read(interest))
+            except InventoryError as exc:
+                crash.append(exc)
+            except Exception as exc:  # a bug or a library surprise: never raw stderr
+                log.error("inventory read crashed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+                crash.append(
+                    InventoryBadData(
+                        f"inventory read crashed: {type(exc).__name__}: {exc}; "
+                        "the traceback is in the log: report it as a bug"
+                    )
+                )
+
+        worker = threading.Thread(target=work, name="inventory-read", daemon=True)
         worker.start()
         worker.join(deadline)
         if box:
             return box[0]
-        self._clients = _Clients()  # the stuck thread keeps the old ones
         self.last_cloud = None
+        if crash:
+            if isinstance(crash[0], InventoryAuthError):
+                self.reset()
+            return InventorySnapshot.unknown(self.name, str(crash[0]))
+        self._clients = _Clients()  # the stuck thread keeps the old ones
         return InventorySnapshot.unknown(
             self.name, f"inventory read did not finish within {deadline:g} s; abandoned"
         )
