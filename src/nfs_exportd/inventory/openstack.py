@@ -594,6 +594,7 @@ class OpenStackInventory:
             for p in projects.values()
             if interest is not None and p.name not in interest
         }
+        self._forget_unlisted(cloud, projects)
         instances: dict[str, list[InstanceRecord]] = {}
         lock = threading.Lock()
         regions: list[str] | None = list(self.settings.regions) if self.settings.regions else None
@@ -635,6 +636,18 @@ class OpenStackInventory:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(one, wanted))
         return instances, incomplete
+
+    def _forget_unlisted(self, cloud: str, projects: Mapping[str, ProjectRecord]) -> None:
+        """A project Keystone no longer lists is never read again: its connection (and
+        token) would otherwise stay cached for the life of the daemon."""
+        with self._clients.lock:
+            stale = [
+                k
+                for k in self._clients.conns
+                if k[0] == cloud and k[1] and k[1].split("/", 1)[0] not in projects
+            ]
+            for key in stale:
+                del self._clients.conns[key]
 
     def _drop_project(self, cloud: str, project_id: str) -> None:
         with self._clients.lock:
