@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from .projects import (
 )
 
 log = logging.getLogger("nfs_exportd")
+
+# The time decide counts with (removal ages, confirmation spacing, deletion windows):
+# one seam, so that tests move time forward instead of sleeping.
+clock: Callable[[], float] = time.time
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def make_plan(
             held_paths=facts.path_safety.held,
             state_problem=facts.counters.problem,
             memory=facts.counters.memory,
-            now=time.time(),
+            now=clock(),
             pinned_ids=served.ids,
         ),
         policy,
