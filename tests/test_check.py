@@ -7,7 +7,9 @@ against a lab with the real exportfs (exit codes 0 OK, 1 WARNING, 2 CRITICAL, 3 
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -404,25 +406,36 @@ def test_cli_real_hold_warns_only_after_warning_after(
 def test_cli_steady_churn_of_young_holds_is_not_a_long_hold(
     lab: Lab, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Instances come and go all the time in a large cloud: every cycle has some removal
-    pending confirmation, but each one only for removal_confirmations cycles.  That is
-    "OK with only pending-confirmation holds for less than warning_after", not "held for
-    hours": each hold keeps its own first-seen time, and pending confirmations are normal
-    operation."""
-    lab.add_project("tools", 50380)
-    for i in range(6):
-        lab.add_instance(f"i-{i}", "tools", f"172.16.0.{i + 5}")
+    """A hold that comes and goes (here: a new instance of a project whose volume's
+    directory is missing, a loud hold, in a different project every cycle) is young
+    every cycle: each hold keeps its own first-seen time, so a churn of young holds
+    never looks like one hold of 20 minutes.
+    Loud holds on purpose: quiet ones (pending confirmations) never warn at all, so they
+    could not tell a right first-seen time from a wrong one."""
+    names = ["tools", "paws", "maps", "quarry"]
+    for n, name in enumerate(names):
+        lab.add_project(name, 50380 + n)
+        lab.add_instance(f"i-{n}", name, f"172.16.0.{n + 5}")
     assert lab.cli("sync") == 0
-    lab.remove_instance("i-0")
-    assert lab.cli("sync") == 3  # i-0's removal pending: 1 of 3
-    # pretend that cycle was 20 minutes ago (i-0's hold is old; it goes in 2 cycles)
-    _edit_status(lab, held_since=time.time() - 1200)
-    # every cycle one more instance goes; each removal is confirmed after 3 cycles
-    for i in range(1, 4):
-        lab.remove_instance(f"i-{i}")
-        assert lab.cli("sync") == 3
-    plan = lab.status()["plan"]
-    held = {h["client"] for h in plan["holds"] if h["reason"] == "pending-confirmation"}
-    assert held == {"172.16.0.7", "172.16.0.8"}  # i-2 and i-3: held for seconds only
+    shutil.rmtree(lab.srv("tools", "home"))
+    lab.add_instance("j-0", "tools", "172.16.1.5")
+    assert lab.cli("sync") == 3
+    assert set(lab.status()["holds_by_reason"]) == {"path-missing"}
+    # pretend that hold was first seen 20 minutes ago: it is old, and it is still there
+    old = time.time() - 1200
+    seen = {k: old for k in lab.status()["hold_first_seen"]}
+    _edit_status(lab, hold_first_seen=seen, held_since=old)
+    assert lab.cli("sync") == 3
     code, line = _check(lab, capsys)
-    assert code == 0, line
+    assert code == 1 and "held for 20m: path-missing=1" in line, line  # the old hold warns
+    # then every cycle the old one's directory comes back and another one goes
+    for n, (before, name) in enumerate(itertools.pairwise(names), start=1):
+        lab.srv(before, "home")
+        shutil.rmtree(lab.srv(name, "home"))
+        lab.add_instance(f"j-{n}", name, f"172.16.1.{n + 5}")
+        assert lab.cli("sync") == 3
+        holds = lab.status()["plan"]["holds"]
+        assert [(h["reason"], h["project"]) for h in holds] == [("path-missing", name)]
+        code, line = _check(lab, capsys)
+        assert code == 0, line  # held for seconds only
+        assert line.startswith(f"NFS-EXPORTD OK - in sync: 4 projects, {4 + n} pairs"), line

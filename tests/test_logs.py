@@ -153,3 +153,24 @@ def test_registered_secrets_are_masked_in_messages_args_and_tracebacks(
     assert "plain-Secret-value-42" not in rec.getMessage()
     assert rec.exc_text and "plain-Secret-value-42" not in rec.exc_text
     assert redact("harmless text") == "harmless text"
+
+
+def test_an_unexpected_error_is_logged_through_the_handler(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug (planted: status raises) ends with exit 1 and one redacted log record with
+    its traceback, never a raw traceback around the redaction filter."""
+    from nfs_exportd import cli
+
+    register_secret("main-secret-value")
+
+    def broken(args: object) -> int:
+        raise RuntimeError("status broke holding main-secret-value")
+
+    monkeypatch.setattr(cli, "cmd_status", broken)
+    lab.write()
+    assert cli.main(["--config", str(lab.config_path), "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR unexpected RuntimeError: status broke holding ***; "), err
+    assert "Traceback (most recent call last)" in err  # through the handler's formatter
+    assert "main-secret-value" not in err

@@ -355,7 +355,11 @@ def test_expired_token_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with SimCloud({**SCENARIO, "settings": {"token_ttl_seconds": 1}}) as sim:
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.clouds_yaml(tmp_path / "c", ENTRIES)))
         token = connect("alice").session.get_token()
-        time.sleep(1.1)
+        r = requests.get(
+            f"{sim.compute_url('RegionOne')}/servers", headers={"X-Auth-Token": token}, timeout=5
+        )
+        assert r.status_code == 200  # still valid
+        sim.state.clock = lambda: time.time() + 1.1  # its 1 s have passed
         r = requests.get(
             f"{sim.compute_url('RegionOne')}/servers", headers={"X-Auth-Token": token}, timeout=5
         )

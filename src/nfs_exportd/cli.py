@@ -144,6 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except Exception as exc:  # a bug: through our handler (redacted), never a raw traceback
+        log.error(
+            "unexpected %s: %s; the traceback follows: report it as a bug",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        return EXIT_ERROR
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -34,6 +34,10 @@ from .projects import (
 
 log = logging.getLogger("nfs_exportd")
 
+# The time decide counts with (removal ages, confirmation spacing, deletion windows):
+# one seam, so that tests move time forward instead of sleeping.
+clock: Callable[[], float] = time.time
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -147,7 +151,7 @@ def make_plan(
             held_paths=facts.path_safety.held,
             state_problem=facts.counters.problem,
             memory=facts.counters.memory,
-            now=time.time(),
+            now=clock(),
             pinned_ids=served.ids,
         ),
         policy,

@@ -138,6 +138,8 @@ class CloudState:
 
     def __init__(self, scenario: Scenario) -> None:
         self.lock = threading.RLock()
+        # token issue and expiry times: tests move it forward instead of sleeping
+        self.clock: Callable[[], float] = time.time
         self.scenario = scenario
         self.settings = scenario.settings
         self.regions: list[str] = list(scenario.regions)
@@ -216,7 +218,7 @@ class CloudState:
                 not system and project_id is not None and g.project_id == project_id
             ):
                 roles.extend(r for r in IMPLIED[g.role] if r not in roles)
-        now = time.time()
+        now = self.clock()
         tok = Token(
             id="gAAAAA" + secrets.token_urlsafe(96),  # Fernet tokens are this long
             user_id=user.id,
@@ -238,7 +240,7 @@ class CloudState:
             tok = self.tokens.get(token_id)
             if tok is None:
                 return None, "unknown token"
-            if tok.expires_at <= time.time():
+            if tok.expires_at <= self.clock():
                 return None, "token expired"
             if tok.project_id is not None:
                 p = self.projects.get(tok.project_id)

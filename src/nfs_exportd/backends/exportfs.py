@@ -41,7 +41,8 @@ _FILE_LINE = re.compile(r"^exportfs: (?P<file>/\S+?):(?P<line>\d+): (?P<msg>.*)$
 # "exportfs: /etc/exports.d/a.exports [2]: Neither 'subtree_check' ..." (warning)
 _FILE_WARN = re.compile(r"^exportfs: (?P<file>/\S+?) \[(?P<line>\d+)\]: (?P<msg>.*)$")
 _STAT = re.compile(r"^exportfs: Failed to stat (?P<path>/\S*): (?P<msg>.*)$")
-_PAIR = re.compile(r"^exportfs: \t(?P<client>\S+):(?P<path>/\S*)$")
+# "exportfs: \tCLIENT:/path" (duplicated entries), "... (0x425) [IGNORED]" (incompatible)
+_PAIR = re.compile(r"^exportfs: \t(?P<client>\S+):(?P<path>/\S*)(?: \(0x[0-9a-f]+\).*)?$")
 
 
 @dataclass(frozen=True)

@@ -301,6 +301,49 @@ def _qs(query: Mapping[str, Any]) -> str:
     return "&".join(parts)
 
 
+def parse_projects(
+    body: Any, request: str = "GET identity /v3/projects"
+) -> tuple[dict[str, ProjectRecord], dict[str, str]]:
+    """Keystone's ``GET /v3/projects`` answer -> (id -> record, id -> domain id).
+
+    Pure, so that fixtures reach it without HTTP.  A truncated answer or one that links a
+    next page is incomplete, a record without id/name/enabled or a name listed twice is
+    bad data: never a shorter listing."""
+    if not isinstance(body, dict) or not isinstance(body.get("projects"), list):
+        raise InventoryBadData("projects: answer has no 'projects' list", request)
+    if body.get("truncated"):
+        raise InventoryIncomplete(
+            "projects: Keystone truncated the listing (list_limit); raise it for this user",
+            request,
+        )
+    links = body.get("links")
+    if isinstance(links, dict) and links.get("next"):
+        # Keystone does not page /v3/projects; a next link is a proxy or an extension
+        # we cannot trust to page consistently: unknown, never a shorter listing
+        raise InventoryIncomplete(
+            f"projects: Keystone's answer links a next page ({shown(links.get('next'))}); "
+            "only a single complete page is accepted: remove the paging in front of "
+            "Keystone",
+            request,
+        )
+    out: dict[str, ProjectRecord] = {}
+    domains: dict[str, str] = {}
+    names: set[str] = set()
+    for p in body["projects"]:
+        pid = _field(p, "id", str, "projects", request)
+        name = _field(p, "name", str, "projects", request)
+        enabled = _field(p, "enabled", bool, "projects", request)
+        if p.get("is_domain"):
+            continue
+        if name in names:
+            # the same name in two domains: name-based config cannot tell them apart
+            raise InventoryBadData(f"projects: name {name!r} appears twice", request)
+        names.add(name)
+        out[pid] = ProjectRecord(pid, name, enabled)
+        domains[pid] = str(p.get("domain_id") or "default")
+    return out, domains
+
+
 # --------------------------------------------------------------------------- the source
 
 
@@ -370,18 +413,38 @@ class OpenStackInventory:
         """Read under a deadline: a client library that hangs (it has happened: a
         keystoneauth lock taken twice when Keystone answers 401 to discovery) must not
         stop the daemon.  A read that misses its deadline is unknown data, and its
-        connections are abandoned with it."""
+        connections are abandoned with it.  A read that crashes is unknown data too, but
+        said as a crash (the exception named, its traceback logged through our handler
+        so that redaction applies), and it keeps the tokens unless it was about auth."""
         deadline = self.settings.read_deadline or max(60.0, 10 * self.settings.timeout)
         box: list[InventorySnapshot] = []
-        worker = threading.Thread(
-            target=lambda: box.append(self._read(interest)), name="inventory-read", daemon=True
-        )
+        crash: list[InventoryError] = []
+
+        def work() -> None:
+            try:
+                box.append(self._read(interest))
+            except InventoryError as exc:
+                crash.append(exc)
+            except Exception as exc:  # a bug or a library surprise: never raw stderr
+                log.error("inventory read crashed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+                crash.append(
+                    InventoryBadData(
+                        f"inventory read crashed: {type(exc).__name__}: {exc}; "
+                        "the traceback is in the log: report it as a bug"
+                    )
+                )
+
+        worker = threading.Thread(target=work, name="inventory-read", daemon=True)
         worker.start()
         worker.join(deadline)
         if box:
             return box[0]
-        self._clients = _Clients()  # the stuck thread keeps the old ones
         self.last_cloud = None
+        if crash:
+            if isinstance(crash[0], InventoryAuthError):
+                self.reset()
+            return InventorySnapshot.unknown(self.name, str(crash[0]))
+        self._clients = _Clients()  # the stuck thread keeps the old ones
         return InventorySnapshot.unknown(
             self.name, f"inventory read did not finish within {deadline:g} s; abandoned"
         )
@@ -455,37 +518,8 @@ class OpenStackInventory:
                 request,
             )
         body = _check(resp, "projects")
-        if not isinstance(body, dict) or not isinstance(body.get("projects"), list):
-            raise InventoryBadData("projects: answer has no 'projects' list", request)
-        if body.get("truncated"):
-            raise InventoryIncomplete(
-                "projects: Keystone truncated the listing (list_limit); raise it for this user",
-                request,
-            )
-        links = body.get("links")
-        if isinstance(links, dict) and links.get("next"):
-            # Keystone does not page /v3/projects; a next link is a proxy or an extension
-            # we cannot trust to page consistently: unknown, never a shorter listing
-            raise InventoryIncomplete(
-                f"projects: Keystone's answer links a next page ({shown(links.get('next'))}); "
-                "only a single complete page is accepted: remove the paging in front of "
-                "Keystone",
-                request,
-            )
-        out: dict[str, ProjectRecord] = {}
-        names: set[str] = set()
-        for p in body["projects"]:
-            pid = _field(p, "id", str, "projects", request)
-            name = _field(p, "name", str, "projects", request)
-            enabled = _field(p, "enabled", bool, "projects", request)
-            if p.get("is_domain"):
-                continue
-            if name in names:
-                # the same name in two domains: name-based config cannot tell them apart
-                raise InventoryBadData(f"projects: name {name!r} appears twice", request)
-            names.add(name)
-            out[pid] = ProjectRecord(pid, name, enabled)
-            self._domains[pid] = str(p.get("domain_id") or "default")
+        out, domains = parse_projects(body, request)
+        self._domains.update(domains)
         return out
 
     def _regions(self, conn: Any) -> list[str]:
@@ -574,6 +608,7 @@ class OpenStackInventory:
             for p in projects.values()
             if interest is not None and p.name not in interest
         }
+        self._forget_unlisted(cloud, projects)
         instances: dict[str, list[InstanceRecord]] = {}
         lock = threading.Lock()
         regions: list[str] | None = list(self.settings.regions) if self.settings.regions else None
@@ -616,6 +651,18 @@ class OpenStackInventory:
                 list(pool.map(one, wanted))
         return instances, incomplete
 
+    def _forget_unlisted(self, cloud: str, projects: Mapping[str, ProjectRecord]) -> None:
+        """A project Keystone no longer lists is never read again: its connection (and
+        token) would otherwise stay cached for the life of the daemon."""
+        with self._clients.lock:
+            stale = [
+                k
+                for k in self._clients.conns
+                if k[0] == cloud and k[1] and k[1].split("/", 1)[0] not in projects
+            ]
+            for key in stale:
+                del self._clients.conns[key]
+
     def _drop_project(self, cloud: str, project_id: str) -> None:
         with self._clients.lock:
             stale = [
@@ -633,49 +680,60 @@ class OpenStackInventory:
         servers: Iterable[dict[str, Any]],
         bad: list[str],
     ) -> list[InstanceRecord]:
-        """The project's instances; an address that fails the grammar is added to ``bad``
-        (naming the server) and makes the project unknown, not the whole read."""
-        req = f"{region} servers of {project.name}"
-        types = {"fixed", "floating"} if self.settings.include_floating_ips else {"fixed"}
-        out = []
-        for srv in servers:
-            sid = _field(srv, "id", str, "servers", req)
-            status = str(srv.get("status", "")).upper()
-            if status == "UNKNOWN":
-                raise InventoryIncomplete(f"server {sid} is in a down Nova cell", req)
-            if status in GONE:
-                continue
-            tenant = srv.get("tenant_id") or srv.get("project_id")
-            if tenant is not None and tenant != project.id:
-                # a project-scoped listing showing another project's server: not this
-                # project's instance, and the listing is not what it says
-                bad.append(
-                    f"{region}: server {_label(sid)} of project {_label(tenant)} is in the "
-                    f"listing scoped to {_label(project.name)} ({_label(project.id)})"
-                )
-                continue
-            nets = srv.get("addresses")
-            if not isinstance(nets, dict):
-                raise InventoryBadData(f"server {sid} has no 'addresses'", req)
-            addrs: list[IPAddress] = []
-            refused = False
-            for entries in nets.values():
-                if not isinstance(entries, list):
-                    raise InventoryBadData(f"server {sid}: malformed 'addresses'", req)
-                for e in entries:
-                    kind = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
-                    if not isinstance(kind, str) or kind not in types:
-                        continue
-                    try:
-                        addrs.append(parse_address(e.get("addr")))
-                    except AddressError as exc:
-                        refused = True
-                        bad.append(f"{region}: server {_label(sid)}: {exc}")
-            if not addrs and status in ADDRESSED and not refused:
-                raise InventoryIncomplete(f"server {sid} is {status} but has no addresses", req)
-            name = str(srv.get("name", ""))
-            out.append(InstanceRecord(sid, name, project.name, status, tuple(addrs)))
-        return out
+        return servers_of(project, region, servers, bad, self.settings.include_floating_ips)
+
+
+def servers_of(
+    project: ProjectRecord,
+    region: str,
+    servers: Iterable[dict[str, Any]],
+    bad: list[str],
+    include_floating_ips: bool = False,
+) -> list[InstanceRecord]:
+    """The project's instances in one project-scoped Nova listing (pure: fixtures reach
+    it without HTTP); an address that fails the grammar is added to ``bad`` (naming the
+    server) and makes the project unknown, not the whole read."""
+    req = f"{region} servers of {project.name}"
+    types = {"fixed", "floating"} if include_floating_ips else {"fixed"}
+    out = []
+    for srv in servers:
+        sid = _field(srv, "id", str, "servers", req)
+        status = str(srv.get("status", "")).upper()
+        if status == "UNKNOWN":
+            raise InventoryIncomplete(f"server {sid} is in a down Nova cell", req)
+        if status in GONE:
+            continue
+        tenant = srv.get("tenant_id") or srv.get("project_id")
+        if tenant is not None and tenant != project.id:
+            # a project-scoped listing showing another project's server: not this
+            # project's instance, and the listing is not what it says
+            bad.append(
+                f"{region}: server {_label(sid)} of project {_label(tenant)} is in the "
+                f"listing scoped to {_label(project.name)} ({_label(project.id)})"
+            )
+            continue
+        nets = srv.get("addresses")
+        if not isinstance(nets, dict):
+            raise InventoryBadData(f"server {sid} has no 'addresses'", req)
+        addrs: list[IPAddress] = []
+        refused = False
+        for entries in nets.values():
+            if not isinstance(entries, list):
+                raise InventoryBadData(f"server {sid}: malformed 'addresses'", req)
+            for e in entries:
+                kind = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
+                if not isinstance(kind, str) or kind not in types:
+                    continue
+                try:
+                    addrs.append(parse_address(e.get("addr")))
+                except AddressError as exc:
+                    refused = True
+                    bad.append(f"{region}: server {_label(sid)}: {exc}")
+        if not addrs and status in ADDRESSED and not refused:
+            raise InventoryIncomplete(f"server {sid} is {status} but has no addresses", req)
+        name = str(srv.get("name", ""))
+        out.append(InstanceRecord(sid, name, project.name, status, tuple(addrs)))
+    return out
 
 
 # --------------------------------------------------------------------------- all-projects merge
