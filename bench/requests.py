@@ -204,7 +204,7 @@ def _child_env(clouds_yaml: Path) -> dict[str, str]:
 
 
 def _source(mode: str) -> Any:
-    from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
+    from nfs_exportd.read.inventory.openstack import OpenStackInventory, OpenStackSettings
 
     cloud = "admin" if mode == "all-projects" else "observer"
     return OpenStackInventory(

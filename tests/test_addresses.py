@@ -27,7 +27,6 @@ from nfs_exportd.addresses import (
 from nfs_exportd.decide.reconcile import DecideInput, Policy, decide
 from nfs_exportd.errors import InventoryError
 from nfs_exportd.exportsfile import ManagedFileError, parse, parse_lines, render
-from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings, merge_region
 from nfs_exportd.model import (
     AddressClaim,
     ExportLine,
@@ -37,6 +36,7 @@ from nfs_exportd.model import (
     ProjectRecord,
     ServedExport,
 )
+from nfs_exportd.read.inventory.openstack import OpenStackInventory, OpenStackSettings, merge_region
 from nfs_exportd_sim import SimCloud
 
 # --------------------------------------------------------------------------- the grammar
@@ -715,7 +715,7 @@ def test_fuzz_names_paths_and_options_never_shape_a_line(
 
     from nfs_exportd.config import ExportOptionsConfig
     from nfs_exportd.errors import ConfigError
-    from nfs_exportd.projects import parse_projects, served_exports
+    from nfs_exportd.read.projects import parse_projects, served_exports
 
     host = "nfs-1.svc.example"
     try:

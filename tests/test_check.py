@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from conftest import Lab
-from nfs_exportd import check
-from nfs_exportd import status as status_file
-from nfs_exportd.check import CRITICAL, OK, UNKNOWN, WARNING, MaintenanceFlag, Thresholds
-from nfs_exportd.status import Counts, LastCycle, Status
+from nfs_exportd.memory import status as status_file
+from nfs_exportd.memory.status import Counts, LastCycle, Status
+from nfs_exportd.ops import check
+from nfs_exportd.ops.check import CRITICAL, OK, UNKNOWN, WARNING, MaintenanceFlag, Thresholds
 
 NOW = 1_700_000_000.0
 TH = Thresholds(warning_after=900, critical_after=3600, maintenance_max_age=86400)

@@ -56,7 +56,7 @@ def test_read_only_commands_load_no_simulator_and_no_http_server(
     proc, modules = loaded(synced, *command)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     # the log is the command's own: it names the modules that did its work
-    assert {"nfs_exportd.config", "nfs_exportd.check", "nfs_exportd.cycle"} <= modules
+    assert {"nfs_exportd.config", "nfs_exportd.ops.check", "nfs_exportd.cycle"} <= modules
     assert not forbidden(modules), f"'{' '.join(command)}' loaded {forbidden(modules)}"
 
 

@@ -49,7 +49,7 @@ import pytest
 
 from conftest import SANDBOX, Lab
 from nfs_exportd import cycle, fsutil
-from nfs_exportd.backends import exportfs as exportfs_backend
+from nfs_exportd.apply import exportfs as exportfs_backend
 from nfs_exportd.killpoints import STEPS
 
 FILE_STEPS = ("write", "fsync", "rename", "dirsync")  # once per atomic_write

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Lab
-from nfs_exportd import state
+from nfs_exportd.memory import state
 
 A, B, C = "172.16.0.5", "172.16.0.6", "172.16.0.7"
 

@@ -738,7 +738,7 @@ def test_a_burst_of_cycles_confirms_nothing() -> None:
 def test_projects_file_id_is_parsed_and_checked() -> None:
     from nfs_exportd.config import ExportOptionsConfig
     from nfs_exportd.errors import ConfigError
-    from nfs_exportd.projects import parse_projects, served_exports
+    from nfs_exportd.read.projects import parse_projects, served_exports
 
     data = {
         "tools": {"gid": 1, "id": "9f1c0a", "mounts": {"home": "nfs-1:/srv/tools/home"}},
@@ -760,8 +760,8 @@ def test_projects_file_id_is_parsed_and_checked() -> None:
 
 def test_memory_round_trips_through_state_dir(tmp_path: Any) -> None:
     """The binding, the deletions and the last counting time survive a restart."""
-    from nfs_exportd import state
     from nfs_exportd.decide.lifecycle import Absence, Memory
+    from nfs_exportd.memory import state
 
     mem = Memory(
         absent={"a": Absence(5.0, 2)},
@@ -801,7 +801,7 @@ def test_project_file_records_its_keystone_id() -> None:
 
 def test_a_volume_equal_to_a_serve_root_is_unsafe(tmp_path: Any) -> None:
     """A volume at /srv with serve.roots [/srv] would export every volume below it."""
-    from nfs_exportd.projects import check_served_paths
+    from nfs_exportd.read.projects import check_served_paths
 
     root = tmp_path / "srv"
     (root / "tools").mkdir(parents=True)

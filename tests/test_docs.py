@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from nfs_exportd.cli import build_parser
 from nfs_exportd.config import Config, load_config
 from nfs_exportd.decide import HOLD_REASONS
-from nfs_exportd.metrics import METRIC_NAMES
+from nfs_exportd.ops.metrics import METRIC_NAMES
 from nfs_exportd_sim.cli import build_parser as sim_parser
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

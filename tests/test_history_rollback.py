@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import HOST, SANDBOX, Lab, wait_for
-from nfs_exportd import state
+from nfs_exportd.memory import state
 
 A, B, C, D = "172.16.0.5", "172.16.0.6", "172.16.0.7", "172.16.0.8"
 Out = pytest.CaptureFixture[str]
@@ -605,7 +605,7 @@ def test_journal_is_bounded_by_retention_days_the_newest_stays(lab: Lab, capsys:
     # every entry older than the retention, the newest included: the newest stays
     age(3, 3600)
     age(4, 3600)
-    from nfs_exportd import journal
+    from nfs_exportd.memory import journal
 
     assert journal.prune(lab.state_dir, retention_days=0.001, max_entries=10, now=time.time()) == [
         3
@@ -754,7 +754,7 @@ def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
     ``unjournaled`` in status; the next sync journals the catch-up."""
     import errno
 
-    from nfs_exportd import journal
+    from nfs_exportd.memory import journal
 
     home = _tools(lab, A, B)
     assert lab.cli("sync") == 0

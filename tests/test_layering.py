@@ -32,9 +32,9 @@ FORBIDDEN_LOADED = (
     "openstack",
     "keystoneauth1",
     "shutil",
-    "nfs_exportd.backends",
-    "nfs_exportd.inventory",
-    "nfs_exportd.state",
+    "nfs_exportd.apply",
+    "nfs_exportd.read.inventory",
+    "nfs_exportd.memory.state",
     "nfs_exportd.cycle",
     "nfs_exportd.cli",
 )

@@ -255,7 +255,7 @@ def test_decide_held_path_keeps_what_is_in_force_and_adds_nothing() -> None:
 
 
 def test_check_served_paths(tmp_path: Path) -> None:
-    from nfs_exportd.projects import check_served_paths  # type: ignore[attr-defined]
+    from nfs_exportd.read.projects import check_served_paths  # type: ignore[attr-defined]
 
     root = tmp_path.resolve() / "srv"
     (root / "a" / "home").mkdir(parents=True)

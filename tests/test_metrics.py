@@ -17,9 +17,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Lab, wait_for
-from nfs_exportd import __version__, state
-from nfs_exportd.inventory import observe
-from nfs_exportd.metrics import METRIC_NAMES, Metrics
+from nfs_exportd import __version__
+from nfs_exportd.memory import state
+from nfs_exportd.ops.metrics import METRIC_NAMES, Metrics
+from nfs_exportd.read.inventory import observe
 
 Labels = dict[str, str]
 
@@ -445,7 +446,7 @@ def test_run_with_a_bad_metrics_listen_exits_2(lab: Lab) -> None:
 def test_openstack_source_reports_every_request_by_service_and_status() -> None:
     """Through the real openstacksdk against the simulated cloud: each request of a read
     is counted under its service, with its HTTP status; a failing one under its code."""
-    from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
+    from nfs_exportd.read.inventory.openstack import OpenStackInventory, OpenStackSettings
     from nfs_exportd_sim import SimCloud
 
     scenario = {

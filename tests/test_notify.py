@@ -23,7 +23,7 @@ from conftest import SANDBOX, Lab
 from nfs_exportd.cli import _Loop
 from nfs_exportd.config import load_config
 from nfs_exportd.cycle import load_served
-from nfs_exportd.notify import Notifier
+from nfs_exportd.ops.notify import Notifier
 
 NOTIFY_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 

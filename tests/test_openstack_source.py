@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd.model import InventorySnapshot
+from nfs_exportd.read.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd_sim import SimCloud
 
 PW = "secret-observer"
@@ -525,8 +525,8 @@ def test_a_crash_in_the_read_is_not_a_timeout(
     """A bug in the read (planted: the merge raises) is said as a crash naming the
     exception, at once, not as a deadline missed; the tokens stay cached (it is not an
     auth error); the traceback goes through our logger (redacted), never raw stderr."""
-    from nfs_exportd.inventory import openstack
     from nfs_exportd.logs import MASK, register_secret, setup_logging
+    from nfs_exportd.read.inventory import openstack
 
     register_secret("crash-secret-value")
     setup_logging("text", False)

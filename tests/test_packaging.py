@@ -36,7 +36,9 @@ def test_the_production_distribution_has_no_simulator() -> None:
     packages = _packages(REPO / where, **find)
     assert not {p for p in packages if p.split(".")[0] != "nfs_exportd"}, packages
     assert _packages(SRC, include=["nfs_exportd", "nfs_exportd.*"]) == packages
-    assert "nfs_exportd.backends" in packages  # a namespace package: found all the same
+    # the layer folders and their subpackages, all of them
+    layers = {"read", "read.inventory", "decide", "apply", "memory", "ops", "commands"}
+    assert {f"nfs_exportd.{p}" for p in layers} <= packages
 
 
 def test_the_sim_distribution_has_all_of_the_simulator() -> None:

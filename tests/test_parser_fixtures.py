@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from nfs_exportd import errors
-from nfs_exportd.backends.exportfs import parse_etab, parse_stderr
-from nfs_exportd.inventory.openstack import merge_region, parse_projects, servers_of
+from nfs_exportd.apply.exportfs import parse_etab, parse_stderr
 from nfs_exportd.model import AddressClaim, InstanceRecord, ProjectRecord
+from nfs_exportd.read.inventory.openstack import merge_region, parse_projects, servers_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -14,7 +14,7 @@ import yaml
 from conftest import HOST, Lab
 from nfs_exportd.config import ExportOptionsConfig
 from nfs_exportd.errors import ConfigError
-from nfs_exportd.projects import load_projects, parse_projects, served_exports
+from nfs_exportd.read.projects import load_projects, parse_projects, served_exports
 from nfs_exportd.validate import normalise_path
 
 DATA = Path(__file__).parent / "data" / "projects.yaml"

@@ -119,8 +119,6 @@ from hypothesis.stateful import (
 from nfs_exportd.decide import Action, DecideInput, Plan, Policy, decide
 from nfs_exportd.decide.lifecycle import Memory
 from nfs_exportd.exportsfile import RenderRefused, render
-from nfs_exportd.inventory.openstack import merge_region
-from nfs_exportd.inventory.static import parse_static
 from nfs_exportd.model import (
     AddressClaim,
     ExportsFile,
@@ -132,6 +130,8 @@ from nfs_exportd.model import (
     PublicExport,
     ServedExport,
 )
+from nfs_exportd.read.inventory.openstack import merge_region
+from nfs_exportd.read.inventory.static import parse_static
 
 OPTIONS = "rw,sync,no_subtree_check,root_squash"
 IPS = (

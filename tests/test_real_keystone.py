@@ -32,8 +32,8 @@ import yaml
 
 from conftest import Lab, finished, wait_for, watch_held
 from keystone_lab.real_keystone import REGION, SERVICE_PASSWORD, SERVICE_USER, RealKeystone
-from nfs_exportd.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd.model import InventorySnapshot
+from nfs_exportd.read.inventory.openstack import OpenStackInventory, OpenStackSettings
 from nfs_exportd_sim import ExternalKeystone, ServiceUser, SimCloud
 
 pytest_plugins = ("keystone_lab.plugin",)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Lab
-from nfs_exportd import journal, state
-from nfs_exportd import status as status_file
-from nfs_exportd.backends import pending
+from nfs_exportd.apply import pending
 from nfs_exportd.decide import Reason
 from nfs_exportd.errors import StateError
+from nfs_exportd.memory import journal, state
+from nfs_exportd.memory import status as status_file
 from nfs_exportd.model import Maintenance, PairKey
 
 HOME = "/srv/tools/home"

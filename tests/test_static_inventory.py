@@ -15,7 +15,7 @@ import yaml
 
 from conftest import Lab
 from nfs_exportd.cli import main
-from nfs_exportd.inventory.static import StaticInventory
+from nfs_exportd.read.inventory.static import StaticInventory
 
 HEADER = "# nfs-exportd managed file, do not edit: project="
 OPTS = "-rw,sync,no_subtree_check,root_squash"

@@ -468,7 +468,7 @@ def test_a_refused_render_writes_nothing_and_runs_no_exportfs(good: tuple[Lab, S
     exportsfile = importlib.import_module("nfs_exportd.exportsfile")
     from nfs_exportd.config import load_config
     from nfs_exportd.cycle import backend_for
-    from nfs_exportd.exportsfile import scan
+    from nfs_exportd.read.exportsdir import scan
 
     lab, before = good
     cfg = load_config(lab.config_path)

@@ -19,21 +19,22 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from . import __version__, journal, state
-from . import status as status_file
-from .check import hold_key
+from . import __version__
 from .config import DEFAULT_CONFIG, Config, load_config
 from .cycle import load_served, make_plan, read_facts, sync
 from .decide import Hold, Reason
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, NfsExportdError, UsageError
-from .inventory import source_from_config
 from .logs import setup_logging
+from .memory import journal, state
+from .memory import status as status_file
 from .model import Maintenance
-from .notify import Notifier
-from .projects import ServedSet
+from .ops.check import hold_key
+from .ops.notify import Notifier
+from .read.inventory import source_from_config
+from .read.projects import ServedSet
 
 if TYPE_CHECKING:
-    from .metrics import Exporter
+    from .ops.metrics import Exporter
 
 log = logging.getLogger("nfs_exportd")
 LOCK_WAIT = 120.0  # seconds a command waits for a cycle in progress to finish
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def new_exporter(cfg: Config) -> Exporter:
     """The metrics exporter, imported only by the commands that export: prometheus_client
     loads http.server, which ``check``, ``plan`` and ``status`` have no use for."""
-    from .metrics import Exporter
+    from .ops.metrics import Exporter
 
     return Exporter(cfg)
 
@@ -270,7 +271,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Never raises: every failure is a plugin UNKNOWN with the reason on the line."""
-    from . import check
+    from .ops import check
 
     try:
         cfg = load_config(args.config)
@@ -306,7 +307,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import ipaddress
 
-    from . import explain
+    from .ops import explain
 
     if (args.ip is None) == (args.project is None):
         raise UsageError("explain: give an address, or --project NAME (one of them)")
@@ -345,7 +346,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_adopt(args: argparse.Namespace) -> int:
-    from . import adopt
+    from .commands import adopt
 
     cfg = load_config(args.config)
     served = load_served(cfg)
@@ -400,7 +401,7 @@ def _entry_text(e: journal.Entry) -> str:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .rollback import rollback
+    from .commands.rollback import rollback
 
     cfg = load_config(args.config)
     served = load_served(cfg)

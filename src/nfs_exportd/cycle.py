@@ -12,19 +12,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from . import journal, state
-from . import status as status_file
-from .backends.exportfs import ApplyResult, ExportfsBackend
-from .check import QUIET, hold_key
+from .apply.exportfs import ApplyResult, ExportfsBackend
 from .config import Config
 from .decide import Action, DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
-from .exportsfile import DirScan, render, scan
+from .exportsfile import UntrustedVerified, render
 from .fsutil import remove_stale_temporaries
-from .inventory import InventorySource, source_from_config
 from .killpoints import kill_point
+from .memory import journal, state
+from .memory import status as status_file
 from .model import ExportsFile, InventorySnapshot, Maintenance
-from .projects import (
+from .ops.check import QUIET, hold_key
+from .read.exportsdir import DirScan, scan
+from .read.inventory import InventorySource, source_from_config
+from .read.projects import (
     PathSafety,
     ServedSet,
     check_served_paths,
@@ -198,7 +199,7 @@ def _last_verified(cfg: Config) -> dict[str, str] | None:
     """The last verified copy; one that is not trusted counts as none (it is replaced)."""
     try:
         return state.load_verified(cfg.state_dir)
-    except state.UntrustedVerified as exc:
+    except UntrustedVerified as exc:
         log.warning("%s", exc)
         return None
 

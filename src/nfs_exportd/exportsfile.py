@@ -1,4 +1,4 @@
-"""Managed exports files: render and parse (pure), and scan the exports directory.
+"""Managed exports files: render and parse (pure; listing exports_dir is ``read.exportsdir``).
 
 A managed file starts with exactly ``# nfs-exportd managed file, do not edit: project=NAME``
 (or ``public=NAME``); a project file then has ``# keystone-id=ID``, the Keystone id the
@@ -8,10 +8,6 @@ Files without the header are never rewritten or removed.
 """
 
 from __future__ import annotations
-
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 from .addresses import AddressError, parse_network
 from .config import check_options
@@ -190,55 +186,32 @@ def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[Exp
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class DirScan:
-    managed: dict[str, ExportsFile]
-    unmanaged: frozenset[str]
-    raw: dict[str, str]  # filename -> exact text of managed files
+class UntrustedVerified(StateError):
+    """The last verified copy is whole but a file in it is not what nfs-exportd renders
+    (a hand edit, a bad restore of state_dir): the copy as a whole is not used."""
 
 
-def scan(exports_dir: Path) -> DirScan:
-    """Read every ``*.exports`` file; ours are parsed, the others only noted.
-
-    A managed file that cannot be read or parsed is bad input on disk: StateError naming
-    it (the cycle stops and nothing changes).
-    """
-    managed: dict[str, ExportsFile] = {}
-    raw: dict[str, str] = {}
-    unmanaged: set[str] = set()
+def rendered_problem(name: str, text: str) -> str | None:
+    """Why ``text`` is not exactly what render writes for the managed file ``name``
+    (None when it is).  Text that fails this is never written into exports_dir: an undo
+    must not carry an edit past the renderer's checks (``*(rw,no_root_squash)``)."""
     try:
-        names = sorted(os.listdir(exports_dir))
-    except FileNotFoundError:
-        raise StateError(f"{exports_dir}: exports_dir does not exist") from None
-    except OSError as exc:
-        raise StateError(f"{exports_dir}: cannot list exports_dir: {exc}") from None
-    for name in names:
-        if not name.endswith(EXPORTS_SUFFIX):
-            continue
-        path = exports_dir / name
-        if not path.is_file():
-            unmanaged.add(name)
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            unmanaged.add(name)  # not ours: we only ever write ASCII
-            continue
-        except OSError as exc:
-            raise StateError(f"{path}: cannot read: {exc}") from None
-        try:
-            parsed = parse(name, text)
-        except ManagedFileError as exc:
-            raise StateError(f"{exports_dir}/{exc}") from None
-        if parsed is None:
-            unmanaged.add(name)
-        else:
-            prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
-            if name != prefix + parsed.owner + EXPORTS_SUFFIX:
-                raise StateError(
-                    f"{path}:1: header says {parsed.kind}={parsed.owner} but the file name "
-                    "does not match; rename or remove it"
-                )
-            managed[name] = parsed
-            raw[name] = text
-    return DirScan(managed, frozenset(unmanaged), raw)
+        parsed = parse(name, text)
+    except ManagedFileError as exc:
+        return str(exc)
+    if parsed is None:
+        return f"{name}: does not start with the nfs-exportd header"
+    prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
+    if name != prefix + parsed.owner + EXPORTS_SUFFIX:
+        return f"{name}: header says {parsed.kind}={parsed.owner} but the file name does not match"
+    try:
+        again = render(parsed)
+    except RenderRefused as exc:
+        return f"{name}: not a file nfs-exportd writes ({str(exc).partition('; ')[0]})"
+    if again != text:
+        old, new = text.split("\n"), again.split("\n")
+        no = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), None)
+        no = min(len(old), len(new)) if no is None else no
+        got = old[no] if no < len(old) else "(end of file)"
+        return f"{name}:{no + 1}: {got!r} is not what nfs-exportd writes there"
+    return None

@@ -21,24 +21,24 @@ from pathlib import Path
 
 import yaml
 
-from .addresses import AddressError, parse_network
-from .config import Config, ExportOptionsConfig
-from .errors import ConfigError
-from .model import (
+from ..addresses import AddressError, parse_network
+from ..config import Config, ExportOptionsConfig
+from ..errors import ConfigError
+from ..model import (
     PUBLIC_FILE_PREFIX,
     Mount,
     ProjectSpec,
     PublicExport,
     ServedExport,
 )
-from .validate import (
+from ..validate import (
     KEYSTONE_ID_RE,
     check_name,
     normalise_path,
     path_within,
     system_directory,
 )
-from .yamlsafe import PROJECTS_MAX_BYTES, YamlRefused, load_file
+from ..yamlsafe import PROJECTS_MAX_BYTES, YamlRefused, load_file
 
 log = logging.getLogger(__name__)
 MAX_GID = 2**32 - 2  # (gid_t)-1 means "no group" to the kernel

@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from .config import Config
-from .cycle import Facts, apply_and_record, backend_for, make_plan, read_facts, record_unjournaled
-from .decide import Plan
-from .errors import StateError
-from .exportsfile import ManagedFileError, parse_lines, render
-from .model import EXPORTS_SUFFIX, ExportsFile, FileKind
-from .projects import ServedSet
-from .validate import check_name
+from ..config import Config
+from ..cycle import Facts, apply_and_record, backend_for, make_plan, read_facts, record_unjournaled
+from ..decide import Plan
+from ..errors import StateError
+from ..exportsfile import ManagedFileError, parse_lines, render
+from ..model import EXPORTS_SUFFIX, ExportsFile, FileKind
+from ..read.projects import ServedSet
+from ..validate import check_name
 
 log = logging.getLogger("nfs_exportd")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..config import Config
-from ..errors import ConfigError
-from ..model import InventorySnapshot
+from ...config import Config
+from ...errors import ConfigError
+from ...model import InventorySnapshot
 
 
 class InventorySource(Protocol):

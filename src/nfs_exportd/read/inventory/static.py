@@ -29,10 +29,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BeforeValidator, ValidationError
 
-from ..addresses import AddressError, parse_address
-from ..model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
-from ..records import Record, Text, describe, one_line
-from ..yamlsafe import INVENTORY_MAX_BYTES, YamlRefused, load_file
+from ...addresses import AddressError, parse_address
+from ...model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ...records import Record, Text, describe, one_line
+from ...yamlsafe import INVENTORY_MAX_BYTES, YamlRefused, load_file
 
 GONE_STATUSES = frozenset({"DELETED"})
 UNKNOWN_STATUSES = frozenset({"UNKNOWN"})

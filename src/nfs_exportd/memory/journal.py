@@ -27,10 +27,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .errors import StateError
-from .exportsfile import ManagedFileError, parse
-from .fsutil import atomic_remove, atomic_write
-from .records import Count, Record, Time, parse_json
+from ..errors import StateError
+from ..exportsfile import ManagedFileError, parse
+from ..fsutil import atomic_remove, atomic_write
+from ..records import Count, Record, Time, parse_json
 
 HISTORY = "history"
 _NAME = re.compile(r"^(\d{6,})\.json$")

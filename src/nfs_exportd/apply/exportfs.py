@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import ApplyError, BackendUnavailable, StateError
-from ..exportsfile import ManagedFileError, parse, render
+from ..exportsfile import ManagedFileError, UntrustedVerified, parse, render, rendered_problem
 from ..fsutil import atomic_remove, atomic_write
 from ..killpoints import kill_point
 from ..model import EXPORTS_SUFFIX, HEADER_PREFIX, ExportsFile
-from ..state import UntrustedVerified, rendered_problem
 from . import pending
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from . import __version__
-from .config import Config, split_listen
-from .decide import HOLD_REASONS
-from .errors import NfsExportdError
-from .inventory import observe
-from .status import Status
+from .. import __version__
+from ..config import Config, split_listen
+from ..decide import HOLD_REASONS
+from ..errors import NfsExportdError
+from ..memory.status import Status
+from ..read.inventory import observe
 
 log = logging.getLogger("nfs_exportd")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: the families are exactly METRIC_NAMES

@@ -1,6 +1,6 @@
 """What the daemon remembers in ``state_dir``: removal counters, the last verified files,
 the rollback-hold marker, and the lock that lets only one writing command run at a time
-(the last cycle's status is ``status.py``).
+(the last cycle's status is ``memory.status``).
 
 Every file is written atomically and read into a strict record (``records``).  A
 counters file that does not validate is moved aside (``counters.json.corrupt-TIMESTAMP``)
@@ -21,12 +21,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from .decide.lifecycle import Absence, Memory
-from .errors import LockHeld, StateError
-from .exportsfile import ManagedFileError, RenderRefused, parse, render
-from .fsutil import atomic_remove, atomic_write, fsync_dir
-from .model import EXPORTS_SUFFIX, PUBLIC_FILE_PREFIX, PairKey
-from .records import Count, Record, Time, dumps, parse_json
+from ..decide.lifecycle import Absence, Memory
+from ..errors import LockHeld, StateError
+from ..exportsfile import UntrustedVerified, rendered_problem
+from ..fsutil import atomic_remove, atomic_write, fsync_dir
+from ..model import PairKey
+from ..records import Count, Record, Time, dumps, parse_json
 
 COUNTERS = "counters.json"
 VERIFIED = "last-verified"
@@ -176,37 +176,6 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
         fsync_dir(vdir)
     except OSError as exc:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
-
-
-class UntrustedVerified(StateError):
-    """The last verified copy is whole but a file in it is not what nfs-exportd renders
-    (a hand edit, a bad restore of state_dir): the copy as a whole is not used."""
-
-
-def rendered_problem(name: str, text: str) -> str | None:
-    """Why ``text`` is not exactly what render writes for the managed file ``name``
-    (None when it is).  Text that fails this is never written into exports_dir: an undo
-    must not carry an edit past the renderer's checks (``*(rw,no_root_squash)``)."""
-    try:
-        parsed = parse(name, text)
-    except ManagedFileError as exc:
-        return str(exc)
-    if parsed is None:
-        return f"{name}: does not start with the nfs-exportd header"
-    prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
-    if name != prefix + parsed.owner + EXPORTS_SUFFIX:
-        return f"{name}: header says {parsed.kind}={parsed.owner} but the file name does not match"
-    try:
-        again = render(parsed)
-    except RenderRefused as exc:
-        return f"{name}: not a file nfs-exportd writes ({str(exc).partition('; ')[0]})"
-    if again != text:
-        old, new = text.split("\n"), again.split("\n")
-        no = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), None)
-        no = min(len(old), len(new)) if no is None else no
-        got = old[no] if no < len(old) else "(end of file)"
-        return f"{name}:{no + 1}: {got!r} is not what nfs-exportd writes there"
-    return None
 
 
 def load_verified(state_dir: Path) -> dict[str, str] | None:

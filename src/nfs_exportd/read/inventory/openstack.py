@@ -41,16 +41,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..addresses import ADDRESS_CHARS, AddressError, parse_address, shown
-from ..errors import (
+from ...addresses import ADDRESS_CHARS, AddressError, parse_address, shown
+from ...errors import (
     InventoryAuthError,
     InventoryBadData,
     InventoryError,
     InventoryIncomplete,
     InventoryUnavailable,
 )
-from ..logs import register_secret
-from ..model import AddressClaim, InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ...logs import register_secret
+from ...model import AddressClaim, InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
 from . import observe
 
 log = logging.getLogger(__name__)

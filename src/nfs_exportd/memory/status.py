@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .decide import Action, Reason
-from .errors import StateError
-from .fsutil import atomic_write
-from .model import Maintenance
-from .records import Count, Record, Time, dumps, read_json
+from ..decide import Action, Reason
+from ..errors import StateError
+from ..fsutil import atomic_write
+from ..model import Maintenance
+from ..records import Count, Record, Time, dumps, read_json
 
 STATUS = "status.json"
 

@@ -16,15 +16,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import journal, state
-from .config import Config
-from .cycle import apply_and_record, backend_for, record_unjournaled
-from .decide.restore import RestoreInput, restore
-from .errors import StateError, UsageError
-from .exportsfile import ManagedFileError, parse, scan
-from .inventory import source_from_config
-from .model import ExportsFile, FileKind
-from .projects import ServedSet, check_served_paths
+from ..config import Config
+from ..cycle import apply_and_record, backend_for, record_unjournaled
+from ..decide.restore import RestoreInput, restore
+from ..errors import StateError, UsageError
+from ..exportsfile import ManagedFileError, parse
+from ..memory import journal, state
+from ..model import ExportsFile, FileKind
+from ..read.exportsdir import scan
+from ..read.inventory import source_from_config
+from ..read.projects import ServedSet, check_served_paths
 
 log = logging.getLogger("nfs_exportd")
 

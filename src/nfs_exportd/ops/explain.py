@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .decide import Action, Plan, Reason
-from .decide.reconcile import PUBLIC_OWNER_PREFIX
-from .journal import Entry
-from .model import ExportsFile, InventorySnapshot, ServedExport
+from ..decide import Action, Plan, Reason
+from ..decide.reconcile import PUBLIC_OWNER_PREFIX
+from ..memory.journal import Entry
+from ..model import ExportsFile, InventorySnapshot, ServedExport
 
 
 @dataclass(frozen=True)
