@@ -1,5 +1,5 @@
 # make demo  - set everything up and run the main job on the bundled example
-# make test  - set everything up and run the whole test suite (ruff, mypy --strict, pytest)
+# make test  - set everything up and run the whole test suite (ruff, lint-imports, mypy --strict, pytest)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -35,6 +35,7 @@ deps: system-deps $(STAMP)
 lint: deps
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	PYTHONPATH=src $(BIN)/lint-imports --no-cache
 
 typecheck: deps
 	$(BIN)/mypy --strict src

@@ -1,6 +1,8 @@
 """Decide layer: pure functions from facts to a plan.  No I/O, no name resolution.
 
-``tests/test_layering.py`` enforces that nothing here imports I/O or network modules.
+The ``decide-pure`` contract in ``.importlinter`` (run by ``make test``) forbids any
+I/O, network or outer-layer import here; ``tests/test_import_contracts.py`` also checks
+what importing it loads at run time.
 """
 
 from .plan import CHANGE_ONLY_REASONS, HOLD_REASONS, Action, Change, Hold, Plan, Reason
