@@ -56,7 +56,20 @@ def test_read_only_commands_load_no_simulator_and_no_http_server(
     proc, modules = loaded(synced, *command)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     # the log is the command's own: it names the modules that did its work
-    assert {"nfs_exportd.config", "nfs_exportd.ops.check", "nfs_exportd.cycle"} <= modules
+    own = {
+        "check": "nfs_exportd.ops.check",
+        "plan": "nfs_exportd.cycle",
+        "status": "nfs_exportd.memory.status",
+    }
+    assert {"nfs_exportd.config", f"nfs_exportd.commands.{command[0]}", own[command[0]]} <= modules
+    # and only its own command module
+    others = sorted(
+        m
+        for m in modules
+        if m.startswith("nfs_exportd.commands.")
+        and m not in {f"nfs_exportd.commands.{command[0]}", "nfs_exportd.commands.common"}
+    )
+    assert others == [], others
     assert not forbidden(modules), f"'{' '.join(command)}' loaded {forbidden(modules)}"
 
 
@@ -69,3 +82,20 @@ def test_the_log_would_show_http_server(synced: Lab) -> None:
     proc, modules = loaded(synced, *root, "sync")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert forbidden(modules) == ["http.server"]
+
+
+@pytest.mark.parametrize("command", ["check", "status"])
+def test_check_and_status_load_no_cloud_client_and_no_cycle(synced: Lab, command: str) -> None:
+    """They read state_dir only: no cloud client, no read/apply layer, no cycle (the
+    Icinga check runs every minute, and must answer when the cloud libraries are broken)."""
+    proc, modules = loaded(synced, command)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    heavy = (
+        "openstack",
+        "keystoneauth1",
+        "nfs_exportd.cycle",
+        "nfs_exportd.read",
+        "nfs_exportd.apply",
+    )
+    found = sorted(m for m in modules for h in heavy if m == h or m.startswith(h + "."))
+    assert found == [], f"'{command}' loaded {found}"

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from nfs_exportd.cli import _Loop, build_parser
+from nfs_exportd.cli import build_parser
+from nfs_exportd.commands.run import Loop
 from nfs_exportd.config import DEFAULT_CONFIG, Config
 from nfs_exportd.errors import EXIT_USAGE
 from nfs_exportd.ops import metrics as daemon_metrics
@@ -170,7 +171,7 @@ def test_unit_service_type_watchdog_and_stop(unit: configparser.ConfigParser) ->
     # SIGTERM lets the cycle finish: at least as long as the daemon's own bound on a healthy
     # cycle with the default timeouts (past it, the watchdog pings stop)
     default_cfg = SimpleNamespace(cfg=Config.model_construct())
-    deadline = _Loop.cycle_deadline(default_cfg)  # type: ignore[arg-type]
+    deadline = Loop.cycle_deadline(default_cfg)  # type: ignore[arg-type]
     assert deadline > 300
     assert seconds(svc["TimeoutStopSec"]) >= deadline
     assert seconds(svc["TimeoutStartSec"]) >= 30

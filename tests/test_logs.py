@@ -161,13 +161,14 @@ def test_an_unexpected_error_is_logged_through_the_handler(
     """A bug (planted: status raises) ends with exit 1 and one redacted log record with
     its traceback, never a raw traceback around the redaction filter."""
     from nfs_exportd import cli
+    from nfs_exportd.commands import status as status_command
 
     register_secret("main-secret-value")
 
     def broken(args: object) -> int:
         raise RuntimeError("status broke holding main-secret-value")
 
-    monkeypatch.setattr(cli, "cmd_status", broken)
+    monkeypatch.setattr(status_command, "run", broken)
     lab.write()
     assert cli.main(["--config", str(lab.config_path), "status"]) == 1
     err = capsys.readouterr().err

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SANDBOX, Lab
-from nfs_exportd.cli import _Loop
+from nfs_exportd.commands.run import Loop
 from nfs_exportd.config import load_config
 from nfs_exportd.cycle import load_served
 from nfs_exportd.ops.notify import Notifier
@@ -242,7 +242,7 @@ def test_loop_is_unhealthy_past_its_deadline_and_the_watchdog_stops(
     _tools_lab(lab)
     lab.write()
     cfg = load_config(lab.config_path)
-    loop = _Loop(argparse.Namespace(config=lab.config_path), cfg, load_served(cfg))
+    loop = Loop(argparse.Namespace(config=lab.config_path), cfg, load_served(cfg))
     address, rx = receiver
     notifier = Notifier(env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"})
     try:

@@ -358,7 +358,7 @@ def test_apply_pending_marker(tmp_path: Path) -> None:
 
 def test_the_status_line_reads_the_record(tmp_path: Path) -> None:
     """systemd's STATUS= line: pairs, not clients (4 pairs, 3 clients here)."""
-    from nfs_exportd.cli import status_line
+    from nfs_exportd.commands.run import status_line
 
     data = json.loads(json.dumps(OLD_STATUS))
     data["counts"]["clients"] = 3

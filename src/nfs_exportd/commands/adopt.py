@@ -15,17 +15,28 @@ here, when it exports a path that project does not serve here, or when a line is
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass, field, replace
 
-from ..config import Config
-from ..cycle import Facts, apply_and_record, backend_for, make_plan, read_facts, record_unjournaled
+from ..config import Config, load_config
+from ..cycle import (
+    Facts,
+    apply_and_record,
+    backend_for,
+    load_served,
+    make_plan,
+    read_facts,
+    record_unjournaled,
+)
 from ..decide import Plan
-from ..errors import StateError
+from ..errors import EXIT_OK, StateError
 from ..exportsfile import ManagedFileError, parse_lines, render
+from ..memory import state
 from ..model import EXPORTS_SUFFIX, ExportsFile, FileKind
 from ..read.projects import ServedSet
 from ..validate import check_name
+from .common import LOCK_WAIT
 
 log = logging.getLogger("nfs_exportd")
 
@@ -149,3 +160,15 @@ def text(res: AdoptResult, dry_run: bool) -> str:
         rows.append("the next sync then plans (option differences included):")
         rows.extend("  " + line for line in res.next_plan.to_text().splitlines())
     return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    if args.dry_run:
+        res = adopt(cfg, served, dry_run=True)
+    else:
+        with state.StateLock(cfg.state_dir, wait=LOCK_WAIT):
+            res = adopt(cfg, served, dry_run=False)
+    print(text(res, args.dry_run))
+    return EXIT_OK

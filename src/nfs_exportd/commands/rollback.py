@@ -11,21 +11,23 @@ until ``release``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config
-from ..cycle import apply_and_record, backend_for, record_unjournaled
+from ..config import Config, load_config
+from ..cycle import apply_and_record, backend_for, load_served, record_unjournaled
 from ..decide.restore import RestoreInput, restore
-from ..errors import StateError, UsageError
+from ..errors import EXIT_OK, StateError, UsageError
 from ..exportsfile import ManagedFileError, parse
 from ..memory import journal, state
 from ..model import ExportsFile, FileKind
 from ..read.exportsdir import scan
 from ..read.inventory import source_from_config
 from ..read.projects import ServedSet, check_served_paths
+from .common import LOCK_WAIT, when
 
 log = logging.getLogger("nfs_exportd")
 
@@ -139,3 +141,22 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
             "but it is not recorded",
         )
     return result
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    with state.StateLock(cfg.state_dir, wait=LOCK_WAIT):
+        res = rollback(cfg, served, args.to, args.force)
+    for owner, path, client, why in res.dropped:
+        print(f"dropped {owner} {path} {client}: {why}")
+    for why in res.skipped:
+        print(f"skipped {why}")
+    e = res.entry
+    changed = f"+{len(e.added)} -{len(e.removed)} ~{len(e.updated)}" if e else "nothing changed"
+    print(
+        f"rolled back to journal entry {res.target.id} ({when(res.target.time)}): {changed}; "
+        f"{res.inventory_note}; every change except conflict removals now holds "
+        "(rollback-hold) until 'nfs-exportd release'"
+    )
+    return EXIT_OK

@@ -1,0 +1,48 @@
+"""``status [--json]``: the last cycle, holds and their reasons, counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ..config import load_config
+from ..errors import EXIT_OK
+from ..memory import status as status_file
+from .common import live_status
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    st = live_status(cfg)
+    if args.json:
+        shown = st or status_file.Status(last_cycle=None)
+        print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
+        return EXIT_OK
+    if st is None or st.last_cycle is None:
+        print(f"no cycle has run yet (state_dir {cfg.state_dir})")
+        return EXIT_OK
+    last = st.last_cycle
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.finished))
+    print(f"last cycle: {when}  result: {last.result}")
+    print(f"  {last.message}")
+    inv = st.inventory
+    if inv is not None:
+        print(f"inventory: {inv.source}  complete: {inv.complete}")
+        if inv.problem:
+            print(f"  problem: {inv.problem}")
+        for proj, why in sorted(inv.incomplete_projects.items()):
+            print(f"  unknown: {proj}: {why}")
+    else:
+        print("inventory: None  complete: None")
+    print(f"maintenance: {st.maintenance.value}")
+    if st.rollback_hold:
+        print(f"rollback-hold: {st.rollback_hold}")
+    holds = st.holds_by_reason
+    print("holds: " + (", ".join(f"{k}={v}" for k, v in holds.items()) or "none"))
+    counts = st.counts.model_dump()
+    print(
+        "in force: "
+        + ", ".join(f"{counts[k]} {k}" for k in ("projects", "files", "exports", "pairs"))
+    )
+    return EXIT_OK

@@ -1,0 +1,31 @@
+"""``sync [--force] [--plan-checksum SHA256]``: one full cycle, one summary line."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..config import load_config
+from ..cycle import load_served, sync
+from ..memory import state
+from ..memory import status as status_file
+from .common import new_exporter
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    served = load_served(cfg)
+    exporter = new_exporter(cfg) if cfg.metrics.textfile else None
+    started = time.monotonic()
+    ran = False  # a sync refused by the lock leaves the textfile to whoever holds it
+    try:
+        with state.StateLock(cfg.state_dir):
+            ran = True
+            result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
+    finally:
+        if exporter is not None:
+            if ran:  # failed cycles too: their status says "error"
+                exporter.cycle(status_file.load_or_empty(cfg.state_dir), time.monotonic() - started)
+            exporter.stop()
+    print(result.line())
+    return result.exit_code
