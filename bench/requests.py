@@ -11,7 +11,8 @@ Variants, each run in its own subprocess (so that each has its own peak RSS):
   a cold process, then a second cycle with the same source (tokens kept).
 * ``per-project``: ``OpenStackInventory`` in per-project mode (``observer``, a reader in
   every project), interest = every generated project; cycle 1, then cycle 2 (warm tokens).
-* ``baseline``: what the original WMCS daemon did (research.md A.2): for every project
+* ``baseline``: what the original WMCS daemon did (Wikimedia's nfs-exportd,
+  operations/puppet modules/cloudnfs/files/nfs-exportd.py): for every project
   with NFS a fresh keystoneauth session (a new token) scoped to that project, then one
   Nova ``servers/detail`` listing per region through openstacksdk (objects per server,
   as novaclient built them), sequentially.
@@ -231,7 +232,7 @@ def _snapshot_facts(snap: Any, wanted: frozenset[str]) -> dict[str, Any]:
 
 
 def baseline_read(cloud: str, projects: list[str]) -> dict[str, Any]:
-    """The original daemon's read (research.md A.2): per project a fresh keystoneauth
+    """The original daemon's read (Wikimedia's nfs-exportd.py): per project a fresh keystoneauth
     session (new token) scoped to it, then per region one Nova server listing through
     openstacksdk, sequentially; every IPv4 address (fixed and floating) is kept."""
     import ipaddress

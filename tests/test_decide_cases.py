@@ -1,7 +1,7 @@
 """The decide layer from data fixtures: ``tests/decide_cases/*.yaml``, one case per file.
 
-Every expected plan in those files is written by hand from the rules (issue 2, DESIGN.md,
-the decide module docstrings); never regenerate them from the code's output.  When the code
+Every expected plan in those files is written by hand from the rules (issue 2, the README's
+rules, the decide module docstrings); never regenerate them from the code's output.  When the code
 and a case disagree, fix the code or argue the rule, do not copy the actual output.
 
 Case schema (keys not listed are an error)::

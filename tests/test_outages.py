@@ -1,5 +1,6 @@
-"""The two outages of ``../shared/seeds/`` replayed against nfs-exportd: the simulated cloud
-through the real openstacksdk, the real exportfs, and (for the first) the real ``run`` loop.
+"""The two outage reports behind nfs-exportd (the Keystone upgrade, the network failover)
+replayed against it: the simulated cloud through the real openstacksdk, the real
+exportfs, and (for the first) the real ``run`` loop.
 
 Each test follows its report's timeline; the lines quoted in the docstrings are the
 report's own.  What must come out differently this time: zero (path, client) pairs lost
@@ -289,9 +290,9 @@ def test_dns_outage_every_name_lookup_fails(site: Site, monkeypatch: pytest.Monk
         • 16:00 ... Andrew hacks the DNS recursors to allow traffic with any origination
           IP; this resolves some of the outage (DNS and LDAP) but NFS is still inaccessible.
 
-    And DESIGN.md: the original daemon "decides which volumes a server exports by
-    resolving a host name at run time; when DNS fails, that lookup fails and the server's
-    exports are dropped".  Here clouds.yaml names the control plane by its service name,
+    And a weakness of the original daemon the reports do not name: it decides which
+    volumes a server exports by resolving a host name at run time, so when DNS fails the
+    server's exports are dropped.  Here clouds.yaml names the control plane by its service name,
     and while every name lookup fails, several cycles lose zero pairs and say why; the
     served volumes are chosen by text match (``serve.hosts`` is never resolved) and only
     IP literals reach exportfs.  When DNS is back the pending changes happen.

@@ -19,7 +19,7 @@ ports, so that they become ``InventorySnapshot.claims`` as they do there), call
 ``decide``, then apply the plan exactly as ``cycle.py`` does (files in force :=
 ``plan.files``, None deletes; counters and memory := the plan's when ``plan.counting``).
 
-Whether a plan is right is judged by :class:`Model`, written from the rules in DESIGN.md
+Whether a plan is right is judged by :class:`Model`, written from the rules in the README
 and issues 4 and 10, never from the plan's reasons or holds.  The model reads the raw view,
 not the snapshot: it canonicalises each address text with its own few lines of
 ``ipaddress`` (:func:`model_address`: a zone id, loopback, link-local are refused, a
@@ -53,7 +53,8 @@ Invariants, after every cycle (addresses compared by the model's canonical form)
    claimed by no foreign port;
 4. a repeated cycle with unchanged inputs adds nothing, and when it plans no change it
    writes no file; repeating converges within ``confirmations + 1`` cycles;
-5. every reason is in the closed list README.md documents (which must hold DESIGN.md's),
+5. every reason is in the closed list README.md documents (which must hold the reasons
+   the public contract names),
    every private client is one of the pool's canonical addresses (never a zone id, a
    non-canonical text or a refused address), every file renders and each rendered line
    is ``PATH -OPTIONS CLIENT...``, and the files differ from those in force by exactly
@@ -170,8 +171,8 @@ BURST_SPACING = INTERVAL / 2  # the default confirmation spacing: half interval_
 # a rendered exports line: a path, one option list, clients (no quote, space, star, %)
 EXPORTS_LINE = re.compile(r"/[A-Za-z0-9._/-]+ -[a-z0-9_,=]+( [0-9a-f:.]+(/[0-9]+)?)+")
 
-# The reasons DESIGN.md requires; the closed list itself is the one README.md documents
-# (DESIGN.md: extend the contract, and document the extension).
+# The reasons the public contract requires at least; the closed list itself is the one
+# README.md documents (the contract is extended, and the extension documented).
 DESIGN_REASONS = frozenset(
     {
         "new-instance",
@@ -374,7 +375,7 @@ class Seen:
 
 @dataclass
 class Model:
-    """The rules, written from DESIGN.md and issues 4 and 10, independently of the planner."""
+    """The rules, written from the README and issues 4 and 10, independently of the planner."""
 
     confirmations: int
     min_age: float

@@ -1,4 +1,5 @@
-"""The daemon's config file: keys from DESIGN.md's contract, validated strictly.
+"""The daemon's config file: its keys are public contract (extended, never renamed),
+validated strictly.
 
 Unknown keys are errors (a typo must not silently fall back to a default), and every
 message names the file and the dotted key.  Relative paths resolve against the config

@@ -1,8 +1,9 @@
 """One exception root; each subclass says how the process ends (its exit code).
 
-Exit codes are public contract (DESIGN.md): 0 done, 1 error, 2 bad usage or config,
-3 something was held.  Inventory problems are not errors at all: they become holds
-in the plan (see ``inventory``), because "could not ask" never means "nothing there".
+Exit codes are public contract (scripts and systemd act on them): 0 done, 1 error,
+2 bad usage or config, 3 something was held.  Inventory problems are not errors at
+all: they become holds in the plan (see ``read.inventory``), because "could not ask"
+never means "nothing there".
 """
 
 from __future__ import annotations

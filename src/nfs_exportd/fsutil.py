@@ -53,7 +53,7 @@ def atomic_write(path: Path, data: str, mode: int = 0o644) -> None:
 TEMP_PREFIX = ".nfs-exportd."
 # Our temporaries: ``.nfs-exportd.NAME.tmp-PID``.  The prefix makes them unmistakably
 # ours in a directory other tools write too (/etc/exports.d): only these are ever removed
-# there (DESIGN principle 6: never touch what is not ours).
+# there (never touch what is not ours).
 TEMP_RE = re.compile(r"^\.nfs-exportd\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 # The naming before issue 10, ``.NAME.tmp-PID``: in a shared directory it cannot be told
 # apart from another tool's temporary, so it is removed only in state_dir (ours alone).

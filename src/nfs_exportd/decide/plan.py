@@ -1,6 +1,6 @@
 """The plan: immutable changes and holds, each with a reason from a closed list.
 
-``Plan.to_json()`` is the public contract (DESIGN.md): ``{"schema": 1, "checksum",
+``Plan.to_json()`` is public contract (extend it, never rename a field): ``{"schema": 1, "checksum",
 "changes": [...], "holds": [...]}``; the checksum is the sha256 of the canonical JSON of
 the changes, so ``sync --plan-checksum`` can refuse a plan that differs from the one a
 human read.

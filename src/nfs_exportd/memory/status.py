@@ -2,7 +2,7 @@
 
 The cycle writes it (``save``) and ``status``, ``check`` and the metrics read it
 (``load``); nothing else parses the file.  ``status --json`` prints this record, so its
-field names are public contract (DESIGN.md): extend it, never rename a field.  Keys a
+field names are public contract: extend it, never rename a field.  Keys a
 writer did not set are left out of the file (a cycle that failed before any complete
 one writes only ``schema``, ``first_cycle`` and ``last_cycle``), as earlier versions did,
 and files written by earlier versions load.
@@ -69,7 +69,7 @@ class PlanHold(Record):
 
 
 class PlanRecord(Record):
-    """The plan JSON of ``plan --json`` (DESIGN.md), as the last cycle decided it."""
+    """The plan JSON of ``plan --json``, as the last cycle decided it."""
 
     schema_: Literal[1] = Field(1, alias="schema")
     checksum: str

@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
         sim.delete_server("i-0003")
         demo.run("sync")
         print("-> the new instance can mount at once; the removal waits for 3 confirmations")
-        banner("5. control-plane trouble: Keystone answers 401 to every login (seed 002)")
+        banner("5. control-plane trouble: Keystone answers 401 to every login, as in the upgrade")
         fault = sim.add_fault(
             service="identity", method="POST", path_regex="auth/tokens", status=401
         )

@@ -102,9 +102,10 @@ def _auth_override(cloud: str) -> dict[str, Any]:
     """Use keystoneauth's ``v3password`` where clouds.yaml says ``password``.
 
     The generic ``password`` plugin discovers the identity version while holding its
-    token lock; when Keystone answers that discovery with 401 (a failing-over controller,
-    seed 002) keystoneauth retries it *authenticated*, takes the same lock again and
-    hangs for good.  ``v3password`` needs no discovery.  Other auth types are untouched.
+    token lock; when Keystone answers that discovery with 401 (a controller being
+    upgraded, as in the outage report of the Keystone upgrade) keystoneauth retries it
+    *authenticated*, takes the same lock again and hangs for good.  ``v3password``
+    needs no discovery.  Other auth types are untouched.
     """
     try:
         import openstack.config

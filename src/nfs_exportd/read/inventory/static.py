@@ -1,4 +1,5 @@
-"""Static inventory: a YAML file that other tools write (DESIGN.md "Static inventory").
+"""Static inventory: a YAML file that other tools write (its format is
+public contract: README, "Static inventory").
 
 ```yaml
 projects:
