@@ -47,7 +47,13 @@ def target_files(
             options = (st.current_options if keep_options else st.options) or st.options
             assert options is not None
             lines.append(ExportLine(path, options, sorted_clients(result)))
-        if not lines and (not _configured(fp.owner, inp) or fp.deleted):
+        current = inp.in_force.get(fname)
+        if frozen and current is not None:
+            # frozen: nothing changes, not even the file's existence or the id it records
+            files[fname] = ExportsFile(
+                fname, fp.owner.kind, fp.owner.name, tuple(lines), current.keystone_id
+            )
+        elif not lines and (not _configured(fp.owner, inp) or fp.deleted):
             files[fname] = None  # nothing left and nothing served (or deleted): the file goes
             if fname in inp.in_force:
                 notes.append(f"{fname}: no longer served and empty; removed")
