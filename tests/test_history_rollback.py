@@ -1,9 +1,12 @@
 """History journal, rollback, rollback-hold and release end to end (issue 5, point 5):
-CLI in-process, static inventory, the real exportfs in its sandbox."""
+CLI in-process, static inventory, the real exportfs in its sandbox; a full journal disk
+is a real full tmpfs in a private mount namespace (the CLI then runs as a process)."""
 
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -14,6 +17,8 @@ import pytest
 
 from conftest import HOST, SANDBOX, Lab, wait_for
 from nfs_exportd.memory import state
+from nfs_exportd.model import HEADER_PREFIX
+from test_apply_exportfs import cli_argv, namespace_prefix
 
 A, B, C, D = "172.16.0.5", "172.16.0.6", "172.16.0.7", "172.16.0.8"
 Out = pytest.CaptureFixture[str]
@@ -745,17 +750,57 @@ def test_rollback_never_gives_a_moved_volume_back(lab: Lab, capsys: Out) -> None
     assert (shared, C) not in lab.in_force()
 
 
+# ----------------------------------------------------------------------------- 10. full journal
+
+
+def _with_full_journal(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI (``args``) as a real process in a private mount namespace where
+    state_dir/history is a tiny tmpfs holding a copy of the journal, filled up: writing a
+    journal entry fails with ENOSPC, nothing else in state_dir does (as in
+    test_trust_apply, for sync).  The mount dies with the namespace: afterwards history
+    is the one on disk, unchanged."""
+    history = lab.state_dir / "history"
+    history.mkdir(parents=True, exist_ok=True)
+    saved = lab.root / "saved-history"
+    shutil.copytree(history, saved)
+    h, s = shlex.quote(str(history)), shlex.quote(str(saved))
+    script = "\n".join(
+        [
+            "set -eu",
+            f"mount -t tmpfs -o size=256k,mode=0755 nfs-exportd-test {h}",
+            f"cp -a {s}/. {h}/",
+            f"dd if=/dev/zero of={h}/.filler bs=4096 2>/dev/null || true",
+            f"test -s {h}/.filler",
+            "set +e",
+            shlex.join(cli_argv(lab, *args)),
+        ]
+    )
+    return subprocess.run(
+        [*namespace_prefix(), "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _assert_not_journaled(proc: subprocess.CompletedProcess[str]) -> None:
+    """Exit 1, no traceback, and stderr says: applied, not recorded, why, what to do."""
+    err = proc.stderr
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "applied and verified" in err and "not recorded" in err, err
+    assert "the journal could not be written" in err and "then run sync" in err, err
+    assert "No space left on device" in err, err
+
+
 def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
-    lab: Lab, capsys: Out, monkeypatch: pytest.MonkeyPatch
+    lab: Lab, capsys: Out
 ) -> None:
     """The one apply-and-remember sequence: a rollback whose journal cannot be written
-    (its disk full: the real full disk is test_trust_apply's, for sync) is applied, keeps
-    its rollback-hold marker, exits 1 naming what was not recorded, and leaves
-    ``unjournaled`` in status; the next sync journals the catch-up."""
-    import errno
-
-    from nfs_exportd.memory import journal
-
+    (its disk really full) is applied, keeps its rollback-hold marker, exits 1 naming
+    what was not recorded, and leaves ``unjournaled`` in status; the next sync journals
+    the catch-up."""
     home = _tools(lab, A, B)
     assert lab.cli("sync") == 0
     id_a = _ids(lab)[-1]
@@ -765,16 +810,7 @@ def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
     assert lab.in_force() == {(home, A)}
     entries = _ids(lab)
 
-    def full(*args: Any, **kwargs: Any) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with monkeypatch.context() as mp:
-        mp.setattr(journal, "record", full)
-        capsys.readouterr()
-        assert lab.cli("rollback", "--to", str(id_a)) == 1
-        err = capsys.readouterr().err
-    assert "applied and verified in force" in err and "not recorded" in err, err
-    assert "the journal could not be written" in err and "then run sync" in err, err
+    _assert_not_journaled(_with_full_journal(lab, "rollback", "--to", str(id_a)))
     assert lab.in_force() == {(home, A), (home, B)}  # applied, not undone
     assert _marker(lab).exists()  # the daemon does not undo it
     assert _ids(lab) == entries
@@ -786,3 +822,49 @@ def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
     last = _entries(lab, capsys)[-1]
     assert last["reason"].startswith("catch-up")
     assert {tuple(r[:3]) for r in last["added"]} == {("tools", home, B)}
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["switch-over", "with-a-journal"])
+def test_adopt_applied_but_not_journaled_is_reported_then_journaled(
+    lab: Lab, capsys: Out, journal: bool
+) -> None:
+    """The same sequence for ``adopt``: the original daemon's header-less file is taken
+    over (applied and verified: ours now, nothing removed) while the journal's disk is
+    full; exit 1 naming what was not recorded, ``unjournaled`` in ``status --json``; the
+    next sync records it: with a journal, as a catch-up entry; at the switch-over (no
+    journal yet), in the baseline that starts the journal."""
+    if journal:
+        lab.add_project("web", 50381)
+        lab.add_instance("w-1", "web", D)
+        assert lab.cli("sync") == 0
+    entries = _ids(lab)
+    home = _tools(lab, A, B)
+    original = f"{home} -rw,nohide,no_subtree_check,async,no_root_squash {A} {B}\n"
+    (lab.exports_dir / "tools.exports").write_text(original)
+    lab.write()
+    lab.exportfs("-ra")
+    before = lab.in_force()
+    assert {(home, A), (home, B)} <= before
+
+    _assert_not_journaled(_with_full_journal(lab, "adopt"))
+    adopted = (lab.exports_dir / "tools.exports").read_text()
+    assert adopted.startswith(HEADER_PREFIX + "project=tools"), adopted
+    assert lab.in_force() == before  # adopted, nothing removed, not undone
+    assert _ids(lab) == entries
+    st = _json(lab, capsys, "status", "--json")
+    assert st["unjournaled"] and "No space left" in st["unjournaled"]["message"], st
+
+    assert lab.cli("sync") == 0  # (it also applies the configured options)
+    assert lab.status().get("unjournaled") is None
+    assert lab.in_force() == before
+    new = _entries(lab, capsys)[len(entries) :]
+    assert [e["kind"] for e in new] == (["sync", "sync"] if journal else ["baseline", "sync"])
+    if journal:
+        assert new[0]["reason"].startswith("catch-up"), new[0]
+        added = {tuple(r[:3]) for r in new[0]["added"]}
+        assert added == {("tools", home, A), ("tools", home, B)}
+    else:
+        assert (
+            HEADER_PREFIX + "project=tools" in _entry(lab, new[0]["id"])["files"]["tools.exports"]
+        )
+    assert {tuple(r[:2]) for r in new[1]["updated"]} == {("tools", home)}  # the options

@@ -1,4 +1,4 @@
-"""Property-based tests of the decide layer (issues 4 and 10): random clouds, random
+"""Property-based tests of the decide layer (issues 4, 10, 11): random clouds, random
 sequences of changes and faults over many cycles, checked against an independent model.
 
 A hypothesis state machine holds a small random cloud (projects in five slots, each with
@@ -8,16 +8,21 @@ addresses are reused, and raw forms of them and worse: ``::ffff:10.0.0.1``, ``FD
 zone ids such as ``fe80::1%eth0`` and ``fd00::1%x *(rw)``, loopback and link-local),
 foreign ports (an orphaned port of a project Keystone does not list, a port of one project
 on a server of another), the projects file (which projects have paths served here, and
-an optional ``id:`` per project), the managed files in force, the removal counters and
-lifecycle memory, and a clock.  Its rules change the cloud, the projects file and the
-maintenance flag, switch faults on and off, lose the state, and run cycles (among them a
-burst of cycles a second apart, under ``confirmation_spacing``): build the cycle's raw
-view of the cloud, turn it into a snapshot with the read layer's own code (the static
-source's ``parse_static`` for projects and instances, so that a refused address makes its
-project unknown as it does there; the OpenStack source's ``merge_region`` for the foreign
-ports, so that they become ``InventorySnapshot.claims`` as they do there), call
-``decide``, then apply the plan exactly as ``cycle.py`` does (files in force :=
-``plan.files``, None deletes; counters and memory := the plan's when ``plan.counting``).
+an optional ``id:`` per project), the config and the host (:class:`Host`: export options
+per volume, the public exports, served paths that do not exist, ``*.exports`` files
+without our header), the managed files in force, the removal counters and lifecycle
+memory, and a clock.  Its rules change the cloud, the projects file, the options of a
+volume, the public exports (added, removed, their clients, path or options changed), the
+maintenance flag, make a served path go missing and come back, put a foreign file over a
+project's file and take it away, switch faults on and off, lose the state, and run cycles
+(among them a burst of cycles a second apart, under ``confirmation_spacing``): build the
+cycle's raw view of the cloud, turn it into a snapshot with the read layer's own code
+(the static source's ``parse_static`` for projects and instances, so that a refused
+address makes its project unknown as it does there; the OpenStack source's
+``merge_region`` for the foreign ports, so that they become ``InventorySnapshot.claims``
+as they do there), call ``decide``, then apply the plan exactly as ``cycle.py`` does
+(files in force := ``plan.files``, None deletes; counters and memory := the plan's when
+``plan.counting``).
 
 Whether a plan is right is judged by :class:`Model`, written from the rules in the README
 and issues 4 and 10, never from the plan's reasons or holds.  The model reads the raw view,
@@ -27,11 +32,11 @@ v4-mapped address is its IPv4 address), so a read layer that lets a bad address 
 misreads a good one disagrees with it.  It sees what the daemon was shown, so a
 complete-looking lie (an empty listing) counts as evidence here exactly as it does for the
 daemon; what makes such a lie harmless is the confirmations (and the bounds), which is
-what the invariants check.  Ownership is by Keystone id: a served name is bound to the id
+what the invariants check. Ownership is by Keystone id: a served name is bound to the id
 it was first seen with while it is served or in force (or to the projects file's ``id:``),
-and a name listed under another id is not that project.  Each managed file records the
-id its name is bound to (``# keystone-id=``), so a lost state keeps the binding of every
-name with a file in force.
+and a name listed under another id is not that project. Each managed file records the id
+its name is bound to (``# keystone-id=``), so a lost state keeps the binding of every name
+with a file in force.
 
 Invariants, after every cycle (addresses compared by the model's canonical form):
 
@@ -60,12 +65,28 @@ Invariants, after every cycle (addresses compared by the model's canonical form)
    is ``PATH -OPTIONS CLIENT...``, and the files differ from those in force by exactly
    the planned changes;
 6. a served name bound to id A never gets an address of an instance of id B, until the
-   projects file's ``id:`` says B; A's pairs leave only by the rules of (3).
+   projects file's ``id:`` says B; A's pairs leave only by the rules of (3);
+7. nothing is added to a path that does not exist (its pairs in force stay, and leave
+   only by the rules of (3));
+8. public pairs: one enters only when the config has it (on a path that exists, not
+   frozen); one leaves only when the config no longer has it, after ``confirmations``
+   counted cycles, never under maintenance, within the bound; a public network over a
+   project's addresses is never a conflict (the liveness below keeps those exported);
+9. a line carries the configured options (one options list for every client on it,
+   pending removals included) once the daemon decides for its project (complete data
+   under its own name) or for a public path; it keeps the options in force while frozen,
+   on a missing path, on a path no longer served, and for a project whose data is not
+   judged (unknown, or not listed and not yet confirmed deleted); every pair that stays
+   on a line whose options change is a planned ``update``, and no other pair is;
+10. a file without our header is never written or deleted, and no change is planned for
+   its project.
 
 Liveness (so that a daemon that never changes anything fails): after a cycle with complete
-data every pair the model wants is in force (unless frozen), and a forced counted cycle
-out of maintenance removes every pair whose removal the model has confirmed (counting
-afresh after a listing without its project, the lower of the two readings the rules allow).
+data every pair the model wants is in force (unless frozen; not on a missing path, not for
+a project whose file is not ours), so is every configured public pair on a path that
+exists, and a forced counted cycle out of maintenance removes every pair (public ones
+too) whose removal the model has confirmed (counting afresh after a listing without its
+project, the lower of the two readings the rules allow).
 
 Renames are in a second machine (:class:`TestDecideWithRenames`): a renamed project is the
 same project (same id), so its addresses shown under the new name are no conflict, and a
@@ -79,14 +100,22 @@ Each run draws a fresh seed (printed, and named in a failure;
 renames machine found under a random seed, so that CI checks it whatever the seed;
 the ``test_a_renamed_project_...`` tests pin two daemon bugs it found in issue 10's
 version (an unknown renamed project lost its pairs when the file followed; a rename with a
-pair pending removal made the one-owner-per-path guard refuse every plan), both fixed.
+pair pending removal made the one-owner-per-path guard refuse every plan), both fixed;
+``test_a_rename_onto_a_name_served_for_another_id_removes_nothing_at_once`` pins one found
+in issue 11, not fixed yet (``xfail``, strict).
 
 Planted-bug checks (copy ``src`` aside, plant the bug there, and run this file with
 ``PYTHONPATH`` pointing at the copy): from issue 4, ``reconcile.py`` treating an
 incomplete project as empty, ignoring conflicts or ignoring confirmations; from issue 10,
 ``addresses.py`` without the v4-mapped canonicalisation, ``reconcile.py`` ignoring
-``snapshot.claims``, and ``lifecycle.py`` without the project-id-changed check: each must
-make these tests fail.
+``snapshot.claims``, and ``lifecycle.py`` without the project-id-changed check; from
+issue 11, ``decide/diff.py`` letting additions to a missing path through, removing pairs
+of a missing path without confirmations, leaving pending clients out of the option
+updates, changing an unknown project's options, removing public pairs at once;
+``decide/target.py`` not keeping a missing path's options; ``decide/reconcile.py``
+writing a project file that is not ours, or treating a public network as a claim on the
+addresses in it; ``decide/intent.py`` keeping public exports as they are in force: each
+must make these tests fail.
 """
 
 from __future__ import annotations
@@ -162,9 +191,19 @@ RAW_FORMS = (
 )
 ADDRESSES = st.sampled_from(IPS * 3 + RAW_FORMS)  # mostly plain, often raw
 PIDS = ("id0", "id1", "id2", "id3", "id4")  # the slots (and the first Keystone ids)
+# Other option lists a volume (or a public export) may be given in the config.
+OPTION_SETS = (
+    OPTIONS,
+    "rw,sync,no_subtree_check,no_root_squash",
+    "ro,sync,no_subtree_check,root_squash",
+)
+VOLUMES = ("home", "data")
 PUBLIC = PublicExport("scratch", "/srv/scratch", ("172.16.0.0/21",), OPTIONS)
-PUBLIC_FILE = "public-scratch.exports"
-PUBLIC_LABEL = "public:scratch"
+PUBLIC_NAMES = ("scratch", "shared")
+# Public clients: networks, two of them over the pool's private addresses (a public
+# export is never a private conflict: those addresses stay exported for their projects).
+PUBLIC_CLIENTS = ("172.16.0.0/21", "10.0.0.0/29", "fd00::/64")
+PUBLIC_PREFIX = "public:"
 START = 1_000_000.0
 INTERVAL = 60.0
 BURST_SPACING = INTERVAL / 2  # the default confirmation spacing: half interval_seconds
@@ -211,7 +250,18 @@ Pair = tuple[str, str, str]  # (project name, path, client)
 
 
 def project_paths(slot: str) -> tuple[str, ...]:
-    return (f"/srv/{slot}/home", f"/srv/{slot}/data")
+    return tuple(f"/srv/{slot}/{volume}" for volume in VOLUMES)
+
+
+def public_paths(name: str) -> tuple[str, str]:
+    """The two paths a public export may have (the config may move it)."""
+    return (f"/srv/{name}", f"/srv/{name}-new")
+
+
+# every path the config may serve: those that may go missing
+ALL_PATHS = tuple(p for slot in PIDS for p in project_paths(slot)) + tuple(
+    p for name in PUBLIC_NAMES for p in public_paths(name)
+)
 
 
 def private_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
@@ -223,13 +273,61 @@ def private_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
     }
 
 
+def label_of(f: ExportsFile) -> str:
+    """The owner label a Change uses (public files as ``public:NAME``)."""
+    return f.owner if f.kind == "project" else PUBLIC_PREFIX + f.owner
+
+
 def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
-    """Every pair, with the owner label a Change uses (public files as ``public:NAME``)."""
+    """Every pair, with the owner label a Change uses."""
     out = set()
     for f in files.values():
-        label = f.owner if f.kind == "project" else "public:" + f.owner
-        out |= {(label, path, client) for path, client in f.pairs()}
+        out |= {(label_of(f), path, client) for path, client in f.pairs()}
     return out
+
+
+def public_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
+    return labelled_pairs({k: f for k, f in files.items() if f.kind == "public"})
+
+
+def line_options(files: dict[str, ExportsFile]) -> dict[tuple[str, str], str]:
+    """(label, path) -> the options of that line."""
+    return {(label_of(f), ln.path): ln.options for f in files.values() for ln in f.lines}
+
+
+@dataclass(frozen=True)
+class Host:
+    """The config and the server's file system in one cycle, besides the projects file:
+    export options per volume, the public exports, the served paths that do not exist,
+    and the ``*.exports`` files without our header."""
+
+    options: tuple[tuple[str, str], ...] = ()  # (volume, options); others: OPTIONS
+    public: tuple[PublicExport, ...] = (PUBLIC,)
+    missing: frozenset[str] = frozenset()
+    unmanaged: frozenset[str] = frozenset()  # file names
+
+    def volume_options(self, path: str) -> str:
+        return dict(self.options).get(path.rsplit("/", 1)[1], OPTIONS)
+
+    def public_options(self, label: str, path: str) -> str | None:
+        """The options the config gives a public path now (None: not configured)."""
+        for pub in self.public:
+            if PUBLIC_PREFIX + pub.name == label and pub.path == path:
+                return pub.options
+        return None
+
+    def public_pairs(self, *, existing: bool = False) -> set[Pair]:
+        """The public pairs the config wants (``existing``: only on paths that exist)."""
+        return {
+            (PUBLIC_PREFIX + pub.name, pub.path, client)
+            for pub in self.public
+            if not (existing and pub.path in self.missing)
+            for client in pub.clients
+        }
+
+    def unmanaged_names(self) -> set[str]:
+        """The projects whose file name a file without our header has."""
+        return {f.removesuffix(".exports") for f in self.unmanaged}
 
 
 def model_address(text: str) -> str | None:
@@ -513,10 +611,20 @@ class Model:
         in_force: set[Pair],
         names: set[str],
         now: float,
+        public: tuple[set[Pair], set[Pair]] = (set(), set()),
     ) -> None:
-        """Count this cycle's evidence (before the plan is judged)."""
+        """Count this cycle's evidence (before the plan is judged); ``public``: the public
+        pairs in force and those the config wants (a public pair leaves like any other:
+        after confirmations, counted in complete cycles only)."""
         if not seen.counts:
             return  # incomplete, frozen or too early: neither count nor reset
+        public_in_force, configured = public
+        for pair in public_in_force:
+            if pair in configured:
+                self.missing[pair] = self.missing_low[pair] = 0
+            else:
+                self.missing[pair] = self.missing.get(pair, 0) + 1
+                self.missing_low[pair] = self.missing_low.get(pair, 0) + 1
         for pair in in_force:
             if self.listed_as(seen, pair[0]) != pair[0]:
                 self.missing_low[pair] = 0  # (renamed pairs: no liveness owed)
@@ -562,11 +670,20 @@ class Model:
         self.missing = {p: n for p, n in self.missing.items() if p in in_force}
         self.missing_low = {p: n for p, n in self.missing_low.items() if p in in_force}
 
+    def must_update_options(self, seen: Seen, name: str) -> bool:
+        """A project's served lines carry the configured options: its data is complete
+        under its own name (the daemon decides for it)."""
+        return self.listed_as(seen, name) == name and seen.project_complete(name)
+
+    def must_keep_options(self, seen: Seen, name: str, now: float) -> bool:
+        """A project's lines keep the options in force: it is not judged (unknown, or not
+        listed and not yet confirmed deleted): nothing of an unknown project changes."""
+        return not self.judged(seen, name) and not self.deleted(seen, name, now)
+
     def confirmed(self, seen: Seen, pair: Pair, *, low: bool = False) -> bool:
         counts = self.missing_low if low else self.missing
-        return (
-            seen.keep and self.judged(seen, pair[0]) and counts.get(pair, 0) >= self.confirmations
-        )
+        judged = pair[0].startswith(PUBLIC_PREFIX) or self.judged(seen, pair[0])
+        return seen.keep and judged and counts.get(pair, 0) >= self.confirmations
 
     def deleted(self, seen: Seen, name: str, now: float) -> bool:
         if not seen.keep or name not in self.absent:
@@ -595,6 +712,10 @@ class DecideMachine(RuleBasedStateMachine):
         self.ports: list[Port] = []  # foreign ports
         self.served: dict[str, tuple[str, ...]] = {}  # the projects file: name -> paths
         self.pinned: dict[str, str] = {}  # the projects file's id: per name
+        self.volume_options: dict[str, str] = {}  # export_options.volumes
+        self.public: dict[str, PublicExport] = {PUBLIC.name: PUBLIC}  # public_exports
+        self.missing_paths: set[str] = set()  # served paths that do not exist
+        self.unmanaged: set[str] = set()  # *.exports file names without our header
         self.next_instance = 0
         self.renames = 0
         self.new_ids = 0
@@ -615,7 +736,8 @@ class DecideMachine(RuleBasedStateMachine):
         self.max_pairs = 0
         self.policy = Policy()
         self.model = Model(3, 0.0, False)
-        self.last: tuple[View, dict[str, tuple[str, ...]], dict[str, str], Policy] | None = None
+        self.last: tuple[View, dict[str, tuple[str, ...]], dict[str, str], Policy, Host] | None
+        self.last = None
 
     # ------------------------------------------------------------------ setup
 
@@ -793,6 +915,62 @@ class DecideMachine(RuleBasedStateMachine):
         """The orphan is cleaned up, the port detached."""
         self.ports.pop(data.draw(st.integers(0, len(self.ports) - 1), label="port"))
 
+    # ------------------------------------------------------------------ config, host
+
+    @rule(volume=st.sampled_from(VOLUMES), options=st.sampled_from(OPTION_SETS))
+    def set_volume_options(self, volume: str, options: str) -> None:
+        """``export_options.volumes`` gives the volume (on every project) other options."""
+        self.volume_options[volume] = options
+
+    @rule(
+        name=st.sampled_from(PUBLIC_NAMES),
+        what=st.sampled_from(["toggle", "clients", "path", "options"]),
+        clients=st.sets(st.sampled_from(PUBLIC_CLIENTS), min_size=1),
+        options=st.sampled_from(OPTION_SETS),
+    )
+    def change_public(self, name: str, what: str, clients: set[str], options: str) -> None:
+        """``public_exports``: an export added or removed, its clients, its path or its
+        options changed (one at a time)."""
+        pub = self.public.get(name)
+        if what == "toggle" or pub is None:
+            if pub is None:
+                self.public[name] = PublicExport(
+                    name, public_paths(name)[0], ("172.16.0.0/21",), OPTIONS
+                )
+            else:
+                del self.public[name]
+        elif what == "clients":
+            self.public[name] = replace(pub, clients=tuple(sorted(clients)))
+        elif what == "path":
+            one, other = public_paths(name)
+            self.public[name] = replace(pub, path=other if pub.path == one else one)
+        else:
+            self.public[name] = replace(pub, options=options)
+
+    @rule(path=st.sampled_from(ALL_PATHS))
+    def toggle_path_missing(self, path: str) -> None:
+        """A served path goes missing (a volume not mounted) or comes back."""
+        self.missing_paths ^= {path}
+
+    @rule(pid=st.sampled_from(PIDS))
+    def toggle_unmanaged(self, pid: str) -> None:
+        """A file without our header appears under the project's file name (someone wrote
+        one over ours), or goes away again."""
+        fname = f"{self.cloud[pid].name}.exports"
+        if fname in self.unmanaged:
+            self.unmanaged.discard(fname)
+        else:
+            self.unmanaged.add(fname)
+            self.in_force.pop(fname, None)  # not ours any more: not a managed file in force
+
+    def host(self) -> Host:
+        return Host(
+            tuple(sorted(self.volume_options.items())),
+            tuple(self.public[n] for n in sorted(self.public)),
+            frozenset(self.missing_paths),
+            frozenset(self.unmanaged),
+        )
+
     # ------------------------------------------------------------------ faults, flags
 
     @rule()
@@ -860,9 +1038,13 @@ class DecideMachine(RuleBasedStateMachine):
         ports = () if self.lie == "no-servers" else tuple(self.ports)
         return View(None, projects, tuple(instances), tuple(incomplete), ports)
 
-    def private(self, served: dict[str, tuple[str, ...]]) -> dict[str, tuple[ServedExport, ...]]:
+    def private(
+        self, served: dict[str, tuple[str, ...]], host: Host
+    ) -> dict[str, tuple[ServedExport, ...]]:
         return {
-            name: tuple(ServedExport(name, p.rsplit("/", 1)[1], p, OPTIONS) for p in paths)
+            name: tuple(
+                ServedExport(name, p.rsplit("/", 1)[1], p, host.volume_options(p)) for p in paths
+            )
             for name, paths in served.items()
         }
 
@@ -872,12 +1054,15 @@ class DecideMachine(RuleBasedStateMachine):
         served: dict[str, tuple[str, ...]],
         pinned: dict[str, str],
         policy: Policy,
+        host: Host,
     ) -> tuple[DecideInput, Plan]:
         inp = DecideInput(
-            private=self.private(served),
-            public=(PUBLIC,),
+            private=self.private(served, host),
+            public=host.public,
             snapshot=snap,
             in_force=dict(self.in_force),
+            unmanaged=host.unmanaged,
+            missing_paths=host.missing,
             counters=dict(self.counters),
             memory=self.memory,
             now=self.now,
@@ -899,7 +1084,7 @@ class DecideMachine(RuleBasedStateMachine):
         for _ in range(times):
             self.now += dt
             policy = replace(self.policy, maintenance=self.maintenance, force=force)
-            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy)
+            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy, self.host())
 
     @rule(times=st.integers(2, 6), force=st.booleans())
     def run_burst(self, times: int, force: bool) -> None:
@@ -914,7 +1099,7 @@ class DecideMachine(RuleBasedStateMachine):
                 force=force,
                 confirmation_spacing=BURST_SPACING,
             )
-            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy)
+            self.cycle(self.view(), dict(self.served), dict(self.pinned), policy, self.host())
 
     @precondition(lambda self: self.last is not None)
     @rule()
@@ -923,11 +1108,14 @@ class DecideMachine(RuleBasedStateMachine):
         0, or no repeat would count): after confirmations + 1 repeats every pending count
         has run out, so the next repeat is a fixed point: it plans nothing, writes nothing."""
         assert self.last is not None
-        view, served, pinned, policy = self.last
+        view, served, pinned, policy, host = self.last
         policy = replace(policy, confirmation_spacing=0.0)
+        # the foreign files are those in the directory now (our file may have been
+        # overwritten since the last cycle): not an input to repeat
+        host = replace(host, unmanaged=frozenset(self.unmanaged))
         for _ in range(self.policy.confirmations + 1):
-            self.cycle(view, served, pinned, policy)
-        _, plan = self.decide_on(read_layer(view), served, pinned, policy)
+            self.cycle(view, served, pinned, policy, host)
+        _, plan = self.decide_on(read_layer(view), served, pinned, policy, host)
         assert not plan.changes, (
             f"(4) the same inputs repeated {self.policy.confirmations + 1} times still "
             f"change something: {plan.changes}"
@@ -949,16 +1137,17 @@ class DecideMachine(RuleBasedStateMachine):
         served: dict[str, tuple[str, ...]],
         pinned: dict[str, str],
         policy: Policy,
+        host: Host,
     ) -> Plan:
         self.cycles += 1
         snap = read_layer(view)
-        _, plan = self.decide_on(snap, served, pinned, policy)
-        _, again = self.decide_on(snap, served, pinned, policy)
+        _, plan = self.decide_on(snap, served, pinned, policy, host)
+        _, again = self.decide_on(snap, served, pinned, policy, host)
         assert plan == again, "decide is not deterministic"
         self.say(
             f"cycle {self.cycles} t+{self.now - START:.0f}: "
             f"{self._describe(view)} maint={policy.maintenance.value} force={policy.force} "
-            f"spacing={policy.confirmation_spacing:g} id:={pinned}; "
+            f"spacing={policy.confirmation_spacing:g} id:={pinned} {self._describe_host(host)}; "
             f"{plan.summary()}; changes="
             + ", ".join(
                 f"{c.action.value} {c.project} {c.client} ({c.reason.value})" for c in plan.changes
@@ -978,25 +1167,48 @@ class DecideMachine(RuleBasedStateMachine):
             view, policy.maintenance, model.spaced(self.now, policy.confirmation_spacing)
         )
         names = set(served) | {f.owner for f in before.values() if f.kind == "project"}
-        model.advance(seen, served, private_pairs(before), names, self.now)
-        self.record(seen, view, policy, private_pairs(before), names)
+        model.advance(
+            seen,
+            served,
+            private_pairs(before),
+            names,
+            self.now,
+            (public_pairs(before), host.public_pairs()),
+        )
+        self.record(seen, view, policy, private_pairs(before), names, host)
         self.check_plan(plan, before, after)
-        deleted = self.check_cycle(seen, served, policy, before, after)
+        deleted = self.check_cycle(seen, served, policy, before, after, host)
+        self.check_options(seen, served, policy, before, after, host)
+        self.check_unmanaged(plan, host)
 
         # apply, as cycle.py does
         self.in_force = after
         if plan.counting:
             self.counters = dict(plan.counters)
             self.memory = plan.memory
-        model.remember(seen, private_pairs(after), names, deleted, self.now)
-        self.last = (view, served, pinned, policy)
-        self.check_repeat(snap, served, pinned, policy)
+        model.remember(seen, labelled_pairs(after), names, deleted, self.now)
+        self.last = (view, served, pinned, policy, host)
+        self.check_repeat(snap, served, pinned, policy, host)
         return plan
 
     def record(
-        self, seen: Seen, view: View, policy: Policy, in_force: set[Pair], names: set[str]
+        self,
+        seen: Seen,
+        view: View,
+        policy: Policy,
+        in_force: set[Pair],
+        names: set[str],
+        host: Host,
     ) -> None:
         """What this run exercised, for --hypothesis-show-statistics."""
+        if any(p[1] in host.missing for p in in_force):
+            self.exercised.add("a missing path with pairs in force")
+        if names & host.unmanaged_names():
+            self.exercised.add("an unmanaged file under a served project's name")
+        if {o for _, o in host.options} - {OPTIONS}:
+            self.exercised.add("other options for a volume")
+        if host.public != (PUBLIC,):
+            self.exercised.add("public exports changed")
         self.max_pairs = max(self.max_pairs, len(in_force))
         owners = {p[0] for p in in_force}
         if not seen.complete and owners:
@@ -1037,6 +1249,14 @@ class DecideMachine(RuleBasedStateMachine):
         for what in sorted(self.exercised):
             event(f"exercised: {what}")
 
+    @staticmethod
+    def _describe_host(host: Host) -> str:
+        pub = ",".join(f"{p.name}:{p.path}:{'+'.join(p.clients)}:{p.options}" for p in host.public)
+        return (
+            f"options={dict(host.options)} public=[{pub}] missing={sorted(host.missing)} "
+            f"unmanaged={sorted(host.unmanaged)}"
+        )
+
     def _describe(self, view: View) -> str:
         if view.problem is not None:
             return "listing UNKNOWN"
@@ -1061,7 +1281,7 @@ class DecideMachine(RuleBasedStateMachine):
                 f"(5) reason {why!r} is not in README.md's closed list of reasons"
             )
         for c in plan.changes:
-            assert c.action in (Action.ADD, Action.REMOVE), f"unexpected change {c}"
+            assert c.action in (Action.ADD, Action.REMOVE, Action.UPDATE), f"unexpected {c}"
         for fname, f in after.items():
             assert f.filename == fname
             for line in f.lines:
@@ -1090,6 +1310,13 @@ class DecideMachine(RuleBasedStateMachine):
         rems = {(c.project, c.path, c.client) for c in plan.changes if c.action is Action.REMOVE}
         assert new - old == adds, f"files add {new - old}, changes say {adds}"
         assert old - new == rems, f"files remove {old - new}, changes say {rems}"
+        # ... and every pair that stays on a line whose options change is an update
+        opt_old, opt_new = line_options(before), line_options(after)
+        updated = {p for p in old & new if opt_old[p[0], p[1]] != opt_new[p[0], p[1]]}
+        ups = {(c.project, c.path, c.client) for c in plan.changes if c.action is Action.UPDATE}
+        assert updated == ups, (
+            f"(5) pairs whose options change {sorted(updated)}, updates planned {sorted(ups)}"
+        )
 
     def check_cycle(
         self,
@@ -1098,9 +1325,10 @@ class DecideMachine(RuleBasedStateMachine):
         policy: Policy,
         before: dict[str, ExportsFile],
         after: dict[str, ExportsFile],
+        host: Host,
     ) -> set[str]:
-        """(1), (2), (3), (6) and liveness; returns the names whose pairs went only as a
-        confirmed deletion (for the bound on deletions per window)."""
+        """(1), (2), (3), (6), (7) and liveness; returns the names whose pairs went only as
+        a confirmed deletion (for the bound on deletions per window)."""
         model = self.model
         old, new = private_pairs(before), private_pairs(after)
         frozen = policy.maintenance is Maintenance.FREEZE
@@ -1166,10 +1394,27 @@ class DecideMachine(RuleBasedStateMachine):
                 f"port claims it, or the path is not served, or frozen; shown on "
                 f"{self.shown_on(seen, ip)}"
             )
+            assert pair[1] not in host.missing, f"(7) {pair} was added to a missing path"
             ids = seen.ids_showing(ip)
             assert ids == {model.id_of(seen, name)}, (
                 f"(6) {ip} was added for {name}, bound to id {model.id_of(seen, name)}, "
                 f"but it is an address of an instance of id {sorted(ids)}"
+            )
+        # (8) public pairs: added only as configured (on a path that exists), removed
+        # only by the rules of (3): confirmations, never under maintenance, the bound
+        pub_old, pub_new = public_pairs(before), public_pairs(after)
+        configured = host.public_pairs()
+        for pair in sorted(pub_new - pub_old):
+            assert not frozen and pair in configured and pair[1] not in host.missing, (
+                f"(8) public {pair} was added: not configured, or its path is missing, or frozen"
+            )
+        for pair in sorted(pub_old - pub_new):
+            # (its confirmations need no listing: an unknown one neither counts nor holds)
+            confirmed = model.missing.get(pair, 0) >= model.confirmations
+            assert off and pair not in configured and confirmed, (
+                f"(8) public {pair} was removed without a rule: configured="
+                f"{pair in configured}, maintenance={policy.maintenance.value}, counted "
+                f"cycles without it={model.missing.get(pair, 0)} of {model.confirmations}"
             )
         if not policy.force:
             # (3) the removal bound
@@ -1177,7 +1422,7 @@ class DecideMachine(RuleBasedStateMachine):
                 p
                 for p in old - new - moved
                 if not model.conflict(seen, p) and not model.path_moved(seen, served, p)
-            ]
+            ] + sorted(pub_old - pub_new)
             in_force = len(labelled_pairs(before))
             limit = max(policy.max_removal_fraction * in_force, policy.min_removal_count)
             assert len(bounded) <= limit, (
@@ -1192,24 +1437,24 @@ class DecideMachine(RuleBasedStateMachine):
                 f"(3) projects {sorted(only_deleted)} deleted without --force, after "
                 f"{sorted(recent)} within the window: more than {model.max_deletions}"
             )
-        # public export: as configured, never taken away
-        pub_old = labelled_pairs({k: v for k, v in before.items() if k == PUBLIC_FILE})
-        pub_new = labelled_pairs({k: v for k, v in after.items() if k == PUBLIC_FILE})
-        assert pub_old <= pub_new, "the public export lost clients"
+        # liveness: what the model wants is in force (not on a missing path, not for a
+        # project whose file is not ours), the configured public pairs too ...
         if not frozen:
-            assert pub_new == {(PUBLIC_LABEL, PUBLIC.path, c) for c in PUBLIC.clients}
-
-        # liveness: what the model wants is in force ...
-        if not frozen:
-            missing = model.all_wanted(seen, served) - new
+            missing = {
+                p
+                for p in model.all_wanted(seen, served)
+                if p[1] not in host.missing and p[0] not in host.unmanaged_names()
+            } - new
             assert not missing, f"(liveness) wanted but not in force: {sorted(missing)}"
+            missing = host.public_pairs(existing=True) - pub_new
+            assert not missing, f"(liveness) public pairs configured, not in force: {missing}"
         # ... and a forced counted cycle out of maintenance removes what the model confirmed
         if policy.force and off and seen.counts:
             late = sorted(
                 p
                 for p in new
                 if model.confirmed(seen, p, low=True) or model.deleted(seen, p[0], self.now)
-            )
+            ) + sorted(p for p in pub_new if model.confirmed(seen, p, low=True))
             assert not late, f"(liveness) confirmed removals not done by a forced cycle: {late}"
         return only_deleted
 
@@ -1222,15 +1467,68 @@ class DecideMachine(RuleBasedStateMachine):
         served: dict[str, tuple[str, ...]],
         pinned: dict[str, str],
         policy: Policy,
+        host: Host,
     ) -> None:
         """(4) the same inputs again, on the state just applied (not applied itself): no
-        addition twice; and when nothing is planned and no count advances, no write."""
-        _, plan = self.decide_on(snap, served, pinned, policy)
-        adds = [c for c in plan.changes if c.action is not Action.REMOVE]
+        addition twice (an update may come now: a project whose deletion the repeat
+        confirms); and when nothing is planned and no count advances, no write."""
+        _, plan = self.decide_on(snap, served, pinned, policy, host)
+        adds = [c for c in plan.changes if c.action is Action.ADD]
         assert not adds, f"(4) a repeated cycle with unchanged inputs adds again: {adds}"
         state = (dict(plan.counters), plan.memory) if plan.counting else None
         if not plan.changes and state in (None, (self.counters, self.memory)):
             self.assert_writes_nothing(plan)
+
+    def check_options(
+        self,
+        seen: Seen,
+        served: dict[str, tuple[str, ...]],
+        policy: Policy,
+        before: dict[str, ExportsFile],
+        after: dict[str, ExportsFile],
+        host: Host,
+    ) -> None:
+        """(9) a line carries the configured options for every client on it (pending
+        removals included) once the daemon decides for its file; it keeps the options in
+        force while frozen, on a missing path, on a path no longer served, and for a
+        project whose data is unknown."""
+        frozen = policy.maintenance is Maintenance.FREEZE
+        opt_old = line_options(before)
+        for fname, f in sorted(after.items()):
+            label = label_of(f)
+            public = f.kind == "public"
+            for ln in f.lines:
+                if public:
+                    want = host.public_options(label, ln.path)
+                    decided = True
+                    unknown = False
+                else:
+                    served_here = ln.path in served.get(label, ())
+                    want = host.volume_options(ln.path) if served_here else None
+                    decided = self.model.must_update_options(seen, label)
+                    unknown = self.model.must_keep_options(seen, label, self.now)
+                old = opt_old.get((label, ln.path))
+                keep = frozen or ln.path in host.missing or want is None or unknown
+                if keep and old is not None:
+                    assert ln.options == old, (
+                        f"(9) {fname} {ln.path}: options {old!r} in force became "
+                        f"{ln.options!r} (frozen={frozen}, missing={ln.path in host.missing}"
+                        f", configured={want!r}, project data unknown={unknown})"
+                    )
+                elif not keep and decided:
+                    assert ln.options == want, (
+                        f"(9) {fname} {ln.path}: options {ln.options!r}, the config says "
+                        f"{want!r} (clients {ln.clients}, in force before: {old!r})"
+                    )
+
+    def check_unmanaged(self, plan: Plan, host: Host) -> None:
+        """(10) a file without our header is never written or deleted, and nothing is
+        planned for its project (everything of it waits until the file is gone)."""
+        touched = sorted(set(plan.files) & host.unmanaged)
+        assert not touched, f"(10) the plan writes or deletes files not ours: {touched}"
+        names = host.unmanaged_names()
+        planned = [c for c in plan.changes if c.project in names]
+        assert not planned, f"(10) changes for a project whose file is not ours: {planned}"
 
     def assert_writes_nothing(self, plan: Plan) -> None:
         for fname, f in plan.files.items():
@@ -1391,3 +1689,27 @@ PINNED_SEEDS = {
 def test_pinned_seeds() -> None:
     for value, machine in PINNED_SEEDS.items():
         run_state_machine_as_test(seed(value)(machine), settings=SETTINGS)
+
+
+def test_a_rename_onto_a_name_served_for_another_id_removes_nothing_at_once() -> None:
+    """Found by the renames machine under a random seed (issue 11; the machine of issue
+    10 finds it too): p3 (id3) is no longer served but its file is in force; p0 (id0) is
+    deleted and id3 renamed onto the name p0, which the projects file serves, bound to
+    id0.  decide takes p3's pair away at once as ``project-renamed`` while p0's file gets
+    nothing (``project-id-changed``): no file is written for id3, so the pair may leave
+    only after its confirmations (not-served).  Fixed: a name bound to another id is no alias of
+    the renamed project (lifecycle.aliases)."""
+    m = DecideWithRenames()
+    m.setup(
+        confirmations=3,
+        min_age=0.0,
+        disabled="keep",
+        min_count=10,
+        fraction=0.25,
+        served=[1, 1, 1, 1],
+        owners=[None] * 7 + ["id3"],  # fd00::2 on an instance of p3
+    )
+    m.toggle_served("id3")
+    m.delete_project("id0", orphan=False)
+    m.rename_onto_deleted("id3", onto="id0")
+    m.run_cycle()

@@ -90,6 +90,14 @@ class Ownership:
         taken by another id is not its own any more): ownership is by id."""
         return project_aliases(name, self.listed_ids, self.known_ids)
 
+    def successors(self, name: str) -> frozenset[str]:
+        """The other names of a renamed project that stand for its id: a name the
+        projects file (or the memory) binds to another id is not where it moves."""
+        pid = self.owner_id(name)
+        return frozenset(
+            n for n in self.aliases(name) - {name} if pid is not None and self.owner_id(n) == pid
+        )
+
     def claimants(self, client: str) -> frozenset[str]:
         return self.claims.get(client, frozenset())
 

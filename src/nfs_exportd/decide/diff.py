@@ -259,7 +259,7 @@ def moves_to_new_name(client: str, name: str, cycle: Cycle) -> bool:
     """The address will be exported under the renamed project's new name in this same
     apply (the new name alone claims it, and serves existing paths)."""
     inp, snap = cycle.inp, cycle.inp.snapshot
-    for n in cycle.ownership.aliases(name) & set(inp.private):
+    for n in cycle.ownership.successors(name) & set(inp.private):
         rec = snap.projects.get(n) if snap.projects else None
         if rec is None or not snap.project_complete(n) or cycle.ownership.claimants(client) != {n}:
             continue

@@ -53,7 +53,7 @@ def _follows_rename(name: str, verdict: Verdict, cycle: Cycle) -> bool:
     """Renamed in Keystone, and the projects file follows the new name (whose data is
     complete: an unknown project keeps): the old name's file moves there."""
     private = set(cycle.inp.private)
-    new_names = (cycle.ownership.aliases(name) - {name}) & private
+    new_names = cycle.ownership.successors(name) & private
     return (
         verdict.status is Status.RENAMED
         and name not in private

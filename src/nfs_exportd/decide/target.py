@@ -48,8 +48,9 @@ def target_files(
             assert options is not None
             lines.append(ExportLine(path, options, sorted_clients(result)))
         current = inp.in_force.get(fname)
-        if frozen and current is not None:
+        if frozen and current is not None and (lines or not current.lines):
             # frozen: nothing changes, not even the file's existence or the id it records
+            # (a file goes only when the removals a freeze lets through emptied it)
             files[fname] = ExportsFile(
                 fname, fp.owner.kind, fp.owner.name, tuple(lines), current.keystone_id
             )
