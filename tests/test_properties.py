@@ -1683,6 +1683,10 @@ PINNED_SEEDS = {
     # a maintenance freeze rewrote a file in force with a new Keystone id (the memory was
     # lost meanwhile), so a recreated project's binding moved under the freeze
     1149792459: DecideMachine,
+    # a renamed project whose new name's path is missing, or whose new name's file is not
+    # ours, lost its address after the confirmations although it still had the instance
+    872707314: DecideWithRenames,
+    1266467969: DecideWithRenames,
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ..model import ExportsFile, PairKey, sorted_clients
+from ..model import EXPORTS_SUFFIX, ExportsFile, PairKey, sorted_clients
 from ..validate import path_within
 from .context import Cycle
 from .intent import Intent
@@ -235,6 +235,23 @@ def _removals(
         elif intent.moved and moves_to_new_name(client, owner.name, cycle):
             # the address moves to the new name's file in this same apply
             work.changes.append(replace(change, reason=Reason.PROJECT_RENAMED))
+        elif intent.moved and _waits_to_move(client, owner.name, cycle):
+            # still this project's address (by id), but its new name cannot take it yet
+            if seen:
+                work.counters[key] = seen
+            missing = any(
+                e.path in cycle.inp.missing_paths
+                for n in cycle.ownership.successors(owner.name)
+                for e in cycle.inp.private.get(n, ())
+            )
+            work.holds.append(
+                hold_of(
+                    change,
+                    Reason.PATH_MISSING if missing else Reason.UNKNOWN_PROJECT,
+                    f"{client} moves to {', '.join(sorted(cycle.ownership.successors(owner.name)))}"
+                    " (the project's new name) once that file can take it",
+                )
+            )
         elif intent.deleted and owner.is_project:
             work.candidates.append(change)  # confirmed by the project's absence
         elif count >= policy.confirmations:
@@ -255,6 +272,13 @@ def _removals(
             )
 
 
+def _waits_to_move(client: str, name: str, cycle: Cycle) -> bool:
+    """The listing shows the address on the renamed project's instances (under a new name
+    bound to its id) and on nobody else's: access stays until it moves."""
+    claimants = cycle.ownership.claimants(client)
+    return bool(claimants) and claimants <= cycle.ownership.successors(name)
+
+
 def moves_to_new_name(client: str, name: str, cycle: Cycle) -> bool:
     """The address will be exported under the renamed project's new name in this same
     apply (the new name alone claims it, and serves existing paths)."""
@@ -265,7 +289,8 @@ def moves_to_new_name(client: str, name: str, cycle: Cycle) -> bool:
             continue
         if rec.enabled or cycle.policy.disabled_projects == "keep":
             paths = {e.path for e in inp.private.get(n, ())}
-            if paths and not paths & inp.missing_paths:
+            blocked = inp.missing_paths | set(inp.unsafe_paths) | set(inp.held_paths)
+            if paths and not paths & blocked and n + EXPORTS_SUFFIX not in inp.unmanaged:
                 return True
     return False
 
