@@ -147,3 +147,21 @@ def test_neutron_region(given: Path, want: dict[str, Any]) -> None:
         ip: [{"detail": c.detail, "projects": list(c.projects), "ids": list(c.ids)} for c in cs]
         for ip, cs in claims.items()
     } == want["claims"]
+
+
+@pytest.mark.parametrize("bad_id", ["f00 *(rw)", "a/b", "x" * 65, "", "é1"])
+def test_a_keystone_id_outside_the_grammar_is_bad_data(bad_id: str) -> None:
+    """The id is recorded in the managed file and decides ownership: a listing with a
+    malformed id is bad data (unknown, the exports in force kept), never an id written
+    into a file (the renderer would refuse every cycle)."""
+    from nfs_exportd.errors import InventoryBadData
+    from nfs_exportd.read.inventory.openstack import parse_projects
+
+    body = {
+        "projects": [
+            {"id": "0a1b", "name": "tools", "enabled": True},
+            {"id": bad_id, "name": "paws", "enabled": True},
+        ]
+    }
+    with pytest.raises(InventoryBadData, match=r"paws.*malformed id"):
+        parse_projects(body)

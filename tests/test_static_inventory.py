@@ -243,6 +243,11 @@ INVALID: list[tuple[str, Any, list[str]]] = [
         ["projects[0]", "domain"],
     ),
     ("project-no-name", lambda d: _del(d, "projects", 0, "name"), ["projects[0]", "name"]),
+    (
+        "project-id-outside-the-grammar",
+        lambda d: _upd(d, "projects", 0, id="9f1c *(rw)"),
+        ["projects[0].id", "malformed project id"],
+    ),
     ("project-no-id", lambda d: _del(d, "projects", 0, "id"), ["projects[0]", "id"]),
     ("project-enabled-str", lambda d: _upd(d, "projects", 0, enabled="yes"), ["tools", "enabled"]),
     (

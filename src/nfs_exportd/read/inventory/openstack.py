@@ -51,6 +51,7 @@ from ...errors import (
 )
 from ...logs import register_secret
 from ...model import AddressClaim, InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
+from ...validate import KEYSTONE_ID_RE
 from . import observe
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,12 @@ def parse_projects(
         enabled = _field(p, "enabled", bool, "projects", request)
         if p.get("is_domain"):
             continue
+        if not KEYSTONE_ID_RE.fullmatch(pid):
+            # the id is written into the managed file and decides ownership: a Keystone
+            # that lists a malformed id is bad data, never an id we record
+            raise InventoryBadData(
+                f"projects: project {_label(name)} has a malformed id {shown(pid)}", request
+            )
         if name in names:
             # the same name in two domains: name-based config cannot tell them apart
             raise InventoryBadData(f"projects: name {name!r} appears twice", request)

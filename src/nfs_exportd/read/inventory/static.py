@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BeforeValidator, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 
 from ...addresses import AddressError, parse_address
 from ...model import InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
 from ...records import Record, Text, describe, one_line
+from ...validate import KEYSTONE_ID_RE
 from ...yamlsafe import INVENTORY_MAX_BYTES, YamlRefused, load_file
 
 GONE_STATUSES = frozenset({"DELETED"})
@@ -47,12 +48,23 @@ def _numeric_id(v: object) -> object:
 Id = Annotated[Text, BeforeValidator(_numeric_id)]
 
 
+def _project_id(v: str) -> str:
+    """A project id is recorded in the managed file and decides ownership: Keystone's
+    grammar (letters, digits, '_', '-'; at most 64)."""
+    if not KEYSTONE_ID_RE.fullmatch(v):
+        raise ValueError(f"malformed project id {v!r} (letters, digits, '_', '-'; at most 64)")
+    return v
+
+
+ProjectId = Annotated[Id, AfterValidator(_project_id)]
+
+
 class InvalidInventory(ValueError):
     pass
 
 
 class ProjectEntry(Record):
-    id: Id
+    id: ProjectId
     name: Text
     enabled: bool = True
 
