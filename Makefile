@@ -7,12 +7,21 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest deps system-deps clean
 
-# Debian packages: exportfs (nfs-kernel-server); unshare/setpriv (util-linux).
+# Debian packages: exportfs and rpc.mountd (nfs-kernel-server); unshare/setpriv (util-linux);
+# for the data-path lab: NFS-Ganesha with its VFS backend, libnfs clients (nfs-ls, nfs-cat and
+# libnfs for the held-open client), a private dbus-daemon, rpcbind, ip and iptables.
 # Installed only when missing, and only when we are root (otherwise we say what is missing).
 system-deps:
 	@missing=""; \
 	[ -x /usr/sbin/exportfs ] || missing="$$missing nfs-kernel-server"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	[ -x /usr/bin/ganesha.nfsd ] || missing="$$missing nfs-ganesha"; \
+	ls /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so >/dev/null 2>&1 || ls /usr/lib/*/ganesha/libfsalvfs.so >/dev/null 2>&1 || missing="$$missing nfs-ganesha-vfs"; \
+	command -v nfs-cat >/dev/null || missing="$$missing libnfs-utils"; \
+	command -v dbus-daemon >/dev/null || missing="$$missing dbus"; \
+	[ -x /usr/sbin/rpcbind ] || missing="$$missing rpcbind"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
