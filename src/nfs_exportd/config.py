@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .ganesha_options import ganesha_option_problem
 from .records import describe
 from .validate import check_name, check_root
 from .yamlsafe import (
@@ -212,6 +213,47 @@ class HistoryConfig(_Strict):
     max_entries: int = Field(default=1000, ge=2, le=1_000_000)  # and never more than this many
 
 
+EXPORT_ID_MAX = 65535  # Export_Id is a uint16 in Ganesha 4.3 (90000 is refused)
+KERNEL_EXPORTS_DIR = Path("/etc/exports.d")
+
+
+class GaneshaConfig(_Strict):
+    """``backend: ganesha``: one generated EXPORT file per (project, volume) in ``conf_dir``
+    (which ganesha.conf ``%dir``-includes), applied one by one over DBus."""
+
+    conf_dir: Path = Path("/etc/ganesha/nfs-exportd.d")
+    # where a conf file is written before its rename into conf_dir: never inside it
+    # (Ganesha's %dir include reads every file there, hidden ones too), same filesystem;
+    # default: the sibling ``<conf_dir>.staging``
+    staging_dir: Path | None = None
+    # "system" (the system bus; DBUS_SYSTEM_BUS_ADDRESS is honoured) or a D-Bus address
+    dbus_address: str = Field(default="system", min_length=1, max_length=1024)
+    timeout_seconds: Number = Field(default=30, gt=0, le=600)
+    export_id_min: int = Field(default=1000, ge=1, le=EXPORT_ID_MAX)
+    export_id_max: int = Field(default=EXPORT_ID_MAX, ge=1, le=EXPORT_ID_MAX)
+
+    @field_validator("conf_dir", "staging_dir", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+    @field_validator("dbus_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v != "system" and not re.fullmatch(r"(unix|tcp):[A-Za-z0-9_=,./:@+-]+", v):
+            raise ValueError(
+                f"expected 'system' or a D-Bus address like 'unix:path=/run/dbus/"
+                f"system_bus_socket', got {v!r}"
+            )
+        return v
+
+    @property
+    def staging(self) -> Path:
+        if self.staging_dir is not None:
+            return self.staging_dir
+        return self.conf_dir.with_name(self.conf_dir.name + ".staging")
+
+
 class Config(_Strict):
     projects_file: Path
     projects_file_max_bytes: int = Field(default=PROJECTS_MAX_BYTES, ge=1024, le=1024 * MIB)
@@ -228,7 +270,8 @@ class Config(_Strict):
     etab_file: Path = Path("/var/lib/nfs/etab")  # extension: where exportfs keeps its state
     maintenance_file: Path = Path("/etc/nfs-exportd/maintenance")
     interval_seconds: Number = Field(default=60, ge=1, le=DAY)
-    backend: Literal["exportfs"] = "exportfs"
+    backend: Literal["exportfs", "ganesha"] = "exportfs"
+    ganesha: GaneshaConfig = Field(default_factory=GaneshaConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     check: CheckConfig = Field(default_factory=CheckConfig)
@@ -296,13 +339,22 @@ def load_config(path: Path) -> Config:
             check_name(name, "public export")
         except ValueError as exc:
             raise ConfigError(f"{path}: public_exports.{name}: {exc}") from None
+    exports_dir = cfg.exports_dir
+    ganesha = cfg.ganesha
+    if cfg.backend == "ganesha":
+        if "exports_dir" not in cfg.model_fields_set:
+            # the managed files are only the record of what is in force: never where
+            # the kernel server would read them
+            exports_dir = cfg.state_dir / "exports.d"
+        ganesha = _check_ganesha(path, cfg, _resolve(base, exports_dir), base)
     new_inv = inv_cfg.model_copy(
         update={"file": _resolve(base, inv_cfg.file) if inv_cfg.file else None}
     )
     return cfg.model_copy(
         update={
             "projects_file": _resolve(base, cfg.projects_file),
-            "exports_dir": _resolve(base, cfg.exports_dir),
+            "exports_dir": _resolve(base, exports_dir),
+            "ganesha": ganesha,
             "state_dir": _resolve(base, cfg.state_dir),
             "maintenance_file": _resolve(base, cfg.maintenance_file),
             "etab_file": _resolve(base, cfg.etab_file),
@@ -315,3 +367,49 @@ def load_config(path: Path) -> Config:
             "source_path": path,
         }
     )
+
+
+def _check_ganesha(path: Path, cfg: Config, exports_dir: Path, base: Path) -> GaneshaConfig:
+    """The ganesha section resolved, and the combinations that cannot work refused."""
+    g = cfg.ganesha
+    conf_dir = _resolve(base, g.conf_dir)
+    staging = _resolve(base, g.staging)
+    g = g.model_copy(update={"conf_dir": conf_dir, "staging_dir": staging})
+    if g.export_id_min > g.export_id_max:
+        raise ConfigError(
+            f"{path}: ganesha.export_id_min: {g.export_id_min} is above ganesha.export_id_max "
+            f"{g.export_id_max}; give a range low..high"
+        )
+    if exports_dir.resolve() == KERNEL_EXPORTS_DIR:
+        raise ConfigError(
+            f"{path}: exports_dir: {KERNEL_EXPORTS_DIR} is read by the kernel NFS server, and "
+            "with backend: ganesha the managed files are only the record of what Ganesha "
+            "serves; remove the key (default: STATE_DIR/exports.d) or name another directory"
+        )
+    if conf_dir.resolve() == exports_dir.resolve():
+        raise ConfigError(
+            f"{path}: ganesha.conf_dir: must not be exports_dir ({exports_dir}); "
+            "give Ganesha a directory of its own, e.g. /etc/ganesha/nfs-exportd.d"
+        )
+    if staging.resolve() == conf_dir.resolve() or conf_dir.resolve() in staging.resolve().parents:
+        raise ConfigError(
+            f"{path}: ganesha.staging_dir: {staging} lies in ganesha.conf_dir, whose every "
+            "file Ganesha reads; name a sibling directory on the same filesystem"
+        )
+    sources: list[tuple[str, str]] = [("export_options.default", cfg.export_options.default)]
+    sources += [(f"export_options.volumes.{v}", o) for v, o in cfg.export_options.volumes.items()]
+    sources += [
+        (f"export_options.projects.{p}.{v}", o)
+        for p, vols in cfg.export_options.projects.items()
+        for v, o in vols.items()
+    ]
+    sources += [
+        (f"public_exports.{n}.options", e.options)
+        for n, e in cfg.public_exports.items()
+        if e.options is not None
+    ]
+    for key, options in sources:
+        problem = ganesha_option_problem(options)
+        if problem is not None:
+            raise ConfigError(f"{path}: {key}: {problem}")
+    return g

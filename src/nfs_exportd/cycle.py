@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Protocol
 
 from .apply.exportfs import ApplyResult, ExportfsBackend
+from .apply.ganesha.backend import STATE_FILE as GANESHA_STATE
+from .apply.ganesha.backend import GaneshaBackend
 from .config import Config
 from .decide import Action, DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
@@ -185,6 +187,14 @@ class Backend(Protocol):
 
 
 def backend_for(cfg: Config) -> Backend:
+    if cfg.backend == "ganesha":
+        return GaneshaBackend(
+            cfg.exports_dir,
+            cfg.ganesha,
+            cfg.state_dir / GANESHA_STATE,
+            pending_marker=cfg.state_dir / state.APPLY_PENDING,
+            last_verified=lambda: state.load_verified(cfg.state_dir),
+        )
     return ExportfsBackend(
         cfg.exports_dir,
         cfg.exportfs_command,
@@ -222,7 +232,7 @@ class SyncResult:
     def line(self) -> str:
         a = self.applied
         files = f"{len(a.written)} files written, {len(a.removed)} removed"
-        ran = "exportfs ran" if a.ran_exportfs else "exportfs not run"
+        ran = a.summary or ("exportfs ran" if a.ran_exportfs else "exportfs not run")
         verdict = "held" if self.exit_code == EXIT_HELD else "ok"
         return f"sync {verdict}: {self.plan.summary()}; {files}; {ran}"
 

@@ -104,8 +104,9 @@ def parse_etab(text: str) -> dict[tuple[str, str], frozenset[str]]:
 class ApplyResult:
     written: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    ran_exportfs: bool = False
+    ran_exportfs: bool = False  # the backend changed what is in force (exportfs ran, DBus calls)
     warnings: list[str] = field(default_factory=list)
+    summary: str = ""  # what another backend did, for the sync line (instead of "exportfs ran")
 
 
 class ExportfsBackend:
