@@ -108,6 +108,34 @@ def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
             (f" (also {', '.join(extra)})" if extra else "")
             + (f" (missing {', '.join(lack)})" if lack else "")
         )
+    for entry in shown.raw_clients:
+        problem = _perms_problem(spec, entry)
+        if problem is not None:
+            return f"is in force for {entry[0]} with {problem}"
+    return None
+
+
+# export_perms option bits, as Ganesha 4.x encodes them (nfs_exports.h), in the 9th field
+# of each DisplayExport client tuple; the anonymous uid and gid are the 6th and 7th
+_SQUASH_BITS = {0x0: "no_root_squash", 0x2: "root_squash", 0x4: "all_squash"}
+_READ, _WRITE = 0x20, 0x40
+
+
+def _perms_problem(spec: ExportSpec, entry: tuple[object, ...]) -> str | None:
+    """How one live client entry's permissions differ from the spec's (None: same)."""
+    try:
+        opts, uid, gid = int(str(entry[8])), int(str(entry[5])), int(str(entry[6]))
+    except (IndexError, ValueError):
+        return f"an unreadable permission entry {entry!r}"
+    p = spec.perms
+    access = "RW" if opts & _WRITE else ("RO" if opts & _READ else "no access")
+    squash = _SQUASH_BITS.get(opts & 0x7, f"squash bits {opts & 0x7:#x}")
+    if access != p.access or squash != p.squash:
+        return f"{access}/{squash}, not {p.access}/{p.squash}"
+    if (p.anon_uid is not None and uid != p.anon_uid) or (
+        p.anon_gid is not None and gid != p.anon_gid
+    ):
+        return f"anonymous uid/gid {uid}/{gid}, not {p.anon_uid}/{p.anon_gid}"
     return None
 
 

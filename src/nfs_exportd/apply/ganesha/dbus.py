@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jeepney import DBusAddress, DBusErrorResponse, new_method_call  # type: ignore[import-untyped]
-from jeepney.bus_messages import message_bus  # type: ignore[import-untyped]
-from jeepney.io.blocking import DBusConnection, open_dbus_connection  # type: ignore[import-untyped]
-from jeepney.wrappers import unwrap_msg  # type: ignore[import-untyped]
+from jeepney import DBusAddress, DBusErrorResponse, new_method_call
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from jeepney.wrappers import unwrap_msg
 
 BUS_NAME = "org.ganesha.nfsd"
 EXPORTMGR = DBusAddress(
