@@ -1,0 +1,270 @@
+"""backend: ganesha against a real NFS-Ganesha 4.3 (the lab's server, alone in a
+loopback-only network namespace, on its private bus): exports added, updated and removed
+over DBus and read back; Export_Id stable across cycles and a Ganesha restart; a failure
+mid-apply undone and verified; Ganesha down changes nothing; and one real read over NFS
+through an export the backend made (the server's own address is the client: in a
+loopback-only namespace a connection to a local address comes from that address)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from jeepney.wrappers import DBusErrorResponse
+
+from lab_fixtures import ganesha_lo, scratch_tree
+from nfs_exportd.apply.ganesha.backend import GaneshaBackend
+from nfs_exportd.apply.ganesha.dbus import GaneshaBus
+from nfs_exportd.config import GaneshaConfig
+from nfs_exportd.errors import ApplyError, BackendUnavailable
+from nfs_exportd.exportsfile import render
+from nfs_exportd.model import ExportLine, ExportsFile, FileKind
+from nfs_exportd_sim.lab.clients import nfs_cat
+from nfs_exportd_sim.lab.ganesha import GaneshaServer
+
+__all__ = ["ganesha_lo"]  # a fixture, imported for pytest
+
+SERVER = "198.51.100.130"  # added to lo in the lab's namespace: clients there come from it
+VM_A, VM_B = "198.51.100.11", "198.51.100.21"
+OPTS = "rw,sync,no_subtree_check,root_squash"
+
+
+@dataclass
+class Rig:
+    server: GaneshaServer
+    backend: GaneshaBackend
+    records: Path
+    data: Path
+    work: Path
+
+    def files(self, **lines: tuple[tuple[str, ...], ...]) -> dict[str, ExportsFile | None]:
+        """{project: ((volume, client, ...), ...)} -> managed files."""
+        out: dict[str, ExportsFile | None] = {}
+        for project, vols in lines.items():
+            out[f"{project}.exports"] = ExportsFile(
+                f"{project}.exports",
+                FileKind.PROJECT,
+                project,
+                tuple(ExportLine(str(self.data / project / v), OPTS, cs) for v, *cs in vols),
+            )
+        return out
+
+    def in_force(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.records.glob("*.exports"))}
+
+    def apply(self, targets: dict[str, ExportsFile | None]) -> None:
+        self.backend.apply(targets, self.in_force())
+
+    def conf(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.server.conf_dir.iterdir())}
+
+    def live(self) -> dict[int, list[str]]:
+        """Our exports in force: {id: clients} (DisplayExport)."""
+        return {i: self.server.clients(i) for i in sorted(self.server.exports()) if i}
+
+
+@pytest.fixture(scope="module")
+def served_address(ganesha_lo: GaneshaServer) -> str:
+    subprocess.run(
+        ["ip", "netns", "exec", ganesha_lo.netns, "ip", "addr", "add", f"{SERVER}/32", "dev", "lo"],
+        check=True,
+        capture_output=True,
+    )
+    return SERVER
+
+
+@pytest.fixture
+def rig(ganesha_lo: GaneshaServer, served_address: str, tmp_path: Path) -> Iterator[Rig]:
+    data = scratch_tree(
+        tmp_path / "srv",
+        {
+            "tools/home/hello.txt": "hello from tools/home\n",
+            "tools/project/p.txt": "p\n",
+            "paws/home/h.txt": "h\n",
+        },
+    )
+    records = tmp_path / "exports.d"
+    records.mkdir()
+    cfg = GaneshaConfig(
+        conf_dir=ganesha_lo.conf_dir,
+        staging_dir=tmp_path / "staging",
+        dbus_address=ganesha_lo.dbus_address,
+        timeout_seconds=10,
+        export_id_min=1000,
+        export_id_max=1009,
+    )
+    # the staging dir must share conf_dir's filesystem: both under the lab's workdir
+    cfg = cfg.model_copy(update={"staging_dir": ganesha_lo.conf_dir.with_name("staging")})
+    backend = GaneshaBackend(
+        records, cfg, tmp_path / "ganesha.json", pending_marker=tmp_path / "apply-pending"
+    )
+    yield Rig(ganesha_lo, backend, records, data, tmp_path)
+    # leave the module's Ganesha as it was: no export but the pseudo root, no file
+    if not ganesha_lo.alive():
+        ganesha_lo.restart()
+    for export_id in ganesha_lo.exports():
+        if export_id:
+            with contextlib.suppress(DBusErrorResponse):
+                ganesha_lo.call("RemoveExport", "q", export_id)
+    for p in ganesha_lo.conf_dir.iterdir():
+        p.unlink()
+
+
+def test_add_update_remove_one_export_each_read_back(rig: Rig) -> None:
+    home = str(rig.data / "tools/home")
+    rig.apply(rig.files(tools=(("home", VM_A),)))
+    assert rig.live() == {1000: [f"{VM_A}/32"]}
+    assert list(rig.conf()) == ["export-1000.conf"]  # nothing else: no temporary in conf_dir
+    text = rig.conf()["export-1000.conf"]
+    assert f"# path={home}\n" in text and "owner=project:tools" in text
+    assert f'Pseudo = "{home}";' in text
+    assert rig.in_force()["tools.exports"].startswith("# nfs-exportd managed file")
+    assert not list(rig.backend.staging.iterdir())
+
+    # update: the same id, the new client list in force
+    rig.apply(rig.files(tools=(("home", VM_A, VM_B), ("project", VM_B))))
+    assert rig.live() == {1000: [f"{VM_A}/32", f"{VM_B}/32"], 1001: [f"{VM_B}/32"]}
+    assert rig.backend.read_back(rig.files(tools=(("home", VM_A, VM_B), ("project", VM_B)))) == []
+
+    # remove one line: its export goes, then its file; the other keeps its id
+    rig.apply(rig.files(tools=(("project", VM_B),)))
+    assert rig.live() == {1001: [f"{VM_B}/32"]}
+    assert list(rig.conf()) == ["export-1001.conf"]
+
+    # a new export does not get the id given up a moment ago (allocated upwards)
+    rig.apply(rig.files(tools=(("project", VM_B), ("home", VM_A))))
+    assert sorted(rig.live()) == [1001, 1002]
+
+    # the whole file goes: every export of it goes
+    rig.apply({"tools.exports": None})
+    assert rig.live() == {} and rig.conf() == {} and rig.in_force() == {}
+
+
+def test_the_nfs_client_reads_only_while_exported_to_it(rig: Rig) -> None:
+    home = rig.data / "tools/home"
+    ns = rig.server.netns
+    rig.apply(rig.files(tools=(("home", SERVER),)))
+    for version in (3, 4):
+        got = nfs_cat(ns, SERVER, f"{home}/hello.txt", version)
+        assert got.ok and "hello from tools/home" in got.output, got
+    rig.apply(rig.files(tools=(("home", VM_A),)))  # the address now is someone else's
+    for version in (3, 4):
+        got = nfs_cat(ns, SERVER, f"{home}/hello.txt", version)
+        assert not got.ok, got
+
+
+def test_export_ids_stable_across_cycles_and_a_ganesha_restart(rig: Rig) -> None:
+    files = rig.files(tools=(("home", VM_A), ("project", VM_B)), paws=(("home", VM_B),))
+    rig.apply(files)
+    before = rig.live()
+    conf_before = rig.conf()
+    assert sorted(before) == [1000, 1001, 1002]
+    rig.apply(files)  # no change: nothing written
+    assert rig.conf() == conf_before
+
+    rig.server.restart()  # Ganesha reads conf_dir at its start: the same ids are back
+    assert rig.live() == before
+    # restart noticed: every export re-checked; one removed by hand meanwhile comes back
+    rig.server.call("RemoveExport", "q", 1002)
+    # ... and one whose clients were changed by hand (only a full re-check sees that)
+    hand = rig.work / "hand.conf"
+    hand.write_text(
+        rig.conf()["export-1001.conf"].replace(f"Clients = {VM_A};", f"Clients = {VM_B};")
+    )
+    rig.server.call("UpdateExport", "ss", str(hand), "EXPORT(Export_Id=1001)")
+    assert rig.live()[1001] == [f"{VM_B}/32"] != before[1001]
+    rig.apply(files)
+    assert rig.live() == before and rig.conf() == conf_before
+
+    # a lost state file loses nothing: ids come from conf_dir, new ones above ours
+    rig.backend.state_file.unlink()
+    more = rig.files(tools=(("home", VM_A), ("project", VM_B), ("scratch", VM_A)))
+    (rig.data / "tools/scratch").mkdir()
+    rig.apply({**files, **more})
+    assert sorted(rig.live()) == [1000, 1001, 1002, 1003]
+
+
+def test_ganesha_refusing_an_export_mid_apply_is_undone_and_verified(rig: Rig) -> None:
+    good = rig.files(tools=(("home", VM_A),), paws=(("home", VM_B),))
+    rig.apply(good)
+    conf, records, live = rig.conf(), rig.in_force(), rig.live()
+    # tools/home is updated first, then the new export of a path Ganesha refuses
+    bad = rig.files(tools=(("home", VM_A, VM_B), ("gone", VM_A)), paws=())
+    with pytest.raises(ApplyError, match=r"Ganesha refused the add .*tools\.exports.*gone") as e:
+        rig.apply(bad)
+    assert "re-applied them over DBus and verified them in force" in str(e.value)
+    assert rig.live() == live and rig.conf() == conf and rig.in_force() == records
+    assert not (rig.work / "apply-pending").exists()
+
+
+def test_ganesha_stopped_between_two_calls(rig: Rig) -> None:
+    good = rig.files(tools=(("home", VM_A),))
+    rig.apply(good)
+    conf, records = rig.conf(), rig.in_force()
+
+    class StopsAfterOneCall(GaneshaBus):
+        def update(self, conf: str, export_id: int) -> str:
+            out = super().update(conf, export_id)
+            rig.server.ganesha.stop(20)  # Ganesha gone before the next call
+            return out
+
+    cfg = rig.backend.cfg
+    rig.backend.bus_factory = lambda: StopsAfterOneCall(cfg.dbus_address, cfg.timeout_seconds)
+    with pytest.raises(ApplyError, match="UNDO FAILED") as e:
+        rig.apply(rig.files(tools=(("home", VM_A, VM_B), ("project", VM_A))))
+    assert "Ganesha serves them at its next start" in str(e.value)
+    # the conf files and the records are back as they were; the marker stays
+    assert rig.conf() == conf and rig.in_force() == records
+    assert (rig.work / "apply-pending").exists()
+
+    # Ganesha down: nothing changes, the error says what to do
+    rig.backend.bus_factory = lambda: GaneshaBus(cfg.dbus_address, cfg.timeout_seconds)
+    with pytest.raises(BackendUnavailable, match="nothing was changed: start nfs-ganesha"):
+        rig.apply(rig.files(tools=(("home", VM_B),)))
+    assert rig.conf() == conf and rig.in_force() == records
+
+    # back: it serves the restored files, and the next cycle verifies and clears the marker
+    rig.server.restart()
+    assert rig.live() == {1000: [f"{VM_A}/32"]}
+    rig.apply(good)
+    assert not (rig.work / "apply-pending").exists()
+
+
+def test_no_bus_at_all_changes_nothing(rig: Rig, tmp_path: Path) -> None:
+    cfg = rig.backend.cfg.model_copy(update={"dbus_address": f"unix:path={tmp_path}/no-socket"})
+    rig.backend.bus_factory = lambda: GaneshaBus(cfg.dbus_address, cfg.timeout_seconds)
+    with pytest.raises(
+        BackendUnavailable, match=r"Ganesha does not answer on unix:path=.*no-socket"
+    ):
+        rig.apply(rig.files(tools=(("home", VM_A),)))
+    assert rig.conf() == {} and rig.in_force() == {} and rig.live() == {}
+
+
+def test_orphan_conf_of_an_interrupted_apply_is_removed(rig: Rig) -> None:
+    """A crash after a conf file was written but before its record: the record is what
+    is in force, so the export of a record that does not exist goes."""
+    rig.apply(rig.files(tools=(("home", VM_A),), paws=(("home", VM_B),)))
+    (rig.records / "paws.exports").unlink()  # as if the record never made it
+    rig.apply(rig.files(tools=(("home", VM_A),)))
+    assert rig.live() == {1001: [f"{VM_A}/32"]}  # paws.exports sorts first: 1000
+    assert list(rig.conf()) == ["export-1001.conf"]
+
+
+def test_export_ids_run_out_changes_nothing(rig: Rig) -> None:
+    vols = tuple((f"v{i}", VM_A) for i in range(11))  # the range is 1000..1009
+    for v, _ in vols:
+        (rig.data / "tools" / v).mkdir()
+    with pytest.raises(ApplyError, match=r"\(1000\.\.1009\) has 10 free Export_Ids and 11 new"):
+        rig.apply(rig.files(tools=vols))
+    assert rig.conf() == {} and rig.in_force() == {} and rig.live() == {}
+
+
+def test_render_of_records_is_the_exportfs_syntax(rig: Rig) -> None:
+    files = rig.files(tools=(("home", VM_A),))
+    rig.apply(files)
+    f = files["tools.exports"]
+    assert f is not None and rig.in_force() == {"tools.exports": render(f)}
