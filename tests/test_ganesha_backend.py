@@ -8,6 +8,8 @@ loopback-only namespace a connection to a local address comes from that address)
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +27,9 @@ from nfs_exportd.exportsfile import render
 from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 from nfs_exportd_sim.lab.clients import nfs_cat
 from nfs_exportd_sim.lab.ganesha import GaneshaServer
+from test_failure_matrix import NEW_P, NEW_T, P1, R1, World, world
 
-__all__ = ["ganesha_lo"]  # a fixture, imported for pytest
+__all__ = ["ganesha_lo", "world"]  # fixtures, imported for pytest
 
 SERVER = "198.51.100.130"  # added to lo in the lab's namespace: clients there come from it
 VM_A, VM_B = "198.51.100.11", "198.51.100.21"
@@ -103,14 +106,18 @@ def rig(ganesha_lo: GaneshaServer, served_address: str, tmp_path: Path) -> Itera
         records, cfg, tmp_path / "ganesha.json", pending_marker=tmp_path / "apply-pending"
     )
     yield Rig(ganesha_lo, backend, records, data, tmp_path)
-    # leave the module's Ganesha as it was: no export but the pseudo root, no file
-    if not ganesha_lo.alive():
-        ganesha_lo.restart()
-    for export_id in ganesha_lo.exports():
+    _reset(ganesha_lo)
+
+
+def _reset(server: GaneshaServer) -> None:
+    """Leave the module's Ganesha as it was: no export but the pseudo root, no file."""
+    if not server.alive():
+        server.restart()
+    for export_id in server.exports():
         if export_id:
             with contextlib.suppress(DBusErrorResponse):
-                ganesha_lo.call("RemoveExport", "q", export_id)
-    for p in ganesha_lo.conf_dir.iterdir():
+                server.call("RemoveExport", "q", export_id)
+    for p in server.conf_dir.iterdir():
         p.unlink()
 
 
@@ -268,3 +275,73 @@ def test_render_of_records_is_the_exportfs_syntax(rig: Rig) -> None:
     rig.apply(files)
     f = files["tools.exports"]
     assert f is not None and rig.in_force() == {"tools.exports": render(f)}
+
+
+def _served(server: GaneshaServer) -> set[tuple[str, str]]:
+    """(path, client) pairs Ganesha serves, read with DisplayExport."""
+    return {
+        (path, c.removesuffix("/32").removesuffix("/128"))
+        for i, path in server.exports().items()
+        if i
+        for c in server.clients(i)
+    }
+
+
+def _recorded(w: World) -> set[tuple[str, str]]:
+    out = set()
+    for text in w.lab.files().values():
+        for line in text.splitlines():
+            if line.startswith("/"):
+                path, _, *clients = line.split()
+                out |= {(path, c) for c in clients}
+    return out
+
+
+def test_nfs_exportd_sync_with_backend_ganesha_against_the_simulated_cloud(
+    world: World, ganesha_lo: GaneshaServer
+) -> None:
+    """The real daemon (openstacksdk over HTTP to the simulated cloud): the same plan as
+    with exportfs, and after each sync Ganesha serves exactly what the records say."""
+    w = world
+    exportfs_plan = w.plan()
+    assert exportfs_plan["changes"]
+    w.lab.config["backend"] = "ganesha"
+    w.lab.config["ganesha"] = {
+        "conf_dir": str(ganesha_lo.conf_dir),
+        "staging_dir": str(ganesha_lo.conf_dir.with_name("staging")),
+        "dbus_address": ganesha_lo.dbus_address,
+        "timeout_seconds": 10,
+    }
+    try:
+        assert w.plan() == exportfs_plan  # the plan does not know which backend applies it
+        assert w.sync() == 0
+        want = _recorded(w)
+        assert want and _served(ganesha_lo) == want
+        assert not w.lab.etab.exists()  # no exportfs ran
+        assert all(n.startswith("export-") for n in os.listdir(ganesha_lo.conf_dir))
+        ids = dict(ganesha_lo.exports())
+
+        # the cloud changes: a new instance is served after one cycle; a deleted one
+        # stays until its removal is confirmed (removal_confirmations: 2)
+        w.sim.create_server("paws-new", "paws", region=R1, addresses=[NEW_P], server_id="paws-new")
+        w.sim.create_server("tools-new", "tools", region=R1, addresses=[NEW_T])
+        w.sim.delete_server("paws-1")
+        assert w.sync() == 3  # the removal is pending
+        served = _served(ganesha_lo)
+        assert {(p, NEW_P) for p in w.paths["paws"]} <= served
+        assert {(p, NEW_T) for p in w.paths["tools"]} <= served
+        assert {(p, P1) for p in w.paths["paws"]} <= served
+        assert served == _recorded(w)
+        assert w.sync() == 0
+        served = _served(ganesha_lo)
+        assert not {(p, P1) for p in w.paths["paws"]} & served and served == _recorded(w)
+        assert ganesha_lo.exports() == ids  # every export kept its Export_Id
+
+        # status works the same
+        w.capsys.readouterr()
+        assert w.cli("status", "--json") == 0
+        status = json.loads(w.capsys.readouterr().out)
+        assert status["last_cycle"]["result"] == "ok"
+        assert "ganesha: 0 added, " in status["last_cycle"]["message"]
+    finally:
+        _reset(ganesha_lo)
