@@ -268,14 +268,14 @@ def private_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
     return {
         (f.owner, path, client)
         for f in files.values()
-        if f.kind == "project"
+        if f.is_project
         for path, client in f.pairs()
     }
 
 
 def label_of(f: ExportsFile) -> str:
     """The owner label a Change uses (public files as ``public:NAME``)."""
-    return f.owner if f.kind == "project" else PUBLIC_PREFIX + f.owner
+    return f.owner if f.is_project else PUBLIC_PREFIX + f.owner
 
 
 def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
@@ -287,7 +287,7 @@ def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
 
 
 def public_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
-    return labelled_pairs({k: f for k, f in files.items() if f.kind == "public"})
+    return labelled_pairs({k: f for k, f in files.items() if not f.is_project})
 
 
 def line_options(files: dict[str, ExportsFile]) -> dict[tuple[str, str], str]:
@@ -1007,7 +1007,7 @@ class DecideMachine(RuleBasedStateMachine):
         """The state file is gone: counters and lifecycle memory start afresh."""
         self.counters = {}
         self.memory = Memory()
-        self.model.forget({f.owner for f in self.in_force.values() if f.kind == "project"})
+        self.model.forget({f.owner for f in self.in_force.values() if f.is_project})
 
     # ------------------------------------------------------------------ cycles
 
@@ -1166,7 +1166,7 @@ class DecideMachine(RuleBasedStateMachine):
         seen = Seen.read(
             view, policy.maintenance, model.spaced(self.now, policy.confirmation_spacing)
         )
-        names = set(served) | {f.owner for f in before.values() if f.kind == "project"}
+        names = set(served) | {f.owner for f in before.values() if f.is_project}
         model.advance(
             seen,
             served,
@@ -1286,7 +1286,7 @@ class DecideMachine(RuleBasedStateMachine):
             assert f.filename == fname
             for line in f.lines:
                 assert line.clients, f"{fname}: a line without clients"
-                if f.kind == "project":
+                if f.is_project:
                     for client in line.clients:
                         assert client in IPS and model_address(client) == client, (
                             f"(5) {fname}: client {client!r} of {line.path} is not one of "
@@ -1496,7 +1496,7 @@ class DecideMachine(RuleBasedStateMachine):
         opt_old = line_options(before)
         for fname, f in sorted(after.items()):
             label = label_of(f)
-            public = f.kind == "public"
+            public = not f.is_project
             for ln in f.lines:
                 if public:
                     want = host.public_options(label, ln.path)
