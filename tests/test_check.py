@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Lab
 from nfs_exportd.memory import status as status_file
-from nfs_exportd.memory.status import Counts, LastCycle, Status
+from nfs_exportd.memory.status import Counts, LastCycle, Status, Unjournaled
 from nfs_exportd.ops import check
 from nfs_exportd.ops.check import CRITICAL, OK, UNKNOWN, WARNING, MaintenanceFlag, Thresholds
 
@@ -174,6 +174,48 @@ def test_failed_last_cycle_is_critical() -> None:
     assert v.code == CRITICAL
     assert v.text.startswith("last cycle failed: exports_dir /etc/exports.d does not exist")
     assert "held for" not in v.text  # the failure is the news, not the old holds
+
+
+UNJOURNALED = Unjournaled(
+    since=NOW - 300,
+    message="the journal could not be written: state/history: No space left on device",
+)
+
+
+def test_unjournaled_change_before_any_cycle_is_critical_naming_it() -> None:
+    """An adopt at the switch-over whose journal failed: status.json holds only that."""
+    v = evaluate(Status(unjournaled=UNJOURNALED))
+    assert v.code == CRITICAL, v.line()
+    assert v.text == (
+        "a change in force is not in the journal (for 5m): the journal could not be "
+        "written: state/history: No space left on device; free space in state_dir, then "
+        "run sync: the journal catches up"
+    )
+    assert v.perfdata.split()[0] == "last_cycle_age=U;900"
+
+
+def test_unjournaled_change_after_a_good_cycle_is_critical() -> None:
+    """A rollback (or adopt) after a good sync could not journal its change."""
+    v = evaluate(status().model_copy(update={"unjournaled": UNJOURNALED}))
+    assert v.code == CRITICAL, v.line()
+    assert v.text.startswith("a change in force is not in the journal (for 5m): ")
+
+
+def test_unjournaled_change_of_a_failed_sync_is_said_once() -> None:
+    msg = f"the change was applied and verified, but it is not recorded: {UNJOURNALED.message}"
+    st = status(result="error", message=msg).model_copy(update={"unjournaled": UNJOURNALED})
+    v = evaluate(st)
+    assert v.code == CRITICAL
+    assert v.text.count("No space left on device") == 1, v.text
+    other = status(result="error", message="exports_dir is gone")  # a later, other failure
+    v = evaluate(other.model_copy(update={"unjournaled": UNJOURNALED}))
+    assert "not in the journal" in v.text and "exports_dir is gone" in v.text, v.text
+
+
+def test_fresh_maintenance_masks_an_unjournaled_change_and_says_so() -> None:
+    v = evaluate(Status(unjournaled=UNJOURNALED), MaintenanceFlag(age=60, reason=""))
+    assert v.code == OK
+    assert v.text.startswith("maintenance for 60s (would be CRITICAL); a change in force")
 
 
 def test_fresh_maintenance_is_ok_with_its_reason_even_when_critical() -> None:

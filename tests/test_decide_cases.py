@@ -69,6 +69,7 @@ from nfs_exportd.model import (
     PUBLIC_FILE_PREFIX,
     ExportLine,
     ExportsFile,
+    FileKind,
     InstanceRecord,
     InventorySnapshot,
     Maintenance,
@@ -144,12 +145,12 @@ def load_case(path: Path) -> dict[str, Any]:
     return case
 
 
-def _file_identity(filename: str) -> tuple[str, str]:
+def _file_identity(filename: str) -> tuple[FileKind, str]:
     assert filename.endswith(EXPORTS_SUFFIX), filename
     stem = filename[: -len(EXPORTS_SUFFIX)]
     if stem.startswith(PUBLIC_FILE_PREFIX):
-        return "public", stem[len(PUBLIC_FILE_PREFIX) :]
-    return "project", stem
+        return FileKind.PUBLIC, stem[len(PUBLIC_FILE_PREFIX) :]
+    return FileKind.PROJECT, stem
 
 
 def _snapshot(inv: dict[str, Any]) -> InventorySnapshot:

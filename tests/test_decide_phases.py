@@ -8,6 +8,10 @@ rule broken in one phase is named by the phase's own test.
 from __future__ import annotations
 
 import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -171,7 +175,42 @@ def test_owners_a_file_in_force_is_considered_though_nothing_serves_it() -> None
 
 def test_owners_a_plain_string_kind_in_force_becomes_the_enum() -> None:
     f = ExportsFile("old.exports", "project", "old", ())  # type: ignore[arg-type]
+    assert f.kind is FileKind.PROJECT and f.is_project
     assert owners_to_consider({}, (), {"old.exports": f})["old.exports"].is_project
+
+
+def test_a_misspelt_kind_is_an_error_not_a_file_of_neither_kind() -> None:
+    with pytest.raises(ValueError, match="projct"):
+        ExportsFile("old.exports", "projct", "old", ())  # type: ignore[arg-type]
+
+
+def test_mypy_strict_refuses_a_kind_compared_with_a_string(tmp_path: Path) -> None:
+    """FileKind is a plain Enum: ``f.kind == "project"`` (misspelt or not) is a mypy
+    error, so only the enum or ``is_project`` can decide whose a file is."""
+    import nfs_exportd
+
+    src = Path(nfs_exportd.__file__).parents[1]
+    (tmp_path / "snippet.py").write_text(
+        "from nfs_exportd.model import ExportsFile, FileKind\n\n\n"
+        "def by_string(f: ExportsFile) -> bool:\n"
+        '    return f.kind == "project"\n\n\n'
+        "def by_enum(f: ExportsFile) -> bool:\n"
+        "    return f.is_project or f.kind is FileKind.PUBLIC\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "snippet.py"],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(src)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    errors = [ln for ln in out.splitlines() if ": error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith("snippet.py:5:"), out
+    assert "Non-overlapping equality check" in errors[0], out
 
 
 # ------------------------------------------------------------------------------ intent

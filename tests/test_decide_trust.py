@@ -781,10 +781,10 @@ def test_project_file_records_its_keystone_id() -> None:
     a file of an older version (no id line) parses with no id; a bad id is refused on
     both sides, naming the file and line."""
     from nfs_exportd.exportsfile import ManagedFileError, RenderRefused, parse, render
-    from nfs_exportd.model import ExportLine, ExportsFile
+    from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 
     line = ExportLine(HOME, "rw,sync", ("10.0.0.5",))
-    f = ExportsFile("tools.exports", "project", "tools", (line,), "9f1c0a")
+    f = ExportsFile("tools.exports", FileKind.PROJECT, "tools", (line,), "9f1c0a")
     text = render(f)
     assert text.split("\n")[:2] == [
         "# nfs-exportd managed file, do not edit: project=tools",

@@ -794,6 +794,20 @@ def _assert_not_journaled(proc: subprocess.CompletedProcess[str]) -> None:
     assert "No space left on device" in err, err
 
 
+def _assert_unjournaled_named(lab: Lab, capsys: Out) -> None:
+    """The text ``status`` and ``check`` name the change the journal lacks (cause, then
+    the fix), with or without a cycle before it; check is CRITICAL, as after a sync
+    whose journal failed."""
+    out = _run(lab, capsys, "status")
+    line = next((ln for ln in out.splitlines() if "not in the journal" in ln), "")
+    assert "No space left on device" in line and "then run sync" in line, out
+    assert line.index("not in the journal") < line.index("free space in state_dir"), line
+    out = _run(lab, capsys, "check", code=2)
+    assert out.startswith("NFS-EXPORTD CRITICAL - "), out
+    assert "not in the journal" in out and "No space left on device" in out, out
+    assert "then run sync" in out and "no cycle has run yet (is" not in out, out
+
+
 def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
     lab: Lab, capsys: Out
 ) -> None:
@@ -816,6 +830,7 @@ def test_rollback_applied_but_not_journaled_is_reported_then_journaled(
     assert _ids(lab) == entries
     st = lab.status()
     assert st["unjournaled"] and "No space left" in st["unjournaled"]["message"]
+    _assert_unjournaled_named(lab, capsys)
 
     assert lab.cli("sync") == 3  # the rollback hold holds
     assert lab.status().get("unjournaled") is None
@@ -853,9 +868,13 @@ def test_adopt_applied_but_not_journaled_is_reported_then_journaled(
     assert _ids(lab) == entries
     st = _json(lab, capsys, "status", "--json")
     assert st["unjournaled"] and "No space left" in st["unjournaled"]["message"], st
+    assert ("last_cycle" in st) == journal, st  # the switch-over: no cycle yet
+    _assert_unjournaled_named(lab, capsys)
 
     assert lab.cli("sync") == 0  # (it also applies the configured options)
     assert lab.status().get("unjournaled") is None
+    assert "not in the journal" not in _run(lab, capsys, "status")
+    assert "not in the journal" not in _run(lab, capsys, "check")
     assert lab.in_force() == before
     new = _entries(lab, capsys)[len(entries) :]
     assert [e["kind"] for e in new] == (["sync", "sync"] if journal else ["baseline", "sync"])

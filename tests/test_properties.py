@@ -124,6 +124,7 @@ import ipaddress
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ from hypothesis import (
     Phase,
     currently_in_test_context,
     event,
+    given,
     note,
     seed,
     settings,
@@ -148,10 +150,14 @@ from hypothesis.stateful import (
 
 from nfs_exportd.decide import Action, DecideInput, Plan, Policy, decide
 from nfs_exportd.decide.lifecycle import Memory
+from nfs_exportd.decide.restore import RestoreInput, restore
+from nfs_exportd.errors import UsageError
 from nfs_exportd.exportsfile import RenderRefused, render
 from nfs_exportd.model import (
     AddressClaim,
+    ExportLine,
     ExportsFile,
+    FileKind,
     InstanceRecord,
     InventorySnapshot,
     Maintenance,
@@ -268,14 +274,14 @@ def private_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
     return {
         (f.owner, path, client)
         for f in files.values()
-        if f.kind == "project"
+        if f.is_project
         for path, client in f.pairs()
     }
 
 
 def label_of(f: ExportsFile) -> str:
     """The owner label a Change uses (public files as ``public:NAME``)."""
-    return f.owner if f.kind == "project" else PUBLIC_PREFIX + f.owner
+    return f.owner if f.is_project else PUBLIC_PREFIX + f.owner
 
 
 def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
@@ -287,7 +293,7 @@ def labelled_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
 
 
 def public_pairs(files: dict[str, ExportsFile]) -> set[Pair]:
-    return labelled_pairs({k: f for k, f in files.items() if f.kind == "public"})
+    return labelled_pairs({k: f for k, f in files.items() if not f.is_project})
 
 
 def line_options(files: dict[str, ExportsFile]) -> dict[tuple[str, str], str]:
@@ -1007,7 +1013,7 @@ class DecideMachine(RuleBasedStateMachine):
         """The state file is gone: counters and lifecycle memory start afresh."""
         self.counters = {}
         self.memory = Memory()
-        self.model.forget({f.owner for f in self.in_force.values() if f.kind == "project"})
+        self.model.forget({f.owner for f in self.in_force.values() if f.is_project})
 
     # ------------------------------------------------------------------ cycles
 
@@ -1166,7 +1172,7 @@ class DecideMachine(RuleBasedStateMachine):
         seen = Seen.read(
             view, policy.maintenance, model.spaced(self.now, policy.confirmation_spacing)
         )
-        names = set(served) | {f.owner for f in before.values() if f.kind == "project"}
+        names = set(served) | {f.owner for f in before.values() if f.is_project}
         model.advance(
             seen,
             served,
@@ -1286,7 +1292,7 @@ class DecideMachine(RuleBasedStateMachine):
             assert f.filename == fname
             for line in f.lines:
                 assert line.clients, f"{fname}: a line without clients"
-                if f.kind == "project":
+                if f.is_project:
                     for client in line.clients:
                         assert client in IPS and model_address(client) == client, (
                             f"(5) {fname}: client {client!r} of {line.path} is not one of "
@@ -1496,7 +1502,7 @@ class DecideMachine(RuleBasedStateMachine):
         opt_old = line_options(before)
         for fname, f in sorted(after.items()):
             label = label_of(f)
-            public = f.kind == "public"
+            public = not f.is_project
             for ln in f.lines:
                 if public:
                     want = host.public_options(label, ln.path)
@@ -1717,3 +1723,132 @@ def test_a_rename_onto_a_name_served_for_another_id_removes_nothing_at_once() ->
     m.delete_project("id0", orphan=False)
     m.rename_onto_deleted("id3", onto="id0")
     m.run_cycle()
+
+
+# --------------------------------------------------------------------------- rollback (restore)
+
+R_PROJECTS = ("ra", "rb", "rc")
+R_PATHS = tuple(f"/srv/{p}/home" for p in R_PROJECTS)
+R_IPS = tuple(f"10.9.0.{i}" for i in range(1, 7))
+R_OPTS = "rw,sync,no_subtree_check,root_squash"
+RPair = tuple[str, str, str]  # project, path, client
+
+
+def _r_files(pairs: set[RPair]) -> dict[str, ExportsFile]:
+    """Project files holding exactly ``pairs`` (a project without pairs has no file)."""
+    out: dict[str, ExportsFile] = {}
+    for project in R_PROJECTS:
+        lines = tuple(
+            ExportLine(
+                path, R_OPTS, tuple(sorted(c for q, x, c in pairs if (q, x) == (project, path)))
+            )
+            for path in R_PATHS
+            if any((q, x) == (project, path) for q, x, _ in pairs)
+        )
+        if lines:
+            out[f"{project}.exports"] = ExportsFile(
+                f"{project}.exports", FileKind.PROJECT, project, lines
+            )
+    return out
+
+
+def _r_pairs(files: Mapping[str, ExportsFile | None]) -> set[RPair]:
+    return {(f.owner, p, c) for f in files.values() if f is not None for p, c in f.pairs()}
+
+
+R_PAIR = st.tuples(st.sampled_from(R_PROJECTS), st.sampled_from(R_PATHS), st.sampled_from(R_IPS))
+
+
+@seed(SEED)
+@settings(max_examples=400, deadline=None, database=None)
+@given(
+    restored=st.sets(R_PAIR, max_size=12),
+    in_force=st.sets(R_PAIR, max_size=12),
+    instance_of=st.lists(st.sampled_from((None, *R_PROJECTS)), min_size=6, max_size=6),
+    served=st.lists(st.sets(st.sampled_from(R_PATHS), max_size=2), min_size=3, max_size=3),
+    unsafe=st.sets(st.sampled_from(R_PATHS), max_size=1),
+    force=st.booleans(),
+    fraction=st.sampled_from((0.0, 0.25, 0.5)),
+    min_count=st.sampled_from((0, 1, 3)),
+)
+def test_restore_properties(
+    restored: set[RPair],
+    in_force: set[RPair],
+    instance_of: list[str | None],
+    served: list[set[str]],
+    unsafe: set[str],
+    force: bool,
+    fraction: float,
+    min_count: int,
+) -> None:
+    """Rollback's pure rules (decide/restore.py) over random entries, files in force,
+    complete listings and projects files, judged from the rules, not from the code:
+
+    * a restore brings back only pairs of the entry, for the project that had them;
+    * never an address the listing shows on another project's instance, nor one another
+      project's file in force exports, nor one two restored projects share without the
+      listing saying whose it is;
+    * never a path the projects file does not serve for that project now, nor an unsafe one;
+    * without ``force``, never more removals than the bound (more than
+      ``max_removal_fraction`` of the pairs in force and more than ``min_removal_count``),
+      and when it refuses, the forced restore is indeed beyond the bound.
+    """
+    owner_of = {ip: p for ip, p in zip(R_IPS, instance_of, strict=True) if p is not None}
+    snapshot = InventorySnapshot(
+        source="test",
+        projects={p: ProjectRecord(f"id-{p}", p, True) for p in R_PROJECTS},
+        instances={
+            p: tuple(
+                InstanceRecord(f"i-{ip}", ip, p, "ACTIVE", (ipaddress.ip_address(ip),))
+                for ip, q in sorted(owner_of.items())
+                if q == p
+            )
+            for p in R_PROJECTS
+        },
+    )
+    inp = RestoreInput(
+        entry_id=7,
+        restored=_r_files(restored),
+        in_force=_r_files(in_force),
+        snapshot=snapshot,
+        known_ids={},
+        private={
+            p: tuple(ServedExport(p, f"v{i}", x, R_OPTS) for i, x in enumerate(sorted(paths)))
+            for p, paths in zip(R_PROJECTS, served, strict=True)
+        },
+        unsafe_paths={x: "a symlink" for x in unsafe},
+        force=force,
+        max_removal_fraction=fraction,
+        min_removal_count=min_count,
+    )
+    now = _r_pairs(inp.in_force)
+    try:
+        result = restore(inp)
+    except UsageError:
+        assert not force, "a forced restore with a complete listing refused"
+        lost = now - _r_pairs(restore(replace(inp, force=True)).files)
+        assert len(lost) > fraction * len(now) and len(lost) > min_count, (
+            f"refused though {len(lost)} of {len(now)} removals are within the bound"
+        )
+        return
+    kept = _r_pairs(result.files)
+    assert kept <= restored, f"restored pairs that the entry did not have: {kept - restored}"
+    for project, path, client in sorted(kept):
+        other = owner_of.get(client)
+        assert other in (None, project), (
+            f"{client} restored to {project} but the listing shows it on {other}'s instance"
+        )
+        others_now = {q for q, _, c in in_force if c == client} - {project}
+        assert not others_now, f"{client} restored to {project}, in force for {others_now}"
+        if other is None:
+            sharing = {q for q, _, c in restored if c == client} - {project}
+            assert not sharing, f"{client} restored to both {project} and {sharing}"
+        assert path in served[R_PROJECTS.index(project)], (
+            f"{path} restored to {project}, which the projects file does not serve it for"
+        )
+        assert path not in unsafe, f"unsafe path {path} restored"
+    if not force:
+        lost = now - kept
+        assert not (len(lost) > fraction * len(now) and len(lost) > min_count), (
+            f"{len(lost)} of {len(now)} pairs removed without force, beyond the bound"
+        )

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -430,8 +431,14 @@ BAD_FILES = {
     "newline in options": _file(options="rw\n/etc *(rw"),
     "star in options": _file(options="rw,*"),
     "bad owner": _file(owner="../etc"),
-    "kind": _file(kind="both"),
+    "kind and name disagree": replace(_file(kind="public"), filename="scratch.exports"),
 }
+
+
+def test_a_kind_outside_the_header_grammar_is_refused_before_any_render() -> None:
+    """``project`` and ``public`` only: anything else is refused where the file is made."""
+    with pytest.raises(ValueError, match="'both' is not a valid FileKind"):
+        _file(kind="both")
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))

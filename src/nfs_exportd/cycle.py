@@ -82,7 +82,7 @@ def read_facts(
     that connections and tokens are reused; one-shot commands make their own."""
     dir_scan = scan(cfg.exports_dir)
     interest = frozenset(served.private) | frozenset(
-        f.owner for f in dir_scan.managed.values() if f.kind == "project"
+        f.owner for f in dir_scan.managed.values() if f.is_project
     )
     snapshot = (source or source_from_config(cfg)).read(interest)
     if snapshot.problem:
@@ -554,7 +554,7 @@ def _save_status(
         holds_by_reason=plan.holds_by_reason(),
         counts=status_file.Counts(
             files=len(files),
-            projects=sum(1 for f in files if f.kind == "project"),
+            projects=sum(1 for f in files if f.is_project),
             exports=sum(len(f.lines) for f in files),
             pairs=sum(len(f.pairs()) for f in files),
             clients=len({c for f in files for ln in f.lines for c in ln.clients}),

@@ -62,11 +62,9 @@ class InventoryError(NfsExportdError):
     turns it into unknown data (the whole snapshot, or one project) and the cycle holds.
 
     ``request`` names the request that failed (``GET https://.../servers/detail``).
-    ``retry`` says whether asking again later may help (kopf's temporary vs permanent).
     """
 
     exit_code = EXIT_HELD
-    retry = True
 
     def __init__(self, message: str, request: str = "") -> None:
         super().__init__(f"{message} ({request})" if request else message)
@@ -83,8 +81,6 @@ class InventoryUnavailable(InventoryError):
 
 class InventoryBadData(InventoryError):
     """An answer that is not what the API promises: malformed JSON, a missing field."""
-
-    retry = False
 
 
 class InventoryIncomplete(InventoryError):

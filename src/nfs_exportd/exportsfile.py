@@ -13,10 +13,8 @@ from .addresses import AddressError, parse_network
 from .config import check_options
 from .errors import NfsExportdError, StateError
 from .model import (
-    EXPORTS_SUFFIX,
     HEADER_PREFIX,
     KEYSTONE_ID_PREFIX,
-    PUBLIC_FILE_PREFIX,
     ExportLine,
     ExportsFile,
     FileKind,
@@ -24,9 +22,11 @@ from .model import (
 )
 from .validate import KEYSTONE_ID_RE, check_name, normalise_path
 
+_KINDS = {k.value: k for k in FileKind}  # the header's word -> its kind
+
 
 def header_for(f: ExportsFile) -> str:
-    return f"{HEADER_PREFIX}{f.kind}={f.owner}"
+    return f"{HEADER_PREFIX}{f.kind.value}={f.owner}"
 
 
 class RenderRefused(NfsExportdError):
@@ -49,15 +49,14 @@ def render(f: ExportsFile) -> str:
     """The file's text, after checking every token again (the second guard: paths,
     options, clients and the owner each match their grammar exactly, or RenderRefused)."""
     try:
-        check_name(f.owner, f.kind)
+        check_name(f.owner, f.kind.value)
     except ValueError as exc:
         raise _refuse(f, f"owner: {exc}") from None
-    prefix = {"project": "", "public": PUBLIC_FILE_PREFIX}.get(f.kind)
-    if prefix is None or f.filename != prefix + f.owner + EXPORTS_SUFFIX:
-        raise _refuse(f, f"kind {f.kind!r} and owner {f.owner!r} do not match the file name")
+    if f.filename != f.kind.filename(f.owner):
+        raise _refuse(f, f"kind {f.kind.value!r} and owner {f.owner!r} do not match the file name")
     out = [header_for(f)]
     if f.keystone_id is not None:
-        if f.kind != "project" or not _is_id(f.keystone_id):
+        if not f.is_project or not _is_id(f.keystone_id):
             raise _refuse(f, f"keystone id {f.keystone_id!r} is not a Keystone id of a project")
         out.append(KEYSTONE_ID_PREFIX + f.keystone_id)
     seen: set[str] = set()
@@ -139,25 +138,24 @@ def parse(filename: str, text: str) -> ExportsFile | None:
     first = lines[0] if lines else ""
     if not first.startswith(HEADER_PREFIX):
         return None
-    kind, sep, owner = first[len(HEADER_PREFIX) :].partition("=")
-    if not sep or kind not in ("project", "public"):
+    word, sep, owner = first[len(HEADER_PREFIX) :].partition("=")
+    kind = _KINDS.get(word)
+    if not sep or kind is None:
         raise ManagedFileError(f"{filename}:1: unrecognised nfs-exportd header {first!r}")
     try:
-        check_name(owner, kind)
+        check_name(owner, kind.value)
     except ValueError as exc:
         raise ManagedFileError(f"{filename}:1: {exc}") from None
     keystone_id = None
     second = lines[1] if len(lines) > 1 else ""
     if second.startswith(KEYSTONE_ID_PREFIX):
         keystone_id = second[len(KEYSTONE_ID_PREFIX) :]
-        if kind != "project" or not _is_id(keystone_id):
+        if kind is not FileKind.PROJECT or not _is_id(keystone_id):
             raise ManagedFileError(
                 f"{filename}:2: {second!r} is not a Keystone id line of a project file; "
                 "remove the line (the id is learnt again from Keystone)"
             )
-    return ExportsFile(
-        filename, FileKind(kind), owner, parse_lines(filename, lines[1:], 2), keystone_id
-    )
+    return ExportsFile(filename, kind, owner, parse_lines(filename, lines[1:], 2), keystone_id)
 
 
 def parse_lines(filename: str, lines: list[str], first_no: int = 1) -> tuple[ExportLine, ...]:
@@ -201,9 +199,11 @@ def rendered_problem(name: str, text: str) -> str | None:
         return str(exc)
     if parsed is None:
         return f"{name}: does not start with the nfs-exportd header"
-    prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
-    if name != prefix + parsed.owner + EXPORTS_SUFFIX:
-        return f"{name}: header says {parsed.kind}={parsed.owner} but the file name does not match"
+    if name != parsed.kind.filename(parsed.owner):
+        return (
+            f"{name}: header says {parsed.kind.value}={parsed.owner} but the file name "
+            "does not match"
+        )
     try:
         again = render(parsed)
     except RenderRefused as exc:

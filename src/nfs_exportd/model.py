@@ -16,8 +16,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HEADER_PREFIX = "# nfs-exportd managed file, do not edit: "
-PROJECT_HEADER = HEADER_PREFIX + "project={name}"
-PUBLIC_HEADER = HEADER_PREFIX + "public={name}"
 KEYSTONE_ID_PREFIX = "# keystone-id="  # the second line of a project file (a comment)
 EXPORTS_SUFFIX = ".exports"
 PUBLIC_FILE_PREFIX = "public-"
@@ -157,11 +155,20 @@ class ExportLine:
     clients: tuple[str, ...]
 
 
-class FileKind(enum.StrEnum):
-    """Whose a managed file is: its header says ``project=NAME`` or ``public=NAME``."""
+class FileKind(enum.Enum):
+    """Whose a managed file is: its header says ``project=NAME`` or ``public=NAME``.
+
+    A plain Enum, not a str one: ``mypy --strict`` then refuses ``kind == "project"`` (a
+    misspelt literal included) as a comparison that is never true.  The header's word
+    is ``.value``."""
 
     PROJECT = "project"
     PUBLIC = "public"
+
+    def filename(self, owner: str) -> str:
+        """The only name a managed file of this kind and owner may have."""
+        prefix = "" if self is FileKind.PROJECT else PUBLIC_FILE_PREFIX
+        return prefix + owner + EXPORTS_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,15 @@ class ExportsFile:
     # a project file's Keystone id (its ``# keystone-id=`` line): the binding of the name
     # survives a lost state_dir, so a recreated project never inherits the volumes
     keystone_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # the header's word is accepted (FileKind("project")); any other word is a
+        # ValueError here, never a file that is silently neither kind
+        object.__setattr__(self, "kind", FileKind(self.kind))
+
+    @property
+    def is_project(self) -> bool:
+        return self.kind is FileKind.PROJECT
 
     def pairs(self) -> frozenset[tuple[str, str]]:
         return frozenset((line.path, c) for line in self.lines for c in line.clients)
@@ -195,9 +211,5 @@ class PairKey:
     client: str
 
     def as_text(self) -> str:
+        """The order the counters file is written in (its JSON keeps the three fields)."""
         return f"{self.owner}\t{self.path}\t{self.client}"
-
-    @classmethod
-    def from_text(cls, text: str) -> PairKey:
-        owner, path, client = text.split("\t")
-        return cls(owner, path, client)

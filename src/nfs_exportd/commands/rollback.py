@@ -23,7 +23,7 @@ from ..decide.restore import RestoreInput, restore
 from ..errors import EXIT_OK, StateError, UsageError
 from ..exportsfile import ManagedFileError, parse
 from ..memory import journal, state
-from ..model import ExportsFile, FileKind
+from ..model import ExportsFile
 from ..read.exportsdir import scan
 from ..read.inventory import source_from_config
 from ..read.projects import ServedSet, check_served_paths
@@ -74,7 +74,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
         parsed[name] = f
 
     snap = source_from_config(cfg).read(
-        frozenset(served.private) | {f.owner for f in parsed.values() if f.kind == FileKind.PROJECT}
+        frozenset(served.private) | {f.owner for f in parsed.values() if f.is_project}
     )
     served_paths = {e.path for exps in served.private.values() for e in exps}
     plan = restore(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from ..config import load_config
 from ..errors import EXIT_OK
 from ..memory import status as status_file
-from .common import live_status
+from .common import live_status, when
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,12 +18,14 @@ def run(args: argparse.Namespace) -> int:
         shown = st or status_file.Status(last_cycle=None)
         print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
         return EXIT_OK
+    unjournaled = st.unjournaled if st is not None else None
+    if unjournaled is not None:  # first: at the switch-over it is all there is
+        print(unjournaled.explain(f"since {when(unjournaled.since)}", f"state_dir {cfg.state_dir}"))
     if st is None or st.last_cycle is None:
         print(f"no cycle has run yet (state_dir {cfg.state_dir})")
         return EXIT_OK
     last = st.last_cycle
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.finished))
-    print(f"last cycle: {when}  result: {last.result}")
+    print(f"last cycle: {when(last.finished)}  result: {last.result}")
     print(f"  {last.message}")
     inv = st.inventory
     if inv is not None:

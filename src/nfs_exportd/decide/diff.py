@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ..model import EXPORTS_SUFFIX, ExportsFile, PairKey, sorted_clients
+from ..model import ExportsFile, FileKind, PairKey, sorted_clients
 from ..validate import path_within
 from .context import Cycle
 from .intent import Intent
@@ -43,16 +43,19 @@ class FileDiff:
 
 @dataclass
 class _Path:
-    """Working state for one path (local to this phase)."""
+    """Working state for one path (local to this phase): each step takes clients off
+    ``current`` as it removes them, so that the next step sees only what stays."""
 
-    options: str | None
-    current_options: str | None
-    current: set[str]
-    result: set[str]
+    options: str | None  # options served now (None: no longer served)
+    current_options: str | None  # options in force (None once nothing of it stays)
+    current: set[str]  # clients in force that no step has removed yet
+    result: set[str]  # clients in force plus additions
 
 
 @dataclass
 class _Work:
+    """What the steps of one file's diff collect, in the order they decide it."""
+
     changes: list[Change] = field(default_factory=list)
     holds: list[Hold] = field(default_factory=list)
     candidates: list[Change] = field(default_factory=list)
@@ -63,6 +66,8 @@ class _Work:
 def diff_file(
     owner: Owner, intent: Intent, current_file: ExportsFile | None, cycle: Cycle
 ) -> FileDiff:
+    """The steps of the module docstring, in order, for one file (``current_file``: the
+    file in force, None when there is none)."""
     current = {ln.path: ln for ln in current_file.lines} if current_file else {}
     paths = {
         path: _Path(
@@ -81,9 +86,11 @@ def diff_file(
     if intent.keep_all is not None:
         _keep_in_force(owner, intent, paths, cycle, work)
     else:
-        new_file = current_file is None or bool(current)
+        # a header-only file in force: its project's paths were served already, so an
+        # address for one of them is a new instance, not a new export
+        header_only = current_file is not None and not current
         for path, st in paths.items():
-            new_path = path not in current and new_file
+            new_path = path not in current and not header_only
             _additions(owner, path, st, intent, new_path, cycle, work)
             _removals(owner, path, st, intent, cycle, work)
     return FileDiff(
@@ -239,19 +246,7 @@ def _removals(
             # still this project's address (by id), but its new name cannot take it yet
             if seen:
                 work.counters[key] = seen
-            missing = any(
-                e.path in cycle.inp.missing_paths
-                for n in cycle.ownership.successors(owner.name)
-                for e in cycle.inp.private.get(n, ())
-            )
-            work.holds.append(
-                hold_of(
-                    change,
-                    Reason.PATH_MISSING if missing else Reason.UNKNOWN_PROJECT,
-                    f"{client} moves to {', '.join(sorted(cycle.ownership.successors(owner.name)))}"
-                    " (the project's new name) once that file can take it",
-                )
-            )
+            work.holds.append(_waiting_to_move(change, owner.name, cycle))
         elif intent.deleted and owner.is_project:
             work.candidates.append(change)  # confirmed by the project's absence
         elif count >= policy.confirmations:
@@ -272,6 +267,23 @@ def _removals(
             )
 
 
+def _waiting_to_move(change: Change, name: str, cycle: Cycle) -> Hold:
+    """The hold of an address that waits for the renamed project's new file: path-missing
+    when a path of the new name does not exist yet, else unknown-project."""
+    new_names = cycle.ownership.successors(name)
+    missing = any(
+        e.path in cycle.inp.missing_paths
+        for new_name in new_names
+        for e in cycle.inp.private.get(new_name, ())
+    )
+    return hold_of(
+        change,
+        Reason.PATH_MISSING if missing else Reason.UNKNOWN_PROJECT,
+        f"{change.client} moves to {', '.join(sorted(new_names))} (the project's new name) "
+        "once that file can take it",
+    )
+
+
 def _waits_to_move(client: str, name: str, cycle: Cycle) -> bool:
     """The listing shows the address on the renamed project's instances (under a new name
     bound to its id) and on nobody else's: access stays until it moves."""
@@ -282,17 +294,30 @@ def _waits_to_move(client: str, name: str, cycle: Cycle) -> bool:
 def moves_to_new_name(client: str, name: str, cycle: Cycle) -> bool:
     """The address will be exported under the renamed project's new name in this same
     apply (the new name alone claims it, and serves existing paths)."""
-    inp, snap = cycle.inp, cycle.inp.snapshot
-    for n in cycle.ownership.successors(name) & set(inp.private):
-        rec = snap.projects.get(n) if snap.projects else None
-        if rec is None or not snap.project_complete(n) or cycle.ownership.claimants(client) != {n}:
+    snap = cycle.inp.snapshot
+    for new_name in cycle.ownership.successors(name) & set(cycle.inp.private):
+        record = snap.projects.get(new_name) if snap.projects else None
+        if record is None or not snap.project_complete(new_name):
             continue
-        if rec.enabled or cycle.policy.disabled_projects == "keep":
-            paths = {e.path for e in inp.private.get(n, ())}
-            blocked = inp.missing_paths | set(inp.unsafe_paths) | set(inp.held_paths)
-            if paths and not paths & blocked and n + EXPORTS_SUFFIX not in inp.unmanaged:
-                return True
+        if cycle.ownership.claimants(client) != {new_name}:
+            continue
+        served = record.enabled or cycle.policy.disabled_projects == "keep"
+        if served and _file_can_take(new_name, cycle):
+            return True
     return False
+
+
+def _file_can_take(new_name: str, cycle: Cycle) -> bool:
+    """The new name serves paths, none missing, unsafe or held, and its file name is not
+    taken by a file that is not ours."""
+    inp = cycle.inp
+    paths = {e.path for e in inp.private.get(new_name, ())}
+    blocked = inp.missing_paths | set(inp.unsafe_paths) | set(inp.held_paths)
+    return (
+        bool(paths)
+        and not paths & blocked
+        and FileKind.PROJECT.filename(new_name) not in inp.unmanaged
+    )
 
 
 def hold_of(change: Change, reason: Reason, detail: str) -> Hold:

@@ -58,7 +58,7 @@ def owners_to_consider(
     for pub in public:
         owners[public_filename(pub.name)] = Owner(FileKind.PUBLIC, pub.name)
     for fname, f in in_force.items():
-        owners.setdefault(fname, Owner(FileKind(f.kind), f.owner))
+        owners.setdefault(fname, Owner(f.kind, f.owner))
     return owners
 
 
@@ -66,7 +66,7 @@ def project_names(
     private: Mapping[str, tuple[ServedExport, ...]], in_force: Mapping[str, ExportsFile]
 ) -> frozenset[str]:
     """The projects a plan is about: served now, or with a file in force."""
-    return frozenset(private) | {f.owner for f in in_force.values() if f.kind == FileKind.PROJECT}
+    return frozenset(private) | {f.owner for f in in_force.values() if f.is_project}
 
 
 def served_for(

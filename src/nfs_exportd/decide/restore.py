@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
-from ..model import ExportLine, ExportsFile, FileKind, InventorySnapshot, ServedExport
+from ..model import ExportLine, ExportsFile, InventorySnapshot, ServedExport
 from ..validate import path_within
 from .lifecycle import aliases
 
@@ -51,10 +51,6 @@ class Restore:
     inventory_partial: bool = False  # the note is a warning: checked on partial data
 
 
-def _is_project(f: ExportsFile) -> bool:
-    return f.kind == FileKind.PROJECT
-
-
 def restore_claims(snap: InventorySnapshot) -> dict[str, set[str]]:
     """address -> who claims it now: the projects whose instances show it (positive
     evidence, even from a partial read) and every foreign claim, by its description."""
@@ -72,7 +68,7 @@ def inventory_check(inp: RestoreInput) -> tuple[str, bool]:
     """How the restored addresses could be checked (note, partial); an unknown listing
     refuses the rollback unless forced."""
     snap = inp.snapshot
-    involved = {f.owner for f in inp.restored.values() if _is_project(f)}
+    involved = {f.owner for f in inp.restored.values() if f.is_project}
     unknown = sorted(p for p in involved if not snap.project_complete(p))
     if snap.listing_complete and not unknown:
         return "checked against a complete inventory listing", False
@@ -96,7 +92,7 @@ def _owners_of(files: Collection[ExportsFile]) -> dict[str, set[str]]:
     """address -> the projects whose files export it."""
     out: dict[str, set[str]] = {}
     for f in files:
-        if _is_project(f):
+        if f.is_project:
             for _path, client in f.pairs():
                 out.setdefault(client, set()).add(f.owner)
     return out
@@ -188,7 +184,7 @@ def restore(inp: RestoreInput) -> Restore:
     files: dict[str, ExportsFile | None] = {}
     dropped: list[Dropped] = []
     for name, f in inp.restored.items():
-        if not _is_project(f):
+        if not f.is_project:
             files[name] = f
             continue
         files[name], lost = restore_file(inp, f, claims, in_force_owner, restored_owner)

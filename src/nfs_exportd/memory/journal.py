@@ -195,7 +195,7 @@ def pair_diff(
                 continue
             if f is None:
                 continue
-            owner = f.owner if f.kind == "project" else f"public:{f.owner}"
+            owner = f.owner if f.is_project else f"public:{f.owner}"
             for line in f.lines:
                 for c in line.clients:
                     out[(owner, line.path, c)] = line.options

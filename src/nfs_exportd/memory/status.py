@@ -88,6 +88,15 @@ class Unjournaled(Record):
     since: Time
     message: str
 
+    def explain(self, since: str, state_dir: str = "state_dir") -> str:
+        """One line for ``status`` and ``check``, cause first, then the fix: after a
+        rollback or adopt this is the only trace of the change (at the switch-over, the
+        only thing status.json holds)."""
+        return (
+            f"a change in force is not in the journal ({since}): {self.message}; "
+            f"free space in {state_dir}, then run sync: the journal catches up"
+        )
+
 
 class Status(Record):
     schema_: Literal[1] = Field(1, alias="schema")

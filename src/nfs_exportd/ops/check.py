@@ -10,14 +10,17 @@ the maintenance flag's age and the thresholds, so every state is easy to test.
   ``check.warning_after_seconds``, or no cycle for that long (the daemon is not running).
 * Maintenance is OK with its reason, so that planned work does not page, unless the flag
   is older than ``maintenance.max_age_seconds``: forgotten flags are how removals stop.
-* UNKNOWN: the config or the status cannot be read, or no cycle has run yet.
+* CRITICAL too: a change in force that the journal lacks (status.json's ``unjournaled``,
+  left by a sync, rollback or adopt whose journal could not be written), even before the
+  first cycle (an ``adopt`` at the switch-over).
+* UNKNOWN: the config or the status cannot be read, or nothing has run yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..memory.status import Status
+from ..memory.status import LastCycle, Status
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -73,39 +76,16 @@ def evaluate(
     th: Thresholds,
     now: float,
 ) -> Verdict:
-    if status is None or status.last_cycle is None:
+    if status is None or (status.last_cycle is None and status.unjournaled is None):
         return Verdict(UNKNOWN, "no cycle has run yet (is nfs-exportd running?)")
     last = status.last_cycle
-    finished = last.finished
     complete_at = status.last_complete_inventory
     complete_age = now - complete_at if complete_at else None
     counts = status.counts
     held = {k: v for k, v in status.holds_by_reason.items() if v}
-    loud = {k: v for k, v in held.items() if k not in QUIET}
-    held_since = status.held_since
-
-    problems: list[tuple[int, str]] = []
-    if last.result == "error":
-        problems.append((CRITICAL, f"last cycle failed: {last.message}"))
-    if complete_age is None:
-        # never complete: count from the first cycle this state_dir has seen
-        first = status.first_cycle or finished
-        if now - first > th.critical_after:
-            problems.append((CRITICAL, f"no complete inventory in {_age(now - first)}"))
-        elif now - first > th.warning_after:
-            problems.append((WARNING, f"no complete inventory in {_age(now - first)}"))
-    elif complete_age > th.critical_after:
-        problems.append((CRITICAL, f"no complete inventory for {_age(complete_age)}"))
-    if now - finished > th.warning_after:
-        problems.append((WARNING, f"last cycle {_age(now - finished)} ago"))
-    if loud and last.result != "error":
-        since = now - held_since if held_since else 0.0
-        if since > th.warning_after:
-            reasons = ", ".join(f"{k}={v}" for k, v in sorted(loud.items()))
-            detail = ""
-            if "rollback-hold" in loud:
-                detail = " (after a rollback: 'nfs-exportd release' resumes changes)"
-            problems.append((WARNING, f"held for {_age(since)}: {reasons}{detail}"))
+    problems = _unjournaled_problems(status, now)
+    if last is not None:
+        problems += _cycle_problems(status, last, complete_age, th, now)
 
     code = max((c for c, _ in problems), default=OK)
     texts = [t for c, t in sorted(problems, key=lambda p: -p[0])]
@@ -128,7 +108,8 @@ def evaluate(
         if held:
             texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items())))
     perf = [
-        f"last_cycle_age={int(now - finished)}s;{th.warning_after:g}",
+        (f"last_cycle_age={int(now - last.finished)}s" if last else "last_cycle_age=U")
+        + f";{th.warning_after:g}",
         (
             f"complete_inventory_age={int(complete_age)}s"
             if complete_age is not None
@@ -142,3 +123,46 @@ def evaluate(
         f"clients={counts.clients}",
     ]
     return Verdict(code, "; ".join(texts), " ".join(perf))
+
+
+def _unjournaled_problems(status: Status, now: float) -> list[tuple[int, str]]:
+    """A change in force that the journal lacks is CRITICAL, as the sync that could not
+    journal it is.  Said once: a failed sync's own message names it already."""
+    unj, last = status.unjournaled, status.last_cycle
+    if unj is None:
+        return []
+    if last is not None and last.result == "error" and unj.message in last.message:
+        return []
+    return [(CRITICAL, unj.explain(f"for {_age(now - unj.since)}"))]
+
+
+def _cycle_problems(
+    status: Status, last: LastCycle, complete_age: float | None, th: Thresholds, now: float
+) -> list[tuple[int, str]]:
+    """What the last cycle says: a failure, an old inventory, no cycle lately, long holds."""
+    finished = last.finished
+    loud = {k: v for k, v in status.holds_by_reason.items() if v and k not in QUIET}
+    held_since = status.held_since
+    problems: list[tuple[int, str]] = []
+    if last.result == "error":
+        problems.append((CRITICAL, f"last cycle failed: {last.message}"))
+    if complete_age is None:
+        # never complete: count from the first cycle this state_dir has seen
+        first = status.first_cycle or finished
+        if now - first > th.critical_after:
+            problems.append((CRITICAL, f"no complete inventory in {_age(now - first)}"))
+        elif now - first > th.warning_after:
+            problems.append((WARNING, f"no complete inventory in {_age(now - first)}"))
+    elif complete_age > th.critical_after:
+        problems.append((CRITICAL, f"no complete inventory for {_age(complete_age)}"))
+    if now - finished > th.warning_after:
+        problems.append((WARNING, f"last cycle {_age(now - finished)} ago"))
+    if loud and last.result != "error":
+        since = now - held_since if held_since else 0.0
+        if since > th.warning_after:
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(loud.items()))
+            detail = ""
+            if "rollback-hold" in loud:
+                detail = " (after a rollback: 'nfs-exportd release' resumes changes)"
+            problems.append((WARNING, f"held for {_age(since)}: {reasons}{detail}"))
+    return problems

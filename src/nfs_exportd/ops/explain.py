@@ -16,7 +16,7 @@ from typing import Any
 from ..decide import Action, Plan, Reason
 from ..decide.reconcile import PUBLIC_OWNER_PREFIX
 from ..memory.journal import Entry
-from ..model import ExportsFile, InventorySnapshot, ServedExport
+from ..model import ExportsFile, FileKind, InventorySnapshot, ServedExport
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Context:
 
 
 def _owner(f: ExportsFile) -> str:
-    return f.owner if f.kind == "project" else PUBLIC_OWNER_PREFIX + f.owner
+    return f.owner if f.is_project else PUBLIC_OWNER_PREFIX + f.owner
 
 
 def _since(ctx: Context, owner: str, path: str, client: str) -> tuple[float | None, str]:
@@ -47,8 +47,8 @@ def _since(ctx: Context, owner: str, path: str, client: str) -> tuple[float | No
 
 
 def _has_file(ctx: Context, project: str) -> bool:
-    f = ctx.in_force.get(project + ".exports")
-    return f is not None and f.kind == "project"
+    f = ctx.in_force.get(FileKind.PROJECT.filename(project))
+    return f is not None and f.is_project
 
 
 def _client_matches(client: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -84,12 +84,12 @@ def explain_ip(ctx: Context, text: str) -> dict[str, Any]:
     for name, f in sorted(ctx.in_force.items()):
         for line in f.lines:
             for client in line.clients:
-                if client == canon or (f.kind == "public" and _client_matches(client, ip)):
+                if client == canon or (not f.is_project and _client_matches(client, ip)):
                     t, how = _since(ctx, _owner(f), line.path, client)
                     exports.append(
                         {
                             "file": name,
-                            "kind": f.kind,
+                            "kind": f.kind.value,
                             "owner": f.owner,
                             "path": line.path,
                             "options": line.options,
@@ -165,7 +165,7 @@ def _why(
         else:
             out.append(f"{ip}: the inventory is unknown ({snap.problem}), so its owner is too")
     for e in exports:
-        if e["kind"] == "project" and owners and e["owner"] not in projects:
+        if e["kind"] == FileKind.PROJECT.value and owners and e["owner"] not in projects:
             out.append(
                 f"{ip} is exported for project {e['owner']} ({e['path']}) but belongs to "
                 f"{', '.join(projects)} now: it leaves at the next cycle (ip-conflict)"
@@ -210,8 +210,8 @@ def _why(
 def explain_project(ctx: Context, project: str) -> dict[str, Any]:
     snap = ctx.snapshot
     rec = snap.projects.get(project) if snap.projects else None
-    in_force = ctx.in_force.get(project + ".exports")
-    if in_force is not None and in_force.kind != "project":
+    in_force = ctx.in_force.get(FileKind.PROJECT.filename(project))
+    if in_force is not None and not in_force.is_project:
         in_force = None  # e.g. a Keystone project named like a public export's file
     lines = {ln.path: ln for ln in in_force.lines} if in_force else {}
     volumes = []
@@ -281,7 +281,7 @@ def ip_text(r: Mapping[str, Any]) -> str:
             import time
 
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["since"])) + f", {since}"
-        who = e["owner"] if e["kind"] == "project" else f"public {e['owner']}"
+        who = e["owner"] if e["kind"] == FileKind.PROJECT.value else f"public {e['owner']}"
         rows.append(f"  exported: {e['path']} ({who}, -{e['options']}) since {since}")
     if not r["exports"]:
         rows.append("  no exports on this server")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import StateError
 from ..exportsfile import ManagedFileError, parse
-from ..model import EXPORTS_SUFFIX, PUBLIC_FILE_PREFIX, ExportsFile
+from ..model import EXPORTS_SUFFIX, ExportsFile
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,9 @@ def scan(exports_dir: Path) -> DirScan:
         if parsed is None:
             unmanaged.add(name)
         else:
-            prefix = "" if parsed.kind == "project" else PUBLIC_FILE_PREFIX
-            if name != prefix + parsed.owner + EXPORTS_SUFFIX:
+            if name != parsed.kind.filename(parsed.owner):
                 raise StateError(
-                    f"{path}:1: header says {parsed.kind}={parsed.owner} but the file name "
+                    f"{path}:1: header says {parsed.kind.value}={parsed.owner} but the file name "
                     "does not match; rename or remove it"
                 )
             managed[name] = parsed

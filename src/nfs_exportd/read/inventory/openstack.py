@@ -137,7 +137,7 @@ LIST_PROJECTS_ROLE = (
 )
 
 
-def _check(resp: Any, what: str) -> Any:
+def _json_or_error(resp: Any, what: str) -> Any:
     """Turn a response into JSON or a typed InventoryError naming the request.
 
     Keystone answers 404 to a request whose token is scoped to a project that was
@@ -220,6 +220,8 @@ def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
 
 
 def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: str) -> Any:
+    """``obj[key]``, of type ``kind``; anything else is bad data naming the record: a
+    missing id or a mistyped field is never read as an empty value."""
     if not isinstance(obj, dict) or key not in obj:
         raise InventoryBadData(f"{what}: record without '{key}': {str(obj)[:120]}", req)
     val = obj[key]
@@ -270,7 +272,7 @@ def list_all(
         except Exception as exc:
             raise _translate(exc, what, request) from None
         request = _describe("GET", resp.url)
-        body = _check(resp, what)
+        body = _json_or_error(resp, what)
         if not isinstance(body, dict) or not isinstance(body.get(key), list):
             raise InventoryBadData(f"{what}: answer has no '{key}' list", request)
         batch = body[key]
@@ -330,7 +332,7 @@ def parse_projects(
         )
     out: dict[str, ProjectRecord] = {}
     domains: dict[str, str] = {}
-    names: set[str] = set()
+    seen_names: set[str] = set()
     for p in body["projects"]:
         pid = _field(p, "id", str, "projects", request)
         name = _field(p, "name", str, "projects", request)
@@ -343,10 +345,10 @@ def parse_projects(
             raise InventoryBadData(
                 f"projects: project {_label(name)} has a malformed id {shown(pid)}", request
             )
-        if name in names:
+        if name in seen_names:
             # the same name in two domains: name-based config cannot tell them apart
             raise InventoryBadData(f"projects: name {name!r} appears twice", request)
-        names.add(name)
+        seen_names.add(name)
         out[pid] = ProjectRecord(pid, name, enabled)
         domains[pid] = str(p.get("domain_id") or "default")
     return out, domains
@@ -389,6 +391,8 @@ class OpenStackInventory:
             self._clients.conns.clear()
 
     def _conn(self, cloud: str, project: tuple[str, str] | None = None) -> Any:
+        """The cached connection to ``cloud``, scoped to ``project`` (id, domain id) in
+        per-project mode; made on first use, so a token lives as long as it is valid."""
         key = (cloud, f"{project[0]}/{project[1]}" if project else None)
         with self._clients.lock:
             conn = self._clients.conns.get(key)
@@ -412,6 +416,8 @@ class OpenStackInventory:
             return conn
 
     def _drop(self, cloud: str) -> None:
+        """Forget every connection to ``cloud`` after an auth error: the next read takes
+        new tokens instead of reusing one Keystone refuses."""
         with self._clients.lock:
             for key in [k for k in self._clients.conns if k[0] == cloud]:
                 del self._clients.conns[key]
@@ -525,12 +531,14 @@ class OpenStackInventory:
                 f"cloud {cloud!r}: {_scope_of(conn)})",
                 request,
             )
-        body = _check(resp, "projects")
+        body = _json_or_error(resp, "projects")
         out, domains = parse_projects(body, request)
         self._domains.update(domains)
         return out
 
     def _regions(self, conn: Any) -> list[str]:
+        """The configured regions, or every region of the catalog with a compute endpoint:
+        a region missing from the catalog must not pass for one without instances."""
         if self.settings.regions:
             return list(self.settings.regions)
         try:
@@ -549,6 +557,8 @@ class OpenStackInventory:
 
     @staticmethod
     def _adapter(conn: Any, service: str, region: str) -> Any:
+        """A session adapter that returns every HTTP answer (``raise_exc=False``), so that
+        ``_json_or_error`` classifies each status itself."""
         from keystoneauth1.adapter import Adapter
 
         return Adapter(
@@ -621,8 +631,9 @@ class OpenStackInventory:
         lock = threading.Lock()
         regions: list[str] | None = list(self.settings.regions) if self.settings.regions else None
 
-        def one(project: ProjectRecord) -> None:
-            nonlocal regions
+        def read_project(project: ProjectRecord) -> None:
+            """One project's servers in every region, with a token scoped to it; a
+            failure makes this project unknown, never the others."""
             try:
                 conn = self._conn(cloud, (project.id, self._domains.get(project.id, "default")))
                 regs = regions or self._regions(conn)
@@ -639,7 +650,11 @@ class OpenStackInventory:
                         f"{region} servers of {project.name}",
                         microversion=NOVA_MICROVERSION,
                     )
-                    found.extend(self._from_nova(project, region, servers, bad))
+                    found.extend(
+                        servers_of(
+                            project, region, servers, bad, self.settings.include_floating_ips
+                        )
+                    )
             except InventoryError as exc:
                 if isinstance(exc, InventoryAuthError):
                     self._drop_project(cloud, project.id)
@@ -656,7 +671,7 @@ class OpenStackInventory:
         if wanted:
             workers = max(1, min(self.settings.concurrency, len(wanted)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(one, wanted))
+                list(pool.map(read_project, wanted))
         return instances, incomplete
 
     def _forget_unlisted(self, cloud: str, projects: Mapping[str, ProjectRecord]) -> None:
@@ -672,6 +687,8 @@ class OpenStackInventory:
                 del self._clients.conns[key]
 
     def _drop_project(self, cloud: str, project_id: str) -> None:
+        """Forget one project's connection after an auth error: its next read takes a new
+        token (the project may have been disabled, or its role taken away)."""
         with self._clients.lock:
             stale = [
                 k
@@ -680,15 +697,6 @@ class OpenStackInventory:
             ]
             for key in stale:
                 del self._clients.conns[key]
-
-    def _from_nova(
-        self,
-        project: ProjectRecord,
-        region: str,
-        servers: Iterable[dict[str, Any]],
-        bad: list[str],
-    ) -> list[InstanceRecord]:
-        return servers_of(project, region, servers, bad, self.settings.include_floating_ips)
 
 
 def servers_of(
@@ -823,33 +831,72 @@ def merge_region(
     An address that fails the grammar (``addresses.parse_address``) makes the projects of
     its port and server unknown, naming both, and nothing else: a malformed record (no
     id, no device, no project) still makes the whole read unknown.
+
+    The steps run in this order, and the first reason a project is unknown is the one
+    kept: ports, floating IPs, Nova's servers, each server's addresses, the addresses
+    Nova alone refused, the claims of one project alone.
     """
-    req = f"{region} listings"
-    by_server: dict[str, list[_Port]] = {}
-    by_id: dict[str, _Port] = {}
-    soft: list[tuple[IPAddress, str, str]] = []  # (address, claimant project id, detail)
+    m = _RegionMerge(region, projects, instances, incomplete, claims)
+    for port in ports:
+        m.read_port(port)
+    for fip in fips:
+        m.read_floating_ip(fip)
+    m.read_servers(servers, {"fixed", "floating"} if fips else {"fixed"})
+    for sid, server_ports in m.by_server.items():
+        m.own_server_addresses(sid, server_ports)
+    for project_id, why in m.nova_refused:  # after the ports' (they name the port)
+        m.unknown(project_id, why)
+    m.add_lone_claims()
 
-    def name(pid: str | None) -> str | None:
-        return projects[pid].name if pid is not None and pid in projects else None
 
-    def who(pid: str | None) -> str:
-        n = name(pid)
+@dataclass
+class _RegionMerge:
+    """What the steps of ``merge_region`` share: the listings read so far, and the
+    results (``instances``, ``incomplete``, ``claims``) they fill in."""
+
+    region: str
+    projects: Mapping[str, ProjectRecord]
+    instances: dict[str, list[InstanceRecord]]
+    incomplete: dict[str, str]
+    claims: dict[str, list[AddressClaim]]
+    by_server: dict[str, list[_Port]] = field(default_factory=dict)  # instance ports
+    by_id: dict[str, _Port] = field(default_factory=dict)
+    # (address, claimant project id, detail): claims by one project alone
+    lone_claims: list[tuple[IPAddress, str, str]] = field(default_factory=list)
+    server_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> name, status
+    server_project: dict[str, str] = field(default_factory=dict)  # id -> Nova's tenant_id
+    listed_twice: set[str] = field(default_factory=set)  # for two projects: nobody's
+    nova_refused: list[tuple[str | None, str]] = field(default_factory=list)  # project, why
+
+    @property
+    def req(self) -> str:
+        return f"{self.region} listings"
+
+    def name(self, pid: str | None) -> str | None:
+        return self.projects[pid].name if pid is not None and pid in self.projects else None
+
+    def who(self, pid: str | None) -> str:
+        n = self.name(pid)
         if n is not None:
             return f"project {_label(n)}"
         return f"project {_label(pid)} (not listed by Keystone)" if pid else "no project"
 
-    def unknown(pid: str | None, why: str) -> None:
-        pname = name(pid)
+    def unknown(self, pid: str | None, why: str) -> None:
+        pname = self.name(pid)
         if pname is not None:
-            incomplete.setdefault(pname, why)
+            self.incomplete.setdefault(pname, why)
 
-    for port in ports:
+    def read_port(self, port: dict[str, Any]) -> None:
+        """An instance's port is kept for its server; any other port's fixed IPs, and
+        every port's single-address allowed address pairs, are claims of its project."""
+        region, req = self.region, self.req
         pid = _field(port, "id", str, "ports", req)
-        owner_kind = port.get("device_owner") or ""
-        kind = owner_kind if isinstance(owner_kind, str) else ""
+        device_owner = port.get("device_owner") or ""
+        kind = device_owner if isinstance(device_owner, str) else ""
         proj = port.get("project_id") or port.get("tenant_id")
+        project_id = proj if isinstance(proj, str) else None
         device = f"device_owner {_label(kind)}" if kind else "no device_owner"
-        of_port = f"port {_label(pid)} ({device}) of {who(proj if isinstance(proj, str) else None)}"
+        of_port = f"port {_label(pid)} ({device}) of {self.who(project_id)}"
         pairs = port.get("allowed_address_pairs") or []
         if not isinstance(pairs, list):
             raise InventoryBadData(
@@ -861,14 +908,16 @@ def merge_region(
                 single = _pair_address(text)
             except AddressError as exc:
                 if not _unexportable(text):
-                    unknown(proj if isinstance(proj, str) else None, f"{region}: {of_port}: {exc}")
+                    self.unknown(project_id, f"{region}: {of_port}: {exc}")
                 continue
             if single is None:
                 log.debug("%s: %s: allowed address pair %s not claimed", region, of_port, text)
-            elif isinstance(proj, str) and proj:
-                soft.append((single, proj, f"allowed address pair {single} of {of_port}"))
+            elif project_id:
+                self.lone_claims.append(
+                    (single, project_id, f"allowed address pair {single} of {of_port}")
+                )
         if kind == "network:floatingip":
-            continue  # the floating IP itself: owned through the floating IP listing
+            return  # the floating IP itself: owned through the floating IP listing
         if not kind.startswith("compute:"):
             for fixed in _field(port, "fixed_ips", list, "ports", req):
                 text = fixed.get("ip_address") if isinstance(fixed, dict) else fixed
@@ -876,155 +925,165 @@ def merge_region(
                     addr = parse_address(text)
                 except AddressError as exc:
                     if not _unexportable(text):
-                        unknown(proj if isinstance(proj, str) else None,
-                                f"{region}: {of_port}: fixed IP {exc}")  # fmt: skip
+                        self.unknown(project_id, f"{region}: {of_port}: fixed IP {exc}")
                     continue
-                claimant = proj if isinstance(proj, str) else ""
-                soft.append((addr, claimant, f"fixed IP {addr} of {of_port}, no instance's port"))
-            continue
+                self.lone_claims.append(
+                    (addr, project_id or "", f"fixed IP {addr} of {of_port}, no instance's port")
+                )
+            return
         dev = _field(port, "device_id", str, "ports", req)
-        if not isinstance(proj, str):
+        if project_id is None:
             raise InventoryBadData(f"ports: port {_label(pid)} has no project_id", req)
-        rec = _Port(pid, dev, proj, [], [])
+        rec = _Port(pid, dev, project_id, [], [])
         for fixed in _field(port, "fixed_ips", list, "ports", req):
             text = fixed.get("ip_address") if isinstance(fixed, dict) else fixed
             try:
                 rec.addresses.append((parse_address(text), "fixed IP", None))
             except AddressError as exc:
                 rec.refused.append(f"fixed IP {exc}")
-        by_server.setdefault(dev, []).append(rec)
-        by_id[pid] = rec
-    for fip in fips:
+        self.by_server.setdefault(dev, []).append(rec)
+        self.by_id[pid] = rec
+
+    def read_floating_ip(self, fip: dict[str, Any]) -> None:
+        """A floating IP is an address of the instance port it is attached to, noting its
+        own project when that differs from the port's."""
         port_id = fip.get("port_id")
-        if not isinstance(port_id, str) or port_id not in by_id:
-            continue
-        rec = by_id[port_id]
+        if not isinstance(port_id, str) or port_id not in self.by_id:
+            return
+        rec = self.by_id[port_id]
         fproj = fip.get("project_id") or fip.get("tenant_id")
         fid = _label(fip.get("id"))
         try:
             addr = parse_address(fip.get("floating_ip_address"))
         except AddressError as exc:
             rec.refused.append(f"floating IP {fid}: {exc}")
-            continue
+            return
         other = fproj if isinstance(fproj, str) and fproj != rec.project else None
         rec.addresses.append((addr, f"floating IP {fid}", other))
 
-    # Nova: each server's project, and the addresses it shows (fixed; floating ones only
-    # when floating IPs are read).  A server id listed twice with two projects is nobody's.
-    types = {"fixed", "floating"} if fips else {"fixed"}
-    names: dict[str, tuple[str, str]] = {}
-    server_project: dict[str, str] = {}  # server id -> project id (Nova tenant_id)
-    first_seen: dict[str, str | None] = {}
-    late: list[tuple[str | None, str]] = []  # Nova's refused addresses: project, why
-    shown_on = {  # server id -> the addresses its ports show (any project's)
-        sid: {a for pt in sports for a, _, _ in pt.addresses} for sid, sports in by_server.items()
-    }
-    twice: set[str] = set()  # listed for two projects: nobody's
-    for srv in servers:
-        sid = _field(srv, "id", str, "servers", req)
-        status = str(srv.get("status", "")).upper()
-        proj = srv.get("tenant_id") or srv.get("project_id")
-        proj = proj if isinstance(proj, str) else None
-        pname = name(proj)
-        if sid in first_seen and first_seen[sid] != proj:
-            first = first_seen[sid]
-            why = (
-                f"{region}: server {_label(sid)} is listed twice by Nova, for {who(first)} "
-                f"and {who(proj)}"
-            )
-            unknown(first, why)
-            unknown(proj, why)
-            twice.add(sid)
-        elif sid not in first_seen:
-            first_seen[sid] = proj
-            if proj is not None:
-                server_project[sid] = proj
-        if status == "UNKNOWN":
-            if pname:
-                incomplete.setdefault(
-                    pname,
-                    f"{region}: server {_label(sid)} is in a down Nova cell (status UNKNOWN)",
+    def read_servers(self, servers: Sequence[dict[str, Any]], types: set[str]) -> None:
+        """Nova: each server's project, and the addresses it shows (fixed; floating ones
+        only when floating IPs are read).  A server id listed twice with two projects is
+        nobody's."""
+        region, req = self.region, self.req
+        first_seen: dict[str, str | None] = {}
+        shown_on = {  # server id -> the addresses its ports show (any project's)
+            sid: {a for pt in sports for a, _, _ in pt.addresses}
+            for sid, sports in self.by_server.items()
+        }
+        for srv in servers:
+            sid = _field(srv, "id", str, "servers", req)
+            status = str(srv.get("status", "")).upper()
+            proj = srv.get("tenant_id") or srv.get("project_id")
+            proj = proj if isinstance(proj, str) else None
+            pname = self.name(proj)
+            if sid in first_seen and first_seen[sid] != proj:
+                first = first_seen[sid]
+                why = (
+                    f"{region}: server {_label(sid)} is listed twice by Nova, for "
+                    f"{self.who(first)} and {self.who(proj)}"
                 )
-            continue
-        if status in GONE:
-            continue
-        names.setdefault(sid, (str(srv.get("name", "")), status))
-        if status in ADDRESSED and sid not in by_server and pname:
-            incomplete.setdefault(
-                pname,
-                f"{region}: server {_label(sid)} is {status} but Neutron shows no port for it",
-            )
-        nets = srv.get("addresses")
-        if nets is None:
-            continue
-        if not isinstance(nets, dict) or not all(isinstance(v, list) for v in nets.values()):
-            unknown(proj, f"{region}: server {_label(sid)}: malformed 'addresses'")
-            continue
-        for entries in nets.values():
-            for e in entries:
-                iptype = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
-                if not isinstance(iptype, str) or iptype not in types:
-                    continue
-                try:
-                    addr = parse_address(e.get("addr"))
-                except AddressError as exc:  # after the ports' (they name the port)
-                    late.append((proj, f"{region}: server {_label(sid)}: Nova's {exc}"))
-                    continue
-                if proj and addr not in shown_on.get(sid, ()):
-                    soft.append((addr, proj, f"address {addr} Nova shows on server "
-                                 f"{_label(sid)} of {who(proj)}"))  # fmt: skip
-    for sid, sports in by_server.items():
+                self.unknown(first, why)
+                self.unknown(proj, why)
+                self.listed_twice.add(sid)
+            elif sid not in first_seen:
+                first_seen[sid] = proj
+                if proj is not None:
+                    self.server_project[sid] = proj
+            if status == "UNKNOWN":
+                if pname:
+                    self.incomplete.setdefault(
+                        pname,
+                        f"{region}: server {_label(sid)} is in a down Nova cell (status UNKNOWN)",
+                    )
+                continue
+            if status in GONE:
+                continue
+            self.server_names.setdefault(sid, (str(srv.get("name", "")), status))
+            if status in ADDRESSED and sid not in self.by_server and pname:
+                self.incomplete.setdefault(
+                    pname,
+                    f"{region}: server {_label(sid)} is {status} but Neutron shows no port for it",
+                )
+            nets = srv.get("addresses")
+            if nets is None:
+                continue
+            if not isinstance(nets, dict) or not all(isinstance(v, list) for v in nets.values()):
+                self.unknown(proj, f"{region}: server {_label(sid)}: malformed 'addresses'")
+                continue
+            for entries in nets.values():
+                for e in entries:
+                    iptype = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
+                    if not isinstance(iptype, str) or iptype not in types:
+                        continue
+                    try:
+                        addr = parse_address(e.get("addr"))
+                    except AddressError as exc:
+                        self.nova_refused.append(
+                            (proj, f"{region}: server {_label(sid)}: Nova's {exc}")
+                        )
+                        continue
+                    if proj and addr not in shown_on.get(sid, ()):
+                        on = f"server {_label(sid)} of {self.who(proj)}"
+                        self.lone_claims.append((addr, proj, f"address {addr} Nova shows on {on}"))
+
+    def own_server_addresses(self, sid: str, server_ports: list[_Port]) -> None:
+        """The server's instance, with the addresses its ports and it agree on; every
+        other address of its ports is a claim that gives it to nobody."""
         # The server's project: Nova's word; for a server Nova does not list (a port left
         # behind, a race), its ports' project when they agree on one, else nobody's.
-        owner: str | None
-        if sid in twice:
-            owner = None
-        elif sid in server_project:
-            owner = server_project[sid]
+        server_owner: str | None
+        if sid in self.listed_twice:
+            server_owner = None
+        elif sid in self.server_project:
+            server_owner = self.server_project[sid]
         else:
-            port_projects = {pt.project for pt in sports}
-            owner = port_projects.pop() if len(port_projects) == 1 else None
+            port_projects = {pt.project for pt in server_ports}
+            server_owner = port_projects.pop() if len(port_projects) == 1 else None
+        owner_name = self.name(server_owner)
         addrs: list[IPAddress] = []
-        on = f"on server {_label(sid)} of {who(owner)} in {region}"
-        for pt in sports:
-            of_port = f"port {_label(pt.id)} of {who(pt.project)}"
+        on = f"on server {_label(sid)} of {self.who(server_owner)} in {self.region}"
+        for pt in server_ports:
+            of_port = f"port {_label(pt.id)} of {self.who(pt.project)}"
             for why in pt.refused:
-                for pname in sorted({name(owner), name(pt.project)} - {None}, key=str):
-                    incomplete.setdefault(str(pname), f"{of_port} {on}: {why}")
+                for pname in sorted({owner_name, self.name(pt.project)} - {None}, key=str):
+                    self.incomplete.setdefault(str(pname), f"{of_port} {on}: {why}")
             for addr, what, other in pt.addresses:
-                if pt.project == owner and other is None and name(owner) is not None:
+                if pt.project == server_owner and other is None and owner_name is not None:
                     addrs.append(addr)
                     continue
-                of = f" of {who(other)}" if other is not None else ""
+                of = f" of {self.who(other)}" if other is not None else ""
                 detail = f"{what} {addr}{of} of {of_port} {on}"
-                involved = {pt.project, owner, other} - {None}
-                listed = tuple(sorted({n for n in map(name, involved) if n is not None}))
-                claims.setdefault(str(addr), []).append(
+                involved = {pt.project, server_owner, other} - {None}
+                listed = tuple(sorted({n for n in map(self.name, involved) if n is not None}))
+                self.claims.setdefault(str(addr), []).append(
                     AddressClaim(detail, listed, tuple(sorted(i for i in involved if i)))
                 )
-        pname = name(owner)
-        if pname is not None:
-            sname, status = names.get(sid, ("", "UNLISTED"))
-            instances.setdefault(pname, []).append(
-                InstanceRecord(sid, sname, pname, status, tuple(addrs))
+        if owner_name is not None:
+            sname, status = self.server_names.get(sid, ("", "UNLISTED"))
+            self.instances.setdefault(owner_name, []).append(
+                InstanceRecord(sid, sname, owner_name, status, tuple(addrs))
             )
 
-    for proj_id, why in late:
-        unknown(proj_id, why)
-
-    # The claims of one project alone, unless one of its own instances has the address.
-    own: dict[str, set[IPAddress]] = {}
-    for pname, insts in instances.items():
-        for inst in insts:
-            own.setdefault(pname, set()).update(inst.addresses)
-    ids = {p.name: pid for pid, p in projects.items()}
-    for addr, claimant, detail in soft:
-        pname = name(claimant)
-        if pname is not None and addr in own.get(pname, ()) and ids[pname] == claimant:
-            continue
-        claims.setdefault(str(addr), []).append(
-            AddressClaim(f"{detail} in {region}", (), (claimant,) if claimant else ())
-        )
+    def add_lone_claims(self) -> None:
+        """The claims of one project alone, unless one of its own instances has the
+        address."""
+        own: dict[str, set[IPAddress]] = {}
+        for pname, insts in self.instances.items():
+            for inst in insts:
+                own.setdefault(pname, set()).update(inst.addresses)
+        ids = {p.name: pid for pid, p in self.projects.items()}
+        for addr, claimant, detail in self.lone_claims:
+            claimant_name = self.name(claimant)
+            if (
+                claimant_name is not None
+                and addr in own.get(claimant_name, ())
+                and ids[claimant_name] == claimant
+            ):
+                continue
+            self.claims.setdefault(str(addr), []).append(
+                AddressClaim(f"{detail} in {self.region}", (), (claimant,) if claimant else ())
+            )
 
 
 def _scope_of(conn: Any) -> str:
