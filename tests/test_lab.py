@@ -253,18 +253,21 @@ def test_a_held_reader_counts_the_reads_a_revoke_failed(datalab: DataLab) -> Non
     conf.write_text(ganesha_export(102, str(vol), "/held", ["198.51.100.21"]))
     revoked = time.time()
     g.call("UpdateExport", "ss", str(conf), "EXPORT(Export_Id=102)")
-    time.sleep(0.3)
+    time.sleep(0.5)
     conf.write_text(ganesha_export(102, str(vol), "/held", ["198.51.100.11"]))
     g.call("UpdateExport", "ss", str(conf), "EXPORT(Export_Id=102)")
     granted = time.time()
     time.sleep(0.3)
     results = [r.stop() for r in readers]
-    for res, err in zip(results, ("NFS4ERR_ACCESS", "RPC Packet not accepted"), strict=True):
-        # every read in the ~0.3 s without access failed (one each ~20 ms), no other
-        assert res.failed_count >= 5 and res.reads > res.failed_count + 10, res
-        assert all(err in e and revoked - 0.05 < t < granted + 0.25 for t, e in res.failed)
-        assert res.failed[0][0] - revoked < 0.25  # the open file lost access at once
-    assert all(r.events[-2]["event"] == "ok" for r in readers)  # and got it back
+    for r, res, err in zip(
+        readers, results, ("NFS4ERR_ACCESS", "RPC Packet not accepted"), strict=True
+    ):
+        why = f"{res} {r.events}"
+        # the reads in the ~0.5 s without access failed (one each ~20 ms), and no other
+        assert res.failed_count >= 5 and res.reads > res.failed_count + 5, why
+        assert all(err in e and revoked - 0.05 < t < granted + 0.5 for t, e in res.failed), why
+        assert res.failed[0][0] - revoked < 0.5, why  # the open file lost access at once
+        assert r.events[-2]["event"] == "ok", why  # and got it back
 
     # an undisturbed reader fails no read
     quiet = HeldReader(datalab.vm("a1").netns, srv_ip, "/held", "f.txt", 4)
