@@ -165,6 +165,10 @@ class FileKind(enum.Enum):
     PROJECT = "project"
     PUBLIC = "public"
 
+    def __str__(self) -> str:
+        # in a message or a key it is the header's word, never "FileKind.PROJECT"
+        return self.value
+
     def filename(self, owner: str) -> str:
         """The only name a managed file of this kind and owner may have."""
         prefix = "" if self is FileKind.PROJECT else PUBLIC_FILE_PREFIX

@@ -106,7 +106,7 @@ def specs_of(f: ExportsFile) -> list[ExportSpec]:
         out.append(
             ExportSpec(
                 ExportKey(f.filename, line.path),
-                f"{f.kind}:{f.owner}",
+                f"{f.kind.value}:{f.owner}",
                 f.keystone_id,
                 tuple(line.clients),
                 perms,
