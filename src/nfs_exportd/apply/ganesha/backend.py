@@ -223,8 +223,9 @@ class GaneshaBackend:
                 conf = parse_conf(name, text)
             except ConfFileError as exc:
                 raise StateError(
-                    f"{self.conf_dir}/{exc}; Ganesha may not load it: restore it from "
-                    "the journal with 'nfs-exportd rollback' or remove it by hand"
+                    f"{self.conf_dir}/{exc}; Ganesha may not load it at its next start: "
+                    "remove it by hand (its export stays in force; the next sync writes "
+                    "the file again and takes the export back)"
                 ) from None
             out.texts[conf.export_id] = text
             if conf.spec.key in out.ours:
