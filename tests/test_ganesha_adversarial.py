@@ -5,9 +5,12 @@ old and new files share a path, and a lost state_dir while Keystone answers 401.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 from conftest import Lab
 from lab_fixtures import ganesha_lo
 from nfs_exportd.apply.ganesha.dbus import GaneshaBus
-from nfs_exportd.errors import BackendUnavailable, StateError
+from nfs_exportd.errors import ApplyError, BackendUnavailable, StateError
 from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 from nfs_exportd_sim.lab.ganesha import GaneshaServer
 from test_failure_matrix import World, world
@@ -210,3 +213,33 @@ def test_lost_records_while_keystone_answers_401_remove_nothing(
         assert _served(ganesha_lo) == before
     finally:
         _reset(ganesha_lo)
+
+
+def test_ganesha_frozen_mid_apply_costs_one_timeout_not_one_per_export(rig: Rig) -> None:
+    """Ganesha stops answering (SIGSTOP: a hung server) after the 6th of 8 additions:
+    the undo must not wait ganesha.timeout_seconds again for every export it puts back
+    (at 5,000 exports and the default 30 s that is days with the state lock held); the
+    conf files and records are put back, and UNDO FAILED says the rest is not verified."""
+    vols = tuple((str(rig.data / "tools" / f"v{i}"), (VM_A,)) for i in range(8))
+    for path, _ in vols:
+        Path(path).mkdir()
+    cfg = rig.backend.cfg
+    calls = {"add": 0}
+
+    class FreezesAfterSixAdds(GaneshaBus):
+        def add(self, conf: str, export_id: int) -> str:
+            calls["add"] += 1
+            if calls["add"] == 7:
+                os.kill(rig.server.pid, signal.SIGSTOP)
+            return super().add(conf, export_id)
+
+    rig.backend.bus_factory = lambda: FreezesAfterSixAdds(cfg.dbus_address, 1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApplyError, match="UNDO FAILED"):
+            rig.apply({"tools.exports": _file("tools", *vols)})
+    finally:
+        os.kill(rig.server.pid, signal.SIGCONT)
+    elapsed = time.monotonic() - started
+    assert elapsed < 4, f"{elapsed:.1f} s: one timeout per export put back"
+    assert rig.conf() == {} and rig.in_force() == {}
