@@ -562,6 +562,7 @@ class GaneshaBackend:
         """Put back every export this cycle touched (conf file, then DBus, read back) and
         the records it wrote; say how that went."""
         failed: list[str] = []
+        gone: GaneshaUnreachable | None = None  # once Ganesha stopped answering
         for op in reversed(done):
             try:
                 if op.old is None:
@@ -570,6 +571,11 @@ class GaneshaBackend:
                     self._write_conf(op.export_id, op.old)
             except OSError as exc:
                 failed.append(f"{conf_name(op.export_id)}: {exc}")
+                continue
+            if gone is not None:
+                # its file is back; asking a server that does not answer would cost a
+                # full timeout per export (days at 5,000), with the state lock held
+                failed.append(f"export {op.export_id} ({op.key}): not checked ({gone})")
                 continue
             try:
                 shown = bus.display(op.export_id)
@@ -591,7 +597,10 @@ class GaneshaBackend:
                 problem = mismatch(want, bus.display(op.export_id))
                 if problem is not None:
                     failed.append(f"export {op.export_id} ({op.key}) {problem}")
-            except (GaneshaUnreachable, GaneshaCallError) as exc:
+            except GaneshaUnreachable as exc:
+                gone = exc
+                failed.append(f"export {op.export_id} ({op.key}): {exc}")
+            except GaneshaCallError as exc:
                 failed.append(f"export {op.export_id} ({op.key}): {exc}")
         for name in written:
             path = self.exports_dir / name
