@@ -27,7 +27,7 @@ from typing import Literal
 
 from ...config import GaneshaConfig
 from ...errors import ApplyError, BackendUnavailable, StateError
-from ...exportsfile import ManagedFileError, parse, render
+from ...exportsfile import ManagedFileError, RenderRefused, parse, render
 from ...fsutil import atomic_remove, atomic_write, fsync_dir
 from ...model import ExportsFile
 from ...records import Record, dumps, parse_json
@@ -223,8 +223,9 @@ class GaneshaBackend:
                 conf = parse_conf(name, text)
             except ConfFileError as exc:
                 raise StateError(
-                    f"{self.conf_dir}/{exc}; Ganesha may not load it: restore it from "
-                    "the journal with 'nfs-exportd rollback' or remove it by hand"
+                    f"{self.conf_dir}/{exc}; Ganesha may not load it at its next start: "
+                    "remove it by hand (its export stays in force; the next sync writes "
+                    "the file again and takes the export back)"
                 ) from None
             out.texts[conf.export_id] = text
             if conf.spec.key in out.ours:
@@ -340,7 +341,7 @@ class GaneshaBackend:
             log.warning("%s: checking every export of ours with DisplayExport", full)
         try:
             ops, cursor = self._plan_ops(
-                bus, targets, desired, conf, live, missing_paths, state, bool(full)
+                bus, targets, desired, conf, live, missing_paths, state, bool(full), current_raw
             )
         except IdsExhausted as exc:
             raise ApplyError(str(exc)) from None
@@ -395,12 +396,15 @@ class GaneshaBackend:
         missing_paths: frozenset[str],
         state: GaneshaState,
         full: bool,
+        current_raw: Mapping[str, str],
     ) -> tuple[list[Op], int]:
         """What to do, in order (removals, updates, additions: a path handed from one
         record to another must leave before it comes back); ids allocated, no change."""
         ours_ids = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
         taken = ours_ids | set(live) | conf.foreign_ids
         new_keys = sorted(k for k in desired if k not in conf.ours)
+        lost = self._lost_conf_files(new_keys, conf, live, current_raw)
+        new_keys = [k for k in new_keys if k not in lost]
         cursor = next_cursor(
             state.next_id, ours_ids, self.cfg.export_id_min, self.cfg.export_id_max
         )
@@ -408,6 +412,7 @@ class GaneshaBackend:
             len(new_keys), taken, self.cfg.export_id_min, self.cfg.export_id_max, cursor
         )
         ids = dict(zip(new_keys, fresh, strict=True))
+        ids.update((k, i) for k, (i, _spec) in lost.items())
         removes: list[Op] = []
         updates: list[Op] = []
         adds: list[Op] = []
@@ -453,6 +458,20 @@ class GaneshaBackend:
             old = conf.texts.get(export_id) if old_conf else None
             is_live = export_id in live
             old_spec = old_conf.spec if old_conf else None
+            if key in lost:
+                # its conf file was lost while Ganesha serves it: write it again and
+                # update the export; an undo writes back what the record says is in force
+                old_spec = lost[key][1]
+                log.warning(
+                    "Ganesha export %d (%s) is in force but its conf file %s is missing; "
+                    "taking it back",
+                    export_id,
+                    key,
+                    conf_name(export_id),
+                )
+                old = render_conf(old_spec, export_id)
+                updates.append(Op("update", key, export_id, old, text, True, spec, old_spec))
+                continue
             if key.path in missing_paths and (old != text or not is_live):
                 log.warning(
                     "%s: path %s does not exist; its Ganesha export %s is left as it is",
@@ -477,6 +496,40 @@ class GaneshaBackend:
                         Op("update", key, export_id, old, text, True, spec, old_spec, "repaired")
                     )
         return removes + updates + adds, cursor
+
+    def _lost_conf_files(
+        self,
+        new_keys: list[ExportKey],
+        conf: ConfDir,
+        live: Mapping[int, str],
+        current_raw: Mapping[str, str],
+    ) -> dict[ExportKey, tuple[int, ExportSpec]]:
+        """Exports of ours whose conf file was lost (removed by hand, conf_dir wiped)
+        while Ganesha still serves them: a live id in our range that no file in conf_dir
+        names, serving the path of a line the records say is in force.  Without this,
+        a new id would be added for the same Path, which Ganesha refuses (one Pseudo),
+        every cycle, while the lost export keeps serving its old clients."""
+        low, high = self.cfg.export_id_min, self.cfg.export_id_max
+        claimed = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
+        claimed |= conf.foreign_ids
+        strays: dict[str, list[int]] = {}
+        for export_id, path in live.items():
+            if low <= export_id <= high and export_id not in claimed:
+                strays.setdefault(path, []).append(export_id)
+        in_force: dict[ExportKey, ExportSpec] = {}
+        for name, text in current_raw.items():
+            try:
+                f = parse(name, text)
+                in_force.update((s.key, s) for s in (specs_of(f) if f is not None else ()))
+            except (ManagedFileError, RenderRefused):
+                continue
+        out: dict[ExportKey, tuple[int, ExportSpec]] = {}
+        for key in new_keys:
+            same_path = [k for k in new_keys if k.path == key.path]
+            ids = strays.get(key.path, [])
+            if len(ids) == 1 and same_path == [key] and key in in_force:
+                out[key] = (ids[0], in_force[key])
+        return out
 
     def _do(self, bus: GaneshaBus, op: Op) -> None:
         """One export changed and read back; raises on any failure (the caller undoes)."""
@@ -509,6 +562,7 @@ class GaneshaBackend:
         """Put back every export this cycle touched (conf file, then DBus, read back) and
         the records it wrote; say how that went."""
         failed: list[str] = []
+        gone: GaneshaUnreachable | None = None  # once Ganesha stopped answering
         for op in reversed(done):
             try:
                 if op.old is None:
@@ -517,6 +571,11 @@ class GaneshaBackend:
                     self._write_conf(op.export_id, op.old)
             except OSError as exc:
                 failed.append(f"{conf_name(op.export_id)}: {exc}")
+                continue
+            if gone is not None:
+                # its file is back; asking a server that does not answer would cost a
+                # full timeout per export (days at 5,000), with the state lock held
+                failed.append(f"export {op.export_id} ({op.key}): not checked ({gone})")
                 continue
             try:
                 shown = bus.display(op.export_id)
@@ -538,7 +597,10 @@ class GaneshaBackend:
                 problem = mismatch(want, bus.display(op.export_id))
                 if problem is not None:
                     failed.append(f"export {op.export_id} ({op.key}) {problem}")
-            except (GaneshaUnreachable, GaneshaCallError) as exc:
+            except GaneshaUnreachable as exc:
+                gone = exc
+                failed.append(f"export {op.export_id} ({op.key}): {exc}")
+            except GaneshaCallError as exc:
                 failed.append(f"export {op.export_id} ({op.key}): {exc}")
         for name in written:
             path = self.exports_dir / name

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from jeepney import DBusAddress, DBusErrorResponse, new_method_call
+from jeepney.bus import get_bus
 from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from jeepney.io.blocking import DBusConnection, DBusConnectionBase, Proxy, prep_socket
+from jeepney.io.common import MessageFilters
 from jeepney.wrappers import unwrap_msg
 
 BUS_NAME = "org.ganesha.nfsd"
@@ -47,6 +49,22 @@ class Displayed:
     raw_clients: tuple[tuple[Any, ...], ...]
 
 
+class _BoundedConnection(DBusConnection):  # type: ignore[misc]
+    """jeepney's DBusConnection says Hello to the bus with no timeout: a bus that
+    authenticates but never answers would hang the cycle (and hold the state lock) for
+    ever.  The same connection, with Hello bounded by ``timeout`` (TimeoutError)."""
+
+    def __init__(self, sock: Any, timeout: float) -> None:
+        DBusConnectionBase.__init__(self, sock, False)
+        self._filters = MessageFilters()
+        self.bus_proxy = Proxy(message_bus, self, timeout=timeout)
+        try:
+            self.unique_name = self.bus_proxy.Hello()[0]
+        except BaseException:
+            self.close()
+            raise
+
+
 def _not_found(exc: GaneshaCallError) -> bool:
     return exc.name.endswith("InvalidArgs") and "not found" in exc.message
 
@@ -66,8 +84,14 @@ class GaneshaBus:
         if self._conn is None:
             bus = "SYSTEM" if self.address == "system" else self.address
             try:
-                self._conn = open_dbus_connection(bus, auth_timeout=self.timeout)
-            except (OSError, ValueError, TimeoutError) as exc:
+                sock = prep_socket(get_bus(bus), timeout=self.timeout)
+                self._conn = _BoundedConnection(sock, self.timeout)
+            except TimeoutError:
+                raise GaneshaUnreachable(
+                    f"{self.where()} did not answer within {self.timeout:g} s "
+                    "(ganesha.timeout_seconds)"
+                ) from None
+            except (OSError, ValueError, EOFError, DBusErrorResponse) as exc:
                 raise GaneshaUnreachable(f"cannot connect to {self.where()}: {exc}") from None
         return self._conn
 
