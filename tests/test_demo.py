@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,15 @@ def _lab(out: str) -> tuple[str, Path]:
     found = LAB_LINE.search(out)
     assert found, out
     return found.group(1), Path(found.group(2))
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def _assert_torn_down(prefix: str, lab_dir: Path) -> None:
@@ -145,7 +155,7 @@ def test_demo_renders_and_says_why_when_exportfs_cannot_run(tmp_path: Path) -> N
 
 def test_demo_interrupted_in_the_data_path_tears_the_lab_down(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it) while the
-    data path runs: exit 130, the lab's servers and namespaces are gone."""
+    data path runs a cycle: exit 130, the lab's servers and namespaces are gone."""
     require_exportfs()
     require_root()
     proc = subprocess.Popen(
@@ -161,6 +171,11 @@ def test_demo_interrupted_in_the_data_path_tears_the_lab_down(tmp_path: Path) ->
         for line in proc.stdout:
             seen.append(line)
             if line.startswith("--- backend: ganesha"):
+                # into the cycle with backend: ganesha (its config is written just before;
+                # the CLI catches Ctrl-C and returns 1: the demo must still stop)
+                config = tmp_path / "demo" / "config-ganesha.yaml"
+                assert wait_for(config.exists, 10), "config-ganesha.yaml never appeared"
+                time.sleep(0.05)
                 os.killpg(proc.pid, signal.SIGINT)
                 break
         out, err = proc.communicate(timeout=60)
