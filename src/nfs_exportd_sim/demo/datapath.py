@@ -142,7 +142,11 @@ def _scenes(
     ok &= _read(A1, seen, f"{A1.project}/home/README over NFSv4 from {gan}")
     seen = nfs_cat(net.vms[B1.vm].netns, net.server_ip, str(readme), 4)
     ok &= _refused(B1, seen, f"{A1.project}/home/README over NFSv4 by {gan}")
-    refusal = [ln for ln in ganesha.log_text().splitlines() if f"::ffff:{B1.address}" in ln]
+    refusal = [
+        ln
+        for ln in ganesha.log_text().splitlines()
+        if "Access not allowed" in ln and ln.endswith(f"::ffff:{B1.address}")
+    ]
     if refusal:
         print(f"      Ganesha's log: {_after(refusal[-1], ':EXPORT :INFO :')}")
     seen = nfs_cat(net.vms[B1.vm].netns, net.server_ip, str(home[B1.project] / "README"), 3)
