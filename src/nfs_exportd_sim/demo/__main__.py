@@ -6,8 +6,10 @@ instances in ``data/inventory.yaml``), writes a clouds.yaml for it, and runs nfs
 through the real openstacksdk path: the plan, a first sync applied with the real exportfs
 in a private mount namespace (exportfs-sandbox; the machine's own NFS state is never
 touched), an instance created and one deleted, Keystone answering 401 (the daemon holds
-and says why), then recovery until the removal is confirmed; finally the operator's view:
-``check``, ``explain`` and ``history``.
+and says why), then recovery until the removal is confirmed; the operator's view:
+``check``, ``explain`` and ``history``; finally, as root, the data path (``datapath``):
+VMs in network namespaces read from NFS-Ganesha and ask rpc.mountd, one allowed and one
+refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nfs_exportd.cli import main as cli
 
 from ..cloud import SimCloud
 from ..sandbox import SANDBOX
+from .datapath import interrupts, raise_if_interrupted, show_data_path
 
 DATA = Path(__file__).with_name("data")
 ADMIN_PW = "demo-admin-secret"
@@ -86,12 +89,14 @@ class Demo:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def run(self, *args: str) -> int:
-        pre = ["--config", str(self.root / "config.yaml")]
+    def run(self, *args: str, config: Path | None = None) -> int:
+        pre = ["--config", str(config or self.root / "config.yaml")]
         if os.geteuid() == 0 and args[0] in ("sync", "run"):
             pre.append("--allow-root")  # the demo runs in a scratch directory
-        print(f"$ nfs-exportd {' '.join(args)}", flush=True)
+        shown = ("--config", config.name, *args) if config else args
+        print(f"$ nfs-exportd {' '.join(shown)}", flush=True)
         code = cli([*pre, *args])
+        raise_if_interrupted()  # the CLI returns 1 on Ctrl-C: the demo stops
         sys.stdout.flush()
         sys.stderr.flush()
         print(f"(exit {code})", flush=True)
@@ -146,7 +151,9 @@ def main(argv: list[str]) -> int:
         banner("1. plan: what would change (read through openstacksdk; nothing is written)")
         demo.run("plan")
         if why_not:
-            return render_only(root, why_not)
+            code = render_only(root, why_not)
+            print(f"\ndata path skipped: it needs the real exportfs too ({why_not})")
+            return code
         banner("2. sync: apply with the real exportfs (private mount namespace)")
         demo.run("sync")
         demo.show_files()
@@ -179,10 +186,11 @@ def main(argv: list[str]) -> int:
         demo.run("explain", "172.16.0.19")
         demo.run("explain", "172.16.0.12")
         demo.run("history")
+        code = show_data_path(root, sim, lambda config: demo.run("sync", config=config))
         counts = sim.counts()
         tokens = counts.pop("tokens_issued")
         print(f"\nthe simulated cloud served {sum(counts.values())} requests, {tokens} tokens")
-    return 0
+    return code
 
 
 def render_only(root: Path, why_not: str) -> int:
@@ -201,5 +209,16 @@ def render_only(root: Path, why_not: str) -> int:
     return 0
 
 
+def entry(argv: list[str]) -> int:
+    """``main``, with Ctrl-C or SIGTERM ending it as an interruption (exit 130): what
+    was started is torn down on the way out."""
+    try:
+        with interrupts():
+            return main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the simulated cloud and the lab were stopped", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry(sys.argv[1:]))
