@@ -382,3 +382,40 @@ def test_ganesha_restarted_during_a_cycle(
     for r in readers:
         t0, t1 = restarts[0]
         print(f"restart in a cycle: {r.url}: {_restart_window(r, t0, t1)}")
+
+
+def test_ganesha_crashing_mid_cycle_comes_back_with_the_last_verified_exports(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a-1's address goes to B: proja's export is updated (a1 out), then Ganesha dies
+    before projb's update.  The cycle fails and puts the conf files back; Ganesha,
+    started again (as its service manager would), serves the last verified state with no
+    cycle (a1 reads A's volume again: the record still says so); the next cycle applies."""
+    g = world.datalab.ganesha
+    world.sim.create_server("a-2", "proja", region="RegionOne", addresses=[A2])
+    assert world.sync() == 0
+    before = allowed(world.access())
+    live = world.live()
+    readers = [world.hold(vm, p, 3) for vm, p in (("a2", "proja"), ("b1", "projb"))]
+    crash: list[float] = []
+    timed_update = GaneshaBus.update
+
+    def crash_second(bus: GaneshaBus, conf: str, export_id: int) -> str:
+        if world.updates and not crash:
+            crash.append(time.time())
+            g.ganesha.stop(20)  # Ganesha gone between two UpdateExports of one cycle
+        return timed_update(bus, conf, export_id)
+
+    monkeypatch.setattr(GaneshaBus, "update", crash_second)
+    world.sim.delete_server("a-1")
+    world.sim.create_server("b-2", "projb", region="RegionOne", addresses=[A1])
+    assert world.sync() == 1
+    assert crash and len(world.updates) == 1  # proja's update was in force, then undone
+    g.restart()
+    restarted = time.time()
+    assert world.live() == live
+    assert allowed(world.access()) == before
+    assert world.sync() == 0
+    assert allowed(world.access()) == {("a1", "projb"), ("a2", "proja"), ("b1", "projb")}
+    for r in readers:
+        print(f"crash in a cycle: {r.url}: {_restart_window(r, crash[0], restarted)}")
