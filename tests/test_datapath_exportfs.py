@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Lab
+from datapath_world import A1, A2, B1, cloud_world, volume
 from lab_fixtures import DataLab, datalab
 from nfs_exportd_sim import SimCloud
 from nfs_exportd_sim.lab.mnt3 import MNT3_OK, MNT3ERR_ACCES, mnt3_probe, mnt3_probes
@@ -22,72 +23,28 @@ from nfs_exportd_sim.sandbox import SANDBOX
 
 __all__ = ["datalab"]  # a fixture, imported for pytest
 
-ADMIN_PW = "admin-pw"
-A1, A2, B1 = "198.51.100.11", "198.51.100.12", "198.51.100.21"
-SCENARIO = {
-    "regions": ["RegionOne"],
-    "projects": [{"name": "admin"}, {"name": "proja"}, {"name": "projb"}],
-    "users": [
-        {"name": "admin", "password": ADMIN_PW, "roles": [{"role": "admin", "project": "admin"}]},
-        {"name": "observer", "password": "obs-pw", "roles": [{"role": "reader", "system": "all"}]},
-    ],
-    "servers": [
-        {"id": "a-1", "name": "a-1", "project": "proja", "region": "RegionOne",
-         "addresses": [A1]},
-        {"id": "b-1", "name": "b-1", "project": "projb", "region": "RegionOne",
-         "addresses": [B1]},
-    ],
-}  # fmt: skip
-
 
 @pytest.fixture
 def e2e(lab: Lab, datalab: DataLab, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCloud]:
     """The lab's daemon writes into the data lab's exportfs sandbox (the etab rpc.mountd
     reads) and reads the simulated cloud; no exports at the start."""
-    datalab.reset()
-    sim = SimCloud(SCENARIO)
-    sim.start()
-    try:
-        sim.clouds_yaml(
-            lab.root / "clouds.yaml",
-            {
-                "nfs": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
-                "nfs-observer": {"user": "observer", "password": "obs-pw", "system_scope": "all"},
-            },
-        )
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
+    with cloud_world(lab, datalab, monkeypatch) as sim:
         sb = datalab.sandbox
         lab.config.update(
             {
                 "exports_dir": str(sb / "exports.d"),
                 "etab_file": str(sb / "lib" / "etab"),
                 "exportfs_command": [str(SANDBOX), str(sb)],
-                "inventory": {
-                    "source": "openstack",
-                    "cloud": "nfs",
-                    "identity_cloud": "nfs-observer",
-                    "timeout_seconds": 5,
-                },
             }
         )
-        lab.config["safety"]["removal_confirmations"] = 2
-        lab.add_project("proja", 50001)
-        lab.add_project("projb", 50002)
         yield sim
-    finally:
-        sim.stop()
-        datalab.reset()
-
-
-def _vol(lab: Lab, project: str) -> str:
-    return lab.srv(project, "home")
 
 
 def _access(datalab: DataLab, lab: Lab) -> dict[tuple[str, str], int | None]:
     """(vm, project) -> mountstat3 of a MOUNT of that project's volume from that VM (the
     three VMs probe at the same time)."""
     projects = ["proja", "projb"]
-    vols = [_vol(lab, p) for p in projects]
+    vols = [volume(lab, p) for p in projects]
 
     def probe(vm: str) -> list[int | None]:
         return [r.status for r in mnt3_probes(datalab.vm(vm).netns, datalab.net.knfs_ip, vols)]
@@ -112,16 +69,16 @@ def test_a_vm_mounts_its_projects_volume_and_is_refused_the_others(
         ("b1", "proja"): NO, ("b1", "projb"): OK,
     }  # fmt: skip
     refusals = datalab.mountd.refusals()
-    assert any(f"from {B1} for {_vol(lab, 'proja')}" in r for r in refusals)
+    assert any(f"from {B1} for {volume(lab, 'proja')}" in r for r in refusals)
 
 
 def test_a_new_instance_mounts_after_one_cycle(lab: Lab, datalab: DataLab, e2e: SimCloud) -> None:
     assert lab.cli("sync") == 0
-    probe = mnt3_probe(datalab.vm("a2").netns, datalab.net.knfs_ip, _vol(lab, "proja"))
+    probe = mnt3_probe(datalab.vm("a2").netns, datalab.net.knfs_ip, volume(lab, "proja"))
     assert probe.status == NO
     e2e.create_server("a-2", "proja", region="RegionOne", addresses=[A2])
     assert lab.cli("sync") == 0
-    probe = mnt3_probe(datalab.vm("a2").netns, datalab.net.knfs_ip, _vol(lab, "proja"))
+    probe = mnt3_probe(datalab.vm("a2").netns, datalab.net.knfs_ip, volume(lab, "proja"))
     assert probe.status == OK, probe
 
 

@@ -95,6 +95,8 @@ def hold(url: str, file: str, interval: float, out: IO[str]) -> int:
     failed: list[list[object]] = []
     while not stop:
         n = lib.nfs_pread(nfs, fh, 0, 256, buf)
+        if n < 0 and stop:
+            break  # our own SIGTERM interrupted its poll ("Poll failed"): not a failed read
         reads += 1
         t = time.time()
         if n < 0:
