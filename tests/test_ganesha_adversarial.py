@@ -1,7 +1,8 @@
 """Adversarial tests of backend: ganesha against a real NFS-Ganesha 4.3 (the lab's server
 on its private bus): a bus that never answers, a conf file of ours lost while its export
-is in force, a broken conf file's advice, and (xfail, not fixed) a renamed project whose
-old and new files share a path, and a lost state_dir while Keystone answers 401."""
+is in force, a broken conf file's advice, a renamed project whose old and new files share
+a path (one EXPORT per path), and a lost state_dir while Keystone answers 401 (conf_dir,
+not a record in state_dir, is what is in force)."""
 
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ def test_a_broken_conf_file_of_ours_names_a_fix_that_works(rig: Rig) -> None:
     assert rig.live() == {1000: [f"{VM_A}/32"]} and list(rig.conf()) == ["export-1000.conf"]
 
 
-# ------------------------------------------------------------- found, not fixed (xfail)
+# ------------------------------------------------------------- found by review, fixed
 
 
 def _ganesha_config(config: dict[str, Any], g: GaneshaServer) -> None:
@@ -156,11 +157,6 @@ def _ganesha_config(config: dict[str, Any], g: GaneshaServer) -> None:
     (Path(config["state_dir"]) / "exports.d").mkdir(parents=True, exist_ok=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: two records with one path (a rename with a pending removal) give two "
-    "EXPORTs with one Pseudo; Ganesha refuses the second, every cycle fails",
-)
 def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
     lab: Lab, ganesha_lo: GaneshaServer
 ) -> None:
@@ -188,11 +184,6 @@ def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
         _reset(ganesha_lo)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: the records (STATE_DIR/exports.d) lost and Keystone 401: every "
-    "Ganesha export is removed",
-)
 def test_lost_records_while_keystone_answers_401_remove_nothing(
     world: World, ganesha_lo: GaneshaServer
 ) -> None:
