@@ -173,12 +173,19 @@ def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
     lab.add_instance("i-2", "tools", b)
     try:
         assert lab.cli("sync") == 0
+        ids = {p: i for i, p in ganesha_lo.exports().items()}
         lab.inventory["instances"] = [i for i in lab.inventory["instances"] if i["id"] != "i-2"]
         lab.inventory["projects"] = [{"id": "id-tools", "name": "tools-new", "enabled": True}]
         for inst in lab.inventory["instances"]:
             inst["project"] = "tools-new"
         lab.projects["tools-new"] = lab.projects.pop("tools")
         assert lab.cli("sync") == 3  # b's removal is pending; the rename applies
+        assert _served(ganesha_lo) == {(home, a), (home, b)}
+        # one EXPORT for the path, with its first id, a CLIENT block for each file
+        assert [i for i, p in ganesha_lo.exports().items() if p == home] == [ids[home]]
+        (conf,) = [p.read_text() for p in ganesha_lo.conf_dir.iterdir()]
+        assert "record=tools.exports" in conf and "record=tools-new.exports" in conf
+        assert lab.cli("sync") == 3  # and the next cycles do not fail either
         assert _served(ganesha_lo) == {(home, a), (home, b)}
     finally:
         _reset(ganesha_lo)
