@@ -1,7 +1,8 @@
 """Adversarial tests of backend: ganesha against a real NFS-Ganesha 4.3 (the lab's server
 on its private bus): a bus that never answers, a conf file of ours lost while its export
-is in force, a broken conf file's advice, and (xfail, not fixed) a renamed project whose
-old and new files share a path, and a lost state_dir while Keystone answers 401."""
+is in force, a broken conf file's advice, a renamed project whose old and new files share
+a path (one EXPORT per path), and a lost state_dir while Keystone answers 401 (conf_dir,
+not a record in state_dir, is what is in force)."""
 
 from __future__ import annotations
 
@@ -141,7 +142,7 @@ def test_a_broken_conf_file_of_ours_names_a_fix_that_works(rig: Rig) -> None:
     assert rig.live() == {1000: [f"{VM_A}/32"]} and list(rig.conf()) == ["export-1000.conf"]
 
 
-# ------------------------------------------------------------- found, not fixed (xfail)
+# ------------------------------------------------------------- found by review, fixed
 
 
 def _ganesha_config(config: dict[str, Any], g: GaneshaServer) -> None:
@@ -156,11 +157,6 @@ def _ganesha_config(config: dict[str, Any], g: GaneshaServer) -> None:
     (Path(config["state_dir"]) / "exports.d").mkdir(parents=True, exist_ok=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: two records with one path (a rename with a pending removal) give two "
-    "EXPORTs with one Pseudo; Ganesha refuses the second, every cycle fails",
-)
 def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
     lab: Lab, ganesha_lo: GaneshaServer
 ) -> None:
@@ -177,6 +173,7 @@ def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
     lab.add_instance("i-2", "tools", b)
     try:
         assert lab.cli("sync") == 0
+        ids = {p: i for i, p in ganesha_lo.exports().items()}
         lab.inventory["instances"] = [i for i in lab.inventory["instances"] if i["id"] != "i-2"]
         lab.inventory["projects"] = [{"id": "id-tools", "name": "tools-new", "enabled": True}]
         for inst in lab.inventory["instances"]:
@@ -184,15 +181,16 @@ def test_a_renamed_project_with_a_pending_removal_does_not_stall_every_cycle(
         lab.projects["tools-new"] = lab.projects.pop("tools")
         assert lab.cli("sync") == 3  # b's removal is pending; the rename applies
         assert _served(ganesha_lo) == {(home, a), (home, b)}
+        # one EXPORT for the path, with its first id, a CLIENT block for each file
+        assert [i for i, p in ganesha_lo.exports().items() if p == home] == [ids[home]]
+        (conf,) = [p.read_text() for p in ganesha_lo.conf_dir.iterdir()]
+        assert "record=tools.exports" in conf and "record=tools-new.exports" in conf
+        assert lab.cli("sync") == 3  # and the next cycles do not fail either
+        assert _served(ganesha_lo) == {(home, a), (home, b)}
     finally:
         _reset(ganesha_lo)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: the records (STATE_DIR/exports.d) lost and Keystone 401: every "
-    "Ganesha export is removed",
-)
 def test_lost_records_while_keystone_answers_401_remove_nothing(
     world: World, ganesha_lo: GaneshaServer
 ) -> None:

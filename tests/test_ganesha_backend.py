@@ -21,7 +21,8 @@ from jeepney.wrappers import DBusErrorResponse
 from lab_fixtures import ganesha_lo, scratch_tree
 from nfs_exportd.apply.ganesha.backend import GaneshaBackend
 from nfs_exportd.apply.ganesha.dbus import GaneshaBus
-from nfs_exportd.config import GaneshaConfig
+from nfs_exportd.config import GaneshaConfig, load_config
+from nfs_exportd.cycle import scan_in_force
 from nfs_exportd.errors import ApplyError, BackendUnavailable
 from nfs_exportd.exportsfile import render
 from nfs_exportd.model import ExportLine, ExportsFile, FileKind
@@ -57,7 +58,8 @@ class Rig:
         return out
 
     def in_force(self) -> dict[str, str]:
-        return {p.name: p.read_text() for p in sorted(self.records.glob("*.exports"))}
+        """The managed files in force, as every reader sees them: rebuilt from conf_dir."""
+        return {n: render(f) for n, f in sorted(self.backend.in_force().items())}
 
     def apply(self, targets: dict[str, ExportsFile | None]) -> None:
         self.backend.apply(targets, self.in_force())
@@ -103,7 +105,7 @@ def rig(ganesha_lo: GaneshaServer, served_address: str, tmp_path: Path) -> Itera
     # the staging dir must share conf_dir's filesystem: both under the lab's workdir
     cfg = cfg.model_copy(update={"staging_dir": ganesha_lo.conf_dir.with_name("staging")})
     backend = GaneshaBackend(
-        records, cfg, tmp_path / "ganesha.json", pending_marker=tmp_path / "apply-pending"
+        cfg, tmp_path / "ganesha.json", pending_marker=tmp_path / "apply-pending"
     )
     yield Rig(ganesha_lo, backend, records, data, tmp_path)
     _reset(ganesha_lo)
@@ -251,14 +253,25 @@ def test_no_bus_at_all_changes_nothing(rig: Rig, tmp_path: Path) -> None:
     assert rig.conf() == {} and rig.in_force() == {} and rig.live() == {}
 
 
-def test_orphan_conf_of_an_interrupted_apply_is_removed(rig: Rig) -> None:
-    """A crash after a conf file was written but before its record: the record is what
-    is in force, so the export of a record that does not exist goes."""
+def test_conf_dir_is_the_record_nothing_is_written_elsewhere(rig: Rig) -> None:
+    """No managed file is written (exports_dir is unused with ganesha): what is in force
+    is rebuilt from conf_dir, and a path handed from one file to another (a rename) keeps
+    its one export and its Export_Id."""
     rig.apply(rig.files(tools=(("home", VM_A),), paws=(("home", VM_B),)))
-    (rig.records / "paws.exports").unlink()  # as if the record never made it
-    rig.apply(rig.files(tools=(("home", VM_A),)))
-    assert rig.live() == {1001: [f"{VM_A}/32"]}  # paws.exports sorts first: 1000
-    assert list(rig.conf()) == ["export-1001.conf"]
+    assert not list(rig.records.iterdir())
+    ids = rig.live()
+    assert sorted(ids) == [1000, 1001]  # by path: paws/home, tools/home
+    home = str(rig.data / "tools/home")
+    renamed = {
+        "tools.exports": None,
+        "tools-new.exports": ExportsFile(
+            "tools-new.exports", FileKind.PROJECT, "tools-new", (ExportLine(home, OPTS, (VM_A,)),)
+        ),
+    }
+    rig.apply(renamed)
+    assert rig.live() == ids  # the same id, the same clients
+    assert "record=tools-new.exports" in rig.conf()["export-1001.conf"]
+    assert sorted(rig.in_force()) == ["paws.exports", "tools-new.exports"]
 
 
 def test_export_ids_run_out_changes_nothing(rig: Rig) -> None:
@@ -288,13 +301,11 @@ def _served(server: GaneshaServer) -> set[tuple[str, str]]:
 
 
 def _recorded(w: World) -> set[tuple[str, str]]:
-    out = set()
-    for text in w.lab.files().values():
-        for line in text.splitlines():
-            if line.startswith("/"):
-                path, _, *clients = line.split()
-                out |= {(path, c) for c in clients}
-    return out
+    """The (path, client) pairs of the managed files in force, as sync reads them."""
+    w.lab.write()
+    scan = scan_in_force(load_config(w.lab.config_path))
+    assert not w.lab.files()  # nothing in exports_dir: conf_dir is the record
+    return {(ln.path, c) for f in scan.managed.values() for ln in f.lines for c in ln.clients}
 
 
 def test_nfs_exportd_sync_with_backend_ganesha_against_the_simulated_cloud(

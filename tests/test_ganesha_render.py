@@ -1,6 +1,8 @@
 """backend: ganesha, the pure parts: option mapping, the rendered EXPORT block (every token
-checked, parsed back), the strict conf-file grammar, Export_Id allocation, and the config
-rules (exports_dir default and refusals, options without a Ganesha meaning)."""
+checked, parsed back), one export per path with one CLIENT block per managed line, the
+managed files rebuilt exactly from the conf files, the strict conf-file grammar,
+Export_Id allocation, and the config rules (exports_dir default and refusals, options
+without a Ganesha meaning)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import yaml
 
 from nfs_exportd.apply.ganesha.ids import IdsExhausted, allocate, next_cursor
 from nfs_exportd.apply.ganesha.render import (
+    ClientBlock,
     ConfFileError,
-    ExportKey,
     ExportSpec,
+    blocks_of,
+    files_of,
     is_ours,
     parse_conf,
     render_conf,
@@ -23,7 +27,7 @@ from nfs_exportd.apply.ganesha.render import (
 )
 from nfs_exportd.config import load_config
 from nfs_exportd.errors import ConfigError
-from nfs_exportd.exportsfile import RenderRefused
+from nfs_exportd.exportsfile import RenderRefused, render
 from nfs_exportd.ganesha_options import ClientPerms, OptionError, ganesha_perms
 from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 
@@ -87,7 +91,6 @@ FILE = ExportsFile(
 
 EXPECTED = """\
 # nfs-exportd managed Ganesha export, do not edit: export_id=1042
-# record=tools.exports owner=project:tools keystone-id=9f1c
 # path=/srv/tools/home
 EXPORT {
     Export_Id = 1042;
@@ -95,6 +98,8 @@ EXPORT {
     Pseudo = "/srv/tools/home";
     Access_Type = None;
     FSAL { Name = VFS; }
+    # record=tools.exports owner=project:tools keystone-id=9f1c \
+options=rw,sync,no_subtree_check,root_squash
     CLIENT {
         Clients = 172.16.0.5;
         Access_Type = RW;
@@ -105,9 +110,17 @@ EXPORT {
 """
 
 
-def test_one_export_per_line_rendered_exactly() -> None:
-    home, project = specs_of(FILE)
-    assert home.key == ExportKey("tools.exports", "/srv/tools/home")
+def _specs(*files: ExportsFile) -> dict[str, ExportSpec]:
+    blocks: dict[str, list[ClientBlock]] = {}
+    for f in files:
+        for path, block in blocks_of(f).items():
+            blocks.setdefault(path, []).append(block)
+    return specs_of(blocks)
+
+
+def test_one_export_per_path_rendered_exactly() -> None:
+    specs = _specs(FILE)
+    home, project = specs["/srv/tools/home"], specs["/srv/tools/project"]
     assert render_conf(home, 1042) == EXPECTED
     text = render_conf(project, 65535)
     assert "Clients = 172.16.0.5, 172.16.0.9, fd00::5, 10.1.0.0/16;" in text
@@ -120,6 +133,51 @@ def test_one_export_per_line_rendered_exactly() -> None:
     assert parse_conf("export-65535.conf", text).spec == project
 
 
+def test_the_files_in_force_are_rebuilt_exactly_from_the_conf_files() -> None:
+    """conf_dir is what is in force: parsing the conf files back gives the very managed
+    file that was rendered (options string, clients, keystone id), byte for byte."""
+    confs = [
+        parse_conf(f"export-{i}.conf", render_conf(spec, i))
+        for i, spec in enumerate(_specs(FILE).values(), start=1000)
+    ]
+    assert files_of(confs) == {"tools.exports": FILE}
+    assert render(files_of(confs)["tools.exports"]) == render(FILE)
+
+
+def test_a_renamed_project_shares_one_export_per_path_with_one_block_each() -> None:
+    """While the old name's file still holds a pair (its removal waits), both files hold
+    the path: one EXPORT (one Pseudo), one CLIENT block per file, and both files come
+    back from it."""
+    old = ExportsFile(
+        "tools.exports",
+        FileKind.PROJECT,
+        "tools",
+        (ExportLine("/srv/tools/home", "rw", ("172.16.0.6",)),),
+        keystone_id="9f1c",
+    )
+    new = dataclasses.replace(
+        old,
+        filename="tools-new.exports",
+        owner="tools-new",
+        lines=(ExportLine("/srv/tools/home", "rw,no_root_squash", ("172.16.0.5",)),),
+    )
+    (spec,) = _specs(new, old).values()
+    assert [b.record for b in spec.blocks] == ["tools-new.exports", "tools.exports"]
+    text = render_conf(spec, 1042)
+    assert text.count("EXPORT {") == 1 and text.count("CLIENT {") == 2
+    assert text.count("Pseudo = ") == 1
+    assert files_of([parse_conf("export-1042.conf", text)]) == {
+        "tools.exports": old,
+        "tools-new.exports": new,
+    }
+    # an address in both lists would have two owners: refused
+    both = dataclasses.replace(
+        new, lines=(ExportLine("/srv/tools/home", "rw", ("172.16.0.0/24",)),)
+    )
+    with pytest.raises(RenderRefused, match=r"tools-new\.exports and tools\.exports both give it"):
+        _specs(both, old)
+
+
 def test_public_export_renders_with_its_owner() -> None:
     f = ExportsFile(
         "public-scratch.exports",
@@ -127,23 +185,23 @@ def test_public_export_renders_with_its_owner() -> None:
         "scratch",
         (ExportLine("/srv/scratch", "rw", ("172.16.0.0/21",)),),
     )
-    (spec,) = specs_of(f)
+    (spec,) = _specs(f).values()
     text = render_conf(spec, 7)
-    assert "# record=public-scratch.exports owner=public:scratch\n" in text
+    assert "    # record=public-scratch.exports owner=public:scratch options=rw\n" in text
     assert parse_conf("export-7.conf", text).spec == spec
+    assert files_of([parse_conf("export-7.conf", text)]) == {"public-scratch.exports": f}
 
 
 def _spec(**change: Any) -> ExportSpec:
-    spec = specs_of(FILE)[0]
-    key_change = {k: change.pop(k) for k in ("record", "path") if k in change}
-    if key_change:
-        change["key"] = dataclasses.replace(spec.key, **key_change)
+    spec = _specs(FILE)["/srv/tools/home"]
+    path = change.pop("path", spec.path)
     perms_change = {
         k: change.pop(k) for k in ("access", "squash", "sec", "anon_uid") if k in change
     }
+    block = spec.blocks[0]
     if perms_change:
-        change["perms"] = dataclasses.replace(spec.perms, **perms_change)
-    return dataclasses.replace(spec, **change)
+        change["perms"] = dataclasses.replace(block.perms, **perms_change)
+    return ExportSpec(path, (dataclasses.replace(block, **change),))
 
 
 BAD_TOKENS = [
@@ -162,10 +220,13 @@ BAD_TOKENS = [
     ({"owner": "project:a b"}, "owner"),
     ({"owner": "tools"}, "owner"),
     ({"keystone_id": "9f1c\n}"}, "keystone id"),
-    ({"access": "RW; CLIENT { Clients = *"}, "access"),
-    ({"squash": "none"}, "squash"),
-    ({"sec": ("sys;",)}, "SecType"),
-    ({"anon_uid": -2}, "anonymous"),
+    ({"options": "rw options=ro"}, "options"),
+    ({"options": "rw\n    CLIENT {"}, "options"),
+    ({"options": "ro"}, "not what options ro mean"),
+    ({"access": "RW; CLIENT { Clients = *"}, "permissions"),
+    ({"squash": "none"}, "permissions"),
+    ({"sec": ("sys;",)}, "permissions"),
+    ({"anon_uid": -2}, "permissions"),
 ]
 
 
@@ -186,7 +247,7 @@ def test_export_id_is_a_uint16_above_the_pseudo_root(export_id: int) -> None:
 def test_options_in_force_without_a_ganesha_meaning_refuse_the_file() -> None:
     f = dataclasses.replace(FILE, lines=(ExportLine("/srv/tools/home", "rw,mp", ("172.16.0.5",)),))
     with pytest.raises(RenderRefused, match=r"tools.exports /srv/tools/home.*'mp'"):
-        specs_of(f)
+        blocks_of(f)
 
 
 # ------------------------------------------------------------------ parse (conf files)
@@ -195,12 +256,17 @@ EDITS = [
     ("Clients = 172.16.0.5;", "Clients = *;", "Clients"),
     ("Clients = 172.16.0.5;", "Clients = 172.16.0.5", "Clients"),
     ("    Access_Type = None;\n", "    Access_Type = RW;\n", "Access_Type"),
-    ("    Access_Type = None;\n", "", ":8: '    FSAL"),
+    ("    Access_Type = None;\n", "", ":7: '    FSAL"),
     ("Export_Id = 1042;", "Export_Id = 1043;", "disagrees"),
     ('Pseudo = "/srv/tools/home"', 'Pseudo = "/srv/tools/other"', "disagrees"),
     ("}\n", "}\n}\n", "after the EXPORT block"),
     ("SecType = sys;", "SecType = gss;", "SecType"),
     ("Squash = root_squash;", "Squash = none;", "Squash"),
+    ("Squash = root_squash;", "Squash = no_root_squash;", "not what options"),
+    ("options=rw,", "options=ro,", "not what options"),
+    ("options=rw,", "options=rw,mp,", "options"),
+    ("keystone-id=9f1c ", "", ""),  # a file without an id: parses (the id is learnt)
+    ("    # record=", "    # owner=", ":9: '    # owner"),
     ("}\n", "}", "newline"),
     ("# path=/srv/tools/home", "# path=/srv/tools//home", "disagrees"),
 ]
@@ -210,6 +276,10 @@ EDITS = [
 def test_a_conf_file_is_exactly_what_we_write_or_an_error(old: str, new: str, what: str) -> None:
     # "}\n" edits the last line, the others the first occurrence
     text = EXPECTED[:-2] + new if old == "}\n" else EXPECTED.replace(old, new, 1)
+    assert text != EXPECTED
+    if not what:
+        assert parse_conf("export-1042.conf", text).spec.blocks[0].keystone_id is None
+        return
     with pytest.raises(ConfFileError, match=what):
         parse_conf("export-1042.conf", text)
 

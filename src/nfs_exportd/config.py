@@ -218,8 +218,9 @@ KERNEL_EXPORTS_DIR = Path("/etc/exports.d")
 
 
 class GaneshaConfig(_Strict):
-    """``backend: ganesha``: one generated EXPORT file per (project, volume) in ``conf_dir``
-    (which ganesha.conf ``%dir``-includes), applied one by one over DBus."""
+    """``backend: ganesha``: one generated EXPORT file per exported path in ``conf_dir``
+    (which ganesha.conf ``%dir``-includes), applied one by one over DBus; conf_dir is also
+    the record of what is in force (exports_dir is not used)."""
 
     conf_dir: Path = Path("/etc/ganesha/nfs-exportd.d")
     # where a conf file is written before its rename into conf_dir: never inside it
@@ -343,8 +344,8 @@ def load_config(path: Path) -> Config:
     ganesha = cfg.ganesha
     if cfg.backend == "ganesha":
         if "exports_dir" not in cfg.model_fields_set:
-            # the managed files are only the record of what is in force: never where
-            # the kernel server would read them
+            # unused with ganesha (conf_dir is what is in force); never where the
+            # kernel server would read, should the backend be switched back
             exports_dir = cfg.state_dir / "exports.d"
         ganesha = _check_ganesha(path, cfg, _resolve(base, exports_dir), base)
     new_inv = inv_cfg.model_copy(
@@ -383,8 +384,8 @@ def _check_ganesha(path: Path, cfg: Config, exports_dir: Path, base: Path) -> Ga
     if exports_dir.resolve() == KERNEL_EXPORTS_DIR:
         raise ConfigError(
             f"{path}: exports_dir: {KERNEL_EXPORTS_DIR} is read by the kernel NFS server, and "
-            "with backend: ganesha the managed files are only the record of what Ganesha "
-            "serves; remove the key (default: STATE_DIR/exports.d) or name another directory"
+            "with backend: ganesha exports_dir is unused; remove the key (default: "
+            "STATE_DIR/exports.d) or name another directory"
         )
     if conf_dir.resolve() == exports_dir.resolve():
         raise ConfigError(

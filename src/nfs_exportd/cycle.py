@@ -80,7 +80,7 @@ def read_facts(
 ) -> Facts:
     """Read everything a decision needs.  ``source`` is kept by ``run`` across cycles so
     that connections and tokens are reused; one-shot commands make their own."""
-    dir_scan = scan(cfg.exports_dir)
+    dir_scan = scan_in_force(cfg)
     interest = frozenset(served.private) | frozenset(
         f.owner for f in dir_scan.managed.values() if f.is_project
     )
@@ -104,6 +104,18 @@ def read_facts(
         maintenance=read_maintenance(cfg.maintenance_file),
         rollback_hold=read_rollback_hold(cfg.state_dir),
     )
+
+
+def scan_in_force(cfg: Config) -> DirScan:
+    """The managed files in force, for every reader (sync, plan, status, explain,
+    rollback, adopt).  exportfs: the files in exports_dir (the kernel server reads them).
+    ganesha: rebuilt from ganesha.conf_dir, which Ganesha serves at its start and each
+    apply verifies live; exports_dir is not read (nor written), so losing state_dir
+    cannot make decide see nothing in force and remove every export."""
+    if cfg.backend == "ganesha":
+        managed = ganesha_backend(cfg).in_force()
+        return DirScan(managed, frozenset(), {n: render(f) for n, f in managed.items()})
+    return scan(cfg.exports_dir)
 
 
 def read_rollback_hold(state_dir: Path) -> str | None:
@@ -186,15 +198,18 @@ class Backend(Protocol):
     ) -> str: ...
 
 
+def ganesha_backend(cfg: Config) -> GaneshaBackend:
+    return GaneshaBackend(
+        cfg.ganesha,
+        cfg.state_dir / GANESHA_STATE,
+        pending_marker=cfg.state_dir / state.APPLY_PENDING,
+        last_verified=lambda: state.load_verified(cfg.state_dir),
+    )
+
+
 def backend_for(cfg: Config) -> Backend:
     if cfg.backend == "ganesha":
-        return GaneshaBackend(
-            cfg.exports_dir,
-            cfg.ganesha,
-            cfg.state_dir / GANESHA_STATE,
-            pending_marker=cfg.state_dir / state.APPLY_PENDING,
-            last_verified=lambda: state.load_verified(cfg.state_dir),
-        )
+        return ganesha_backend(cfg)
     return ExportfsBackend(
         cfg.exports_dir,
         cfg.exportfs_command,
@@ -266,8 +281,9 @@ def _sync(
     extra_holds: tuple[Hold, ...],
     source: InventorySource | None,
 ) -> SyncResult:
+    dirs = [] if cfg.backend == "ganesha" else [(cfg.exports_dir, False)]  # ganesha: unused
     for directory, private in (
-        (cfg.exports_dir, False),
+        *dirs,
         (cfg.state_dir, True),
         (cfg.state_dir / state.VERIFIED, True),
         (cfg.state_dir / journal.HISTORY, True),

@@ -18,13 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config, load_config
-from ..cycle import apply_and_record, backend_for, load_served, record_unjournaled
+from ..cycle import (
+    apply_and_record,
+    backend_for,
+    load_served,
+    record_unjournaled,
+    scan_in_force,
+)
 from ..decide.restore import RestoreInput, restore
 from ..errors import EXIT_OK, StateError, UsageError
 from ..exportsfile import ManagedFileError, parse
 from ..memory import journal, state
 from ..model import ExportsFile
-from ..read.exportsdir import scan
 from ..read.inventory import source_from_config
 from ..read.projects import ServedSet, check_served_paths
 from .common import LOCK_WAIT, when
@@ -59,7 +64,7 @@ def rollback(cfg: Config, served: ServedSet, to: int | None, force: bool) -> Rol
     """Restore entry ``to`` (default: the one before the newest).  The caller holds the lock."""
     target = pick_target(cfg, to)
     result = RollbackResult(target, None)
-    current = scan(cfg.exports_dir)
+    current = scan_in_force(cfg)
     parsed: dict[str, ExportsFile] = {}
     for name, text in sorted((target.files or {}).items()):
         try:

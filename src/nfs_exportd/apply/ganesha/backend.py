@@ -1,16 +1,17 @@
-"""Apply layer for NFS-Ganesha: one EXPORT per managed line, changed one by one over DBus.
+"""Apply layer for NFS-Ganesha: one EXPORT per path, changed one by one over DBus.
 
-The managed files in ``exports_dir`` stay the record of what is in force (read by plan,
-status, explain, history, rollback as with exportfs); no server reads them.  Ganesha
-serves the conf files in ``ganesha.conf_dir`` (one export each, %dir-included by
-ganesha.conf, so a Ganesha restart serves the last applied state: fail static).
+Ganesha serves the conf files in ``ganesha.conf_dir`` (one export each, %dir-included by
+ganesha.conf, so a Ganesha restart serves the last applied state: fail static), and they
+are also the only record of what is in force: ``in_force`` rebuilds the managed files
+from them (plan, status, explain, history and rollback read those), and nothing is
+written to ``exports_dir``.  A lost or emptied state_dir therefore changes nothing here.
 
 A cycle: check that Ganesha answers (nothing is written before), render and check every
-block, then write the records, and per changed export write its conf file atomically
-(temporary in ``staging_dir``, never in conf_dir: Ganesha's %dir reads hidden files too)
-and call RemoveExport / UpdateExport / AddExport, reading each back with DisplayExport.
-On any failure, every export this cycle touched is put back (conf file and DBus), read
-back, and the records are restored.  Never a SIGHUP or a full reload.
+block, then per changed export write its conf file atomically (temporary in
+``staging_dir``, never in conf_dir: Ganesha's %dir reads hidden files too) and call
+RemoveExport / UpdateExport / AddExport, reading each back with DisplayExport.  On any
+failure, every export this cycle touched is put back (conf file and DBus) and read back.
+Never a SIGHUP or a full reload.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Literal
 
 from ...config import GaneshaConfig
 from ...errors import ApplyError, BackendUnavailable, StateError
-from ...exportsfile import ManagedFileError, RenderRefused, parse, render
+from ...exportsfile import ManagedFileError, parse, render
 from ...fsutil import atomic_remove, atomic_write, fsync_dir
+from ...ganesha_options import ClientPerms
 from ...model import ExportsFile
 from ...records import Record, dumps, parse_json
 from .. import pending
@@ -37,11 +39,13 @@ from .dbus import Displayed, GaneshaBus, GaneshaCallError, GaneshaUnreachable
 from .ids import IdsExhausted, allocate, next_cursor
 from .render import (
     CONF_NAME_RE,
+    ClientBlock,
     ConfExport,
     ConfFileError,
-    ExportKey,
     ExportSpec,
+    blocks_of,
     conf_name,
+    files_of,
     is_ours,
     parse_conf,
     render_conf,
@@ -70,7 +74,7 @@ OpKind = Literal["add", "update", "remove"]
 @dataclass
 class Op:
     kind: OpKind
-    key: ExportKey
+    key: str  # which lines, for messages: "tools.exports:/srv/tools/home"
     export_id: int
     old: str | None  # conf text before this cycle (None: no file)
     new: str | None  # conf text after (None: the file goes)
@@ -80,36 +84,44 @@ class Op:
     why: str = ""
 
 
+TAKEN_BACK = "taken back"
+
+
 @dataclass
 class ConfDir:
-    ours: dict[ExportKey, ConfExport] = field(default_factory=dict)
+    ours: dict[str, ConfExport] = field(default_factory=dict)  # path -> its export
     texts: dict[int, str] = field(default_factory=dict)  # our Export_Id -> file text
-    extra: list[ConfExport] = field(default_factory=list)  # a second file for one key
+    extra: list[ConfExport] = field(default_factory=list)  # a second file for one path
     foreign_ids: set[int] = field(default_factory=set)
 
 
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
     """How the export Ganesha serves differs from ``spec`` (None: it matches).  Compared:
-    the Path and the client list.  Not compared: the Pseudo, because DisplayExport's
-    "pseudopath" returns the Path in Ganesha 4.3."""
+    the Path, the client list, and each client's permissions against its own CLIENT
+    block.  Not compared: the Pseudo, because DisplayExport's "pseudopath" returns the
+    Path in Ganesha 4.3."""
     if shown is None:
         return "is not in force"
-    if shown.path != spec.key.path:
-        return f"is in force with Path {shown.path}, not {spec.key.path}"
-    want = {ipaddress.ip_network(c, strict=False) for c in spec.clients}
+    if shown.path != spec.path:
+        return f"is in force with Path {shown.path}, not {spec.path}"
+    owner = {ipaddress.ip_network(c, strict=False): b for b in spec.blocks for c in b.clients}
     try:
         got = {ipaddress.ip_network(c, strict=False) for c in shown.clients}
     except ValueError:
         return f"is in force with clients {', '.join(shown.clients)} (not addresses)"
-    if got != want:
-        extra = sorted(str(c) for c in got - want)
-        lack = sorted(str(c) for c in want - got)
+    if got != set(owner):
+        extra = sorted(str(c) for c in got - set(owner))
+        lack = sorted(str(c) for c in set(owner) - got)
         return "is in force with other clients" + (
             (f" (also {', '.join(extra)})" if extra else "")
             + (f" (missing {', '.join(lack)})" if lack else "")
         )
     for entry in shown.raw_clients:
-        problem = _perms_problem(spec, entry)
+        try:
+            block = owner[ipaddress.ip_network(str(entry[0]), strict=False)]
+        except (IndexError, ValueError, KeyError):
+            return f"is in force with an unreadable client entry {entry!r}"
+        problem = _perms_problem(block.perms, entry)
         if problem is not None:
             return f"is in force for {entry[0]} with {problem}"
     return None
@@ -121,13 +133,12 @@ _SQUASH_BITS = {0x0: "no_root_squash", 0x2: "root_squash", 0x4: "all_squash"}
 _READ, _WRITE = 0x20, 0x40
 
 
-def _perms_problem(spec: ExportSpec, entry: tuple[object, ...]) -> str | None:
-    """How one live client entry's permissions differ from the spec's (None: same)."""
+def _perms_problem(p: ClientPerms, entry: tuple[object, ...]) -> str | None:
+    """How one live client entry's permissions differ from ``p`` (None: same)."""
     try:
         opts, uid, gid = int(str(entry[8])), int(str(entry[5])), int(str(entry[6]))
     except (IndexError, ValueError):
         return f"an unreadable permission entry {entry!r}"
-    p = spec.perms
     access = "RW" if opts & _WRITE else ("RO" if opts & _READ else "no access")
     squash = _SQUASH_BITS.get(opts & 0x7, f"squash bits {opts & 0x7:#x}")
     if access != p.access or squash != p.squash:
@@ -139,19 +150,25 @@ def _perms_problem(spec: ExportSpec, entry: tuple[object, ...]) -> str | None:
     return None
 
 
+def _lines_of(text: str | None) -> str | None:
+    """A managed file's text, or None when it has no line: a file without lines has no
+    export (conf_dir cannot hold it), so it is the same as no file."""
+    if text is None or not any(ln.startswith("/") for ln in text.split("\n")):
+        return None
+    return text
+
+
 class GaneshaBackend:
     name = "ganesha"
 
     def __init__(
         self,
-        exports_dir: Path,
         cfg: GaneshaConfig,
         state_file: Path,
         pending_marker: Path | None = None,
         last_verified: Callable[[], Mapping[str, str] | None] | None = None,
         bus: Callable[[], GaneshaBus] | None = None,
     ) -> None:
-        self.exports_dir = exports_dir
         self.cfg = cfg
         self.conf_dir = cfg.conf_dir
         self.staging = cfg.staging
@@ -201,7 +218,11 @@ class GaneshaBackend:
         try:
             names = sorted(os.listdir(self.conf_dir))
         except OSError as exc:
-            raise StateError(f"{self.conf_dir}: cannot list ganesha.conf_dir: {exc}") from None
+            raise StateError(
+                f"{self.conf_dir}: cannot list ganesha.conf_dir ({exc.strerror or exc}); "
+                "nothing was changed: it holds the exports in force, create it or fix its "
+                "permissions"
+            ) from None
         for name in names:
             path = self.conf_dir / name
             try:
@@ -228,11 +249,25 @@ class GaneshaBackend:
                     "the file again and takes the export back)"
                 ) from None
             out.texts[conf.export_id] = text
-            if conf.spec.key in out.ours:
+            if conf.spec.path in out.ours:
                 out.extra.append(conf)
             else:
-                out.ours[conf.spec.key] = conf
+                out.ours[conf.spec.path] = conf
         return out
+
+    def in_force(self) -> dict[str, ExportsFile]:
+        """The managed files in force, rebuilt from conf_dir (what Ganesha serves at its
+        start and what each apply verifies live): no other record is read, so a lost or
+        emptied state_dir changes nothing in Ganesha.  Files without lines have no export
+        and are not rebuilt (the same as no file: they serve nobody)."""
+        conf = self.read_conf_dir()
+        try:
+            return files_of(list(conf.ours.values()))
+        except (ConfFileError, ValueError) as exc:
+            raise StateError(
+                f"{self.conf_dir}/{exc}; remove the wrong file by hand (its export stays in "
+                "force; the next sync writes it again)"
+            ) from None
 
     def _write_conf(self, export_id: int, text: str) -> None:
         """Atomically: temporary in staging_dir (same filesystem), fsync, rename in."""
@@ -280,6 +315,21 @@ class GaneshaBackend:
             with contextlib.suppress(FileNotFoundError):
                 atomic_remove(self.pending_marker)
 
+    @staticmethod
+    def _desired(targets: Mapping[str, ExportsFile | None], conf: ConfDir) -> dict[str, ExportSpec]:
+        """path -> what must be served: the targets' lines, and the blocks in force of
+        records that are not targets (adopt, rollback apply some files only)."""
+        blocks: dict[str, list[ClientBlock]] = {}
+        for c in conf.ours.values():
+            for b in c.spec.blocks:
+                if b.record not in targets:
+                    blocks.setdefault(c.spec.path, []).append(b)
+        for f in targets.values():
+            if f is not None:
+                for path, b in blocks_of(f).items():  # RenderRefused: nothing done
+                    blocks.setdefault(path, []).append(b)
+        return specs_of(blocks)
+
     # ------------------------------------------------------------------ apply
     def apply(
         self,
@@ -287,39 +337,32 @@ class GaneshaBackend:
         current_raw: Mapping[str, str],
         missing_paths: frozenset[str] = frozenset(),
     ) -> ApplyResult:
-        """Bring Ganesha, conf_dir and the records to ``targets``; on failure undo this
-        cycle's changes, read them back, and raise ApplyError (BackendUnavailable when
-        Ganesha cannot be reached before anything changed)."""
+        """Bring Ganesha and conf_dir to ``targets``; on failure undo this cycle's
+        changes, read them back, and raise ApplyError (BackendUnavailable when Ganesha
+        cannot be reached before anything changed).  ``current_raw`` (the files in force,
+        as ``in_force`` rebuilt them) only says which files changed, for the summary."""
         new_text = {n: (render(f) if f is not None else None) for n, f in targets.items()}
-        changed = {n: t for n, t in new_text.items() if t != current_raw.get(n)}
-        changed = {n: t for n, t in changed.items() if not (t is None and n not in current_raw)}
-        desired: dict[ExportKey, ExportSpec] = {}
-        for f in targets.values():
-            if f is not None:
-                desired.update((s.key, s) for s in specs_of(f))  # RenderRefused: nothing done
+        changed = {
+            n: _lines_of(t)
+            for n, t in new_text.items()
+            if _lines_of(t) != _lines_of(current_raw.get(n))
+        }
         self._check_dirs()
         conf = self.read_conf_dir()
+        desired = self._desired(targets, conf)
+        for path, spec in desired.items():  # every block checked before any DBus call
+            render_conf(spec, conf.ours[path].export_id if path in conf.ours else 1)
         bus = self.bus_factory()
         try:
-            return self._apply(bus, targets, current_raw, changed, desired, conf, missing_paths)
+            return self._apply(bus, changed, desired, conf, missing_paths)
         finally:
             bus.close()
-
-    def _scope(self, targets: Mapping[str, ExportsFile | None], key: ExportKey) -> bool:
-        """Whether a conf export of ours is this apply's business: its record is a target,
-        or its record no longer exists (an orphan of an interrupted apply: not in force by
-        the record, so it goes).  Others (adopt applies a few files) are left alone."""
-        if key.record in targets:
-            return True
-        return not (self.exports_dir / key.record).exists()
 
     def _apply(
         self,
         bus: GaneshaBus,
-        targets: Mapping[str, ExportsFile | None],
-        current_raw: Mapping[str, str],
         changed: Mapping[str, str | None],
-        desired: Mapping[ExportKey, ExportSpec],
+        desired: Mapping[str, ExportSpec],
         conf: ConfDir,
         missing_paths: frozenset[str],
     ) -> ApplyResult:
@@ -340,15 +383,15 @@ class GaneshaBackend:
         if full:
             log.warning("%s: checking every export of ours with DisplayExport", full)
         try:
-            ops, cursor = self._plan_ops(
-                bus, targets, desired, conf, live, missing_paths, state, bool(full), current_raw
-            )
+            ops, cursor = self._plan_ops(bus, desired, conf, live, missing_paths, state, bool(full))
         except IdsExhausted as exc:
             raise ApplyError(str(exc)) from None
         except (GaneshaUnreachable, GaneshaCallError) as exc:
             raise self._unavailable(bus, exc) from None
         result = ApplyResult()
-        if not ops and not changed:
+        for name, text in sorted(changed.items()):
+            (result.removed if text is None else result.written).append(name)
+        if not ops:
             if full or state.next_id != cursor:
                 self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
             self._clear_marker()
@@ -361,26 +404,16 @@ class GaneshaBackend:
                     f"{self.pending_marker}: cannot write the apply-pending marker "
                     f"({exc.strerror or exc}): nothing changed; free space in state_dir"
                 ) from None
-        written: list[str] = []
         done: list[Op] = []
         try:
-            for name, text in sorted(changed.items()):
-                path = self.exports_dir / name
-                written.append(name)
-                if text is None:
-                    atomic_remove(path)
-                    result.removed.append(name)
-                else:
-                    atomic_write(path, text)
-                    result.written.append(name)
             for op in ops:
                 done.append(op)
                 self._do(bus, op)
         except (OSError, GaneshaUnreachable, GaneshaCallError, ApplyError) as exc:
             what = _describe(exc, done[-1] if done else None)
-            undo = self._undo(bus, done, written, current_raw)
+            undo = self._undo(bus, done)
             raise ApplyError(f"{what}; {undo}") from None
-        result.ran_exportfs = bool(ops)
+        result.ran_exportfs = True
         result.summary = _summary(ops)
         self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
         self._clear_marker()
@@ -389,30 +422,28 @@ class GaneshaBackend:
     def _plan_ops(
         self,
         bus: GaneshaBus,
-        targets: Mapping[str, ExportsFile | None],
-        desired: Mapping[ExportKey, ExportSpec],
+        desired: Mapping[str, ExportSpec],
         conf: ConfDir,
         live: Mapping[int, str],
         missing_paths: frozenset[str],
         state: GaneshaState,
         full: bool,
-        current_raw: Mapping[str, str],
     ) -> tuple[list[Op], int]:
-        """What to do, in order (removals, updates, additions: a path handed from one
-        record to another must leave before it comes back); ids allocated, no change."""
+        """What to do, in order (removals, updates, additions); ids allocated (a path
+        keeps its id for as long as its conf file exists), no change."""
         ours_ids = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
         taken = ours_ids | set(live) | conf.foreign_ids
-        new_keys = sorted(k for k in desired if k not in conf.ours)
-        lost = self._lost_conf_files(new_keys, conf, live, current_raw)
-        new_keys = [k for k in new_keys if k not in lost]
+        new_paths = sorted(p for p in desired if p not in conf.ours)
+        lost = self._lost_conf_files(new_paths, conf, live)
+        new_paths = [p for p in new_paths if p not in lost]
         cursor = next_cursor(
             state.next_id, ours_ids, self.cfg.export_id_min, self.cfg.export_id_max
         )
         fresh, cursor = allocate(
-            len(new_keys), taken, self.cfg.export_id_min, self.cfg.export_id_max, cursor
+            len(new_paths), taken, self.cfg.export_id_min, self.cfg.export_id_max, cursor
         )
-        ids = dict(zip(new_keys, fresh, strict=True))
-        ids.update((k, i) for k, (i, _spec) in lost.items())
+        ids = dict(zip(new_paths, fresh, strict=True))
+        ids.update(lost)
         removes: list[Op] = []
         updates: list[Op] = []
         adds: list[Op] = []
@@ -420,95 +451,96 @@ class GaneshaBackend:
             removes.append(
                 Op(
                     "remove",
-                    extra.spec.key,
+                    str(extra.spec),
                     extra.export_id,
                     conf.texts[extra.export_id],
                     None,
                     extra.export_id in live,
                     None,
                     extra.spec,
-                    "a second conf file for one export",
+                    "a second conf file for one path",
                 )
             )
-        for key, c in sorted(conf.ours.items()):
-            if key in desired:
-                continue
-            if self._scope(targets, key):
+        for path, c in sorted(conf.ours.items()):
+            if path not in desired:
+                text = conf.texts[c.export_id]
                 removes.append(
                     Op(
                         "remove",
-                        key,
+                        str(c.spec),
                         c.export_id,
-                        conf.texts[c.export_id],
+                        text,
                         None,
                         c.export_id in live,
                         None,
                         c.spec,
                     )
                 )
-            elif full and c.export_id not in live:
-                text = conf.texts[c.export_id]
-                adds.append(
-                    Op("add", key, c.export_id, text, text, False, c.spec, c.spec, "re-added")
-                )
-        for key, spec in sorted(desired.items()):
-            old_conf = conf.ours.get(key)
-            export_id = old_conf.export_id if old_conf else ids[key]
+        for path, spec in sorted(desired.items()):
+            old_conf = conf.ours.get(path)
+            export_id = old_conf.export_id if old_conf else ids[path]
             text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
             is_live = export_id in live
             old_spec = old_conf.spec if old_conf else None
-            if key in lost:
+            if path in lost:
                 # its conf file was lost while Ganesha serves it: write it again and
-                # update the export; an undo writes back what the record says is in force
-                old_spec = lost[key][1]
+                # update the export (what it served is not known: an undo leaves it)
                 log.warning(
                     "Ganesha export %d (%s) is in force but its conf file %s is missing; "
                     "taking it back",
                     export_id,
-                    key,
+                    path,
                     conf_name(export_id),
                 )
-                old = render_conf(old_spec, export_id)
-                updates.append(Op("update", key, export_id, old, text, True, spec, old_spec))
+                updates.append(
+                    Op("update", str(spec), export_id, None, text, True, spec, None, TAKEN_BACK)
+                )
                 continue
-            if key.path in missing_paths and (old != text or not is_live):
+            if path in missing_paths and (old != text or not is_live):
                 log.warning(
-                    "%s: path %s does not exist; its Ganesha export %s is left as it is",
-                    key.record,
-                    key.path,
+                    "path %s does not exist; its Ganesha export %s is left as it is",
+                    path,
                     export_id,
                 )
                 continue
             if old != text:
                 kind: OpKind = "update" if is_live else "add"
                 (updates if is_live else adds).append(
-                    Op(kind, key, export_id, old, text, is_live, spec, old_spec)
+                    Op(kind, str(spec), export_id, old, text, is_live, spec, old_spec)
                 )
             elif not is_live:
-                log.warning("Ganesha export %d (%s) is not in force; re-adding it", export_id, key)
-                adds.append(Op("add", key, export_id, old, text, False, spec, old_spec, "re-added"))
+                log.warning("Ganesha export %d (%s) is not in force; re-adding it", export_id, spec)
+                adds.append(
+                    Op("add", str(spec), export_id, old, text, False, spec, old_spec, "re-added")
+                )
             elif full:
                 problem = mismatch(spec, bus.display(export_id))
                 if problem is not None:
-                    log.warning("Ganesha export %d (%s) %s; updating it", export_id, key, problem)
+                    log.warning("Ganesha export %d (%s) %s; updating it", export_id, spec, problem)
                     updates.append(
-                        Op("update", key, export_id, old, text, True, spec, old_spec, "repaired")
+                        Op(
+                            "update",
+                            str(spec),
+                            export_id,
+                            old,
+                            text,
+                            True,
+                            spec,
+                            old_spec,
+                            "repaired",
+                        )
                     )
         return removes + updates + adds, cursor
 
     def _lost_conf_files(
-        self,
-        new_keys: list[ExportKey],
-        conf: ConfDir,
-        live: Mapping[int, str],
-        current_raw: Mapping[str, str],
-    ) -> dict[ExportKey, tuple[int, ExportSpec]]:
+        self, new_paths: list[str], conf: ConfDir, live: Mapping[int, str]
+    ) -> dict[str, int]:
         """Exports of ours whose conf file was lost (removed by hand, conf_dir wiped)
-        while Ganesha still serves them: a live id in our range that no file in conf_dir
-        names, serving the path of a line the records say is in force.  Without this,
-        a new id would be added for the same Path, which Ganesha refuses (one Pseudo),
-        every cycle, while the lost export keeps serving its old clients."""
+        while Ganesha still serves them: the one live id in our range that no file in
+        conf_dir names, serving a path to export.  Without this, a new id would be added
+        for the same Path, which Ganesha refuses (one Pseudo), every cycle, while the lost
+        export keeps serving its old clients."""
         low, high = self.cfg.export_id_min, self.cfg.export_id_max
         claimed = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
         claimed |= conf.foreign_ids
@@ -516,20 +548,7 @@ class GaneshaBackend:
         for export_id, path in live.items():
             if low <= export_id <= high and export_id not in claimed:
                 strays.setdefault(path, []).append(export_id)
-        in_force: dict[ExportKey, ExportSpec] = {}
-        for name, text in current_raw.items():
-            try:
-                f = parse(name, text)
-                in_force.update((s.key, s) for s in (specs_of(f) if f is not None else ()))
-            except (ManagedFileError, RenderRefused):
-                continue
-        out: dict[ExportKey, tuple[int, ExportSpec]] = {}
-        for key in new_keys:
-            same_path = [k for k in new_keys if k.path == key.path]
-            ids = strays.get(key.path, [])
-            if len(ids) == 1 and same_path == [key] and key in in_force:
-                out[key] = (ids[0], in_force[key])
-        return out
+        return {p: strays[p][0] for p in new_paths if len(strays.get(p, ())) == 1}
 
     def _do(self, bus: GaneshaBus, op: Op) -> None:
         """One export changed and read back; raises on any failure (the caller undoes)."""
@@ -556,11 +575,9 @@ class GaneshaBackend:
                 f"read-back of Ganesha export {op.export_id} ({op.key}) failed: it {problem}"
             )
 
-    def _undo(
-        self, bus: GaneshaBus, done: list[Op], written: list[str], current_raw: Mapping[str, str]
-    ) -> str:
-        """Put back every export this cycle touched (conf file, then DBus, read back) and
-        the records it wrote; say how that went."""
+    def _undo(self, bus: GaneshaBus, done: list[Op]) -> str:
+        """Put back every export this cycle touched (conf file, then DBus, read back);
+        say how that went."""
         failed: list[str] = []
         gone: GaneshaUnreachable | None = None  # once Ganesha stopped answering
         for op in reversed(done):
@@ -571,6 +588,10 @@ class GaneshaBackend:
                     self._write_conf(op.export_id, op.old)
             except OSError as exc:
                 failed.append(f"{conf_name(op.export_id)}: {exc}")
+                continue
+            if op.why == TAKEN_BACK:
+                # what it served before is not known (its file was lost): it keeps serving
+                # what it serves; its file is lost again, and the next sync takes it back
                 continue
             if gone is not None:
                 # its file is back; asking a server that does not answer would cost a
@@ -602,17 +623,6 @@ class GaneshaBackend:
                 failed.append(f"export {op.export_id} ({op.key}): {exc}")
             except GaneshaCallError as exc:
                 failed.append(f"export {op.export_id} ({op.key}): {exc}")
-        for name in written:
-            path = self.exports_dir / name
-            try:
-                old = current_raw.get(name)
-                if old is None:
-                    with contextlib.suppress(FileNotFoundError):
-                        atomic_remove(path)
-                else:
-                    atomic_write(path, old)
-            except OSError as exc:
-                failed.append(f"{name}: {exc}")
         if failed:
             log.error("UNDO FAILED: the exports in force are not a verified state")
             return (
@@ -623,8 +633,8 @@ class GaneshaBackend:
             )
         self._clear_marker()
         return (
-            f"restored the previous exports ({len(done)} Ganesha exports, {len(written)} "
-            "records), re-applied them over DBus and verified them in force"
+            f"restored the previous exports ({len(done)} Ganesha exports), re-applied them "
+            "over DBus and verified them in force"
         )
 
     # ------------------------------------------------------------------ read back, undo
@@ -632,26 +642,26 @@ class GaneshaBackend:
         self, targets: Mapping[str, ExportsFile | None], missing_paths: frozenset[str] = frozenset()
     ) -> list[str]:
         """How Ganesha and conf_dir differ from ``targets`` (empty: they match)."""
-        desired = {s.key: s for f in targets.values() if f is not None for s in specs_of(f)}
         conf = self.read_conf_dir()
+        desired = self._desired(targets, conf)
         problems: list[str] = []
         with self.bus_factory() as bus:
             try:
-                for key, spec in sorted(desired.items()):
-                    if key.path in missing_paths:
+                for path, spec in sorted(desired.items()):
+                    if path in missing_paths:
                         continue
-                    c = conf.ours.get(key)
+                    c = conf.ours.get(path)
                     if c is None:
-                        problems.append(f"{key}: no conf file in {self.conf_dir}")
+                        problems.append(f"{spec}: no conf file in {self.conf_dir}")
                         continue
                     if conf.texts[c.export_id] != render_conf(spec, c.export_id):
-                        problems.append(f"{key}: {conf_name(c.export_id)} says otherwise")
+                        problems.append(f"{spec}: {conf_name(c.export_id)} says otherwise")
                     problem = mismatch(spec, bus.display(c.export_id))
                     if problem is not None:
-                        problems.append(f"{key}: Ganesha export {c.export_id} {problem}")
-                for key, c in sorted(conf.ours.items()):
-                    if key not in desired and self._scope(targets, key):
-                        problems.append(f"{key}: Ganesha export {c.export_id} is still there")
+                        problems.append(f"{spec}: Ganesha export {c.export_id} {problem}")
+                for path, c in sorted(conf.ours.items()):
+                    if path not in desired:
+                        problems.append(f"{c.spec}: Ganesha export {c.export_id} is still there")
             except (GaneshaUnreachable, GaneshaCallError) as exc:
                 problems.append(str(self._unavailable(bus, exc)))
         return problems
@@ -659,7 +669,7 @@ class GaneshaBackend:
     def undo(
         self, current_raw: Mapping[str, str], missing_paths: frozenset[str] = frozenset()
     ) -> str:
-        """Return to the last verified records (or ``current_raw`` without one), applied."""
+        """Return to the last verified files (or ``current_raw`` without them), applied."""
         verified = self.last_verified() if self.last_verified is not None else None
         base = dict(verified) if verified is not None else dict(current_raw)
         goal: dict[str, ExportsFile | None] = {n: None for n in current_raw}
