@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +154,17 @@ def apply_cost(
     from nfs_exportd.apply.exportfs import ExportfsBackend
     from nfs_exportd.apply.ganesha.backend import GaneshaBackend
     from nfs_exportd.apply.ganesha.dbus import GaneshaBus
-    from nfs_exportd.apply.ganesha.render import render_conf, specs_of
+    from nfs_exportd.apply.ganesha.render import (
+        ClientBlock,
+        ExportSpec,
+        blocks_of,
+        render_conf,
+        specs_of,
+    )
     from nfs_exportd.config import GaneshaConfig
     from nfs_exportd.exportsfile import render
     from nfs_exportd.fsutil import atomic_write
+    from nfs_exportd.model import ExportsFile
     from nfs_exportd_sim.lab.ganesha import GaneshaServer
     from nfs_exportd_sim.lab.netns import loopback_netns
     from nfs_exportd_sim.sandbox import SANDBOX
@@ -212,17 +219,23 @@ def apply_cost(
             dbus_address=g.dbus_address,
             timeout_seconds=120,
         )
-        records = work / "ganesha-records"
         floor_dir = work / "ganesha-floor"  # not %dir-included: Ganesha reads it only when told
-        records.mkdir()
         floor_dir.mkdir()
         state_file = work / "ganesha.json"
-        gan = GaneshaBackend(records, cfg, state_file)
+        gan = GaneshaBackend(cfg, state_file)
+
+        def path_specs(files: Iterable[ExportsFile]) -> list[ExportSpec]:
+            """The exports (one per path) the backend makes of these files."""
+            blocks: dict[str, list[ClientBlock]] = {}
+            for f in files:
+                for path, b in blocks_of(f).items():
+                    blocks.setdefault(path, []).append(b)
+            return list(specs_of(blocks).values())
 
         def ganesha_empty() -> None:
-            """No export but the pseudo root: conf files, records and state gone, and a
-            fresh Ganesha process (it reads only conf_dir)."""
-            for d in (g.conf_dir, records, floor_dir):
+            """No export but the pseudo root: conf files and state gone, and a fresh
+            Ganesha process (it reads only conf_dir)."""
+            for d in (g.conf_dir, floor_dir):
                 for p in d.iterdir():
                     p.unlink()
             state_file.unlink(missing_ok=True)
@@ -264,7 +277,7 @@ def apply_cost(
             progress(f"  apply cost, run {run}/{runs}: ganesha ...")
             # the DBus floor: the same conf files, already written, added over one connection
             ganesha_empty()
-            specs = [s for f in base.values() for s in specs_of(f)]
+            specs = path_specs(base.values())
             ids = list(range(cfg.export_id_min, cfg.export_id_min + len(specs)))
             for spec, eid in zip(specs, ids, strict=True):
                 (floor_dir / f"export-{eid}.conf").write_text(render_conf(spec, eid))
@@ -275,8 +288,8 @@ def apply_cost(
                     bus.add(str(floor_dir / f"export-{eid}.conf"), eid)
                 samples["dbus_initial"].append(time.perf_counter() - t0)
                 mid = len(specs) // 2
-                (changed_spec,) = specs_of(changed[diff_name])
-                assert changed_spec.key == specs[mid].key
+                (changed_spec,) = path_specs([changed[diff_name]])
+                assert changed_spec.path == specs[mid].path
                 (floor_dir / f"export-{ids[mid]}.conf").write_text(
                     render_conf(changed_spec, ids[mid])
                 )
@@ -290,7 +303,7 @@ def apply_cost(
             samples["ganesha_initial"].append(dt)
             summaries["ganesha_initial"] = res.summary
             in_force["ganesha_initial_exports"] = sum(1 for i in g.exports() if i)
-            current = _files_on_disk(records)
+            current = {n: render(f) for n, f in gan.in_force().items()}
             dt, res = _timed(lambda: gan.apply(changed, current))  # noqa: B023
             samples["ganesha_change"].append(dt)
             summaries["ganesha_change"] = res.summary
