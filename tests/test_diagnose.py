@@ -330,7 +330,8 @@ def test_causes_come_most_important_first() -> None:
 
 def test_the_check_line_is_one_bounded_line() -> None:
     rs = [ref(f"192.0.2.{i}", f"/nowhere/{'x' * 200}{i}") for i in range(200)]
-    line = dx.check_line(dx.diagnose(inputs(rs)))
+    broken = [dx.SourceReport(f"file:/{'x' * 100}{i}", error="cannot read it") for i in range(9)]
+    line = dx.check_line(dx.diagnose(inputs(rs, sources=broken)))
     assert "\n" not in line and len(line) < 1024
     text, perf = line.split(" | ")
     assert len(text) <= dx.CHECK_MAX_TEXT + len("NFS-EXPORTD-DIAGNOSE WARNING - ")

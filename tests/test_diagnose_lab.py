@@ -289,3 +289,47 @@ def test_an_address_unknown_to_the_cloud_warns(
     assert (c["cause"], addresses(c), c["projects"]) == ("unknown-address", [A2], ["proja"])
     assert rep["inventory"]["complete"] is True
     assert diagnose(lab, capsys, "--check")[0] == 1
+
+
+def set_log_level(dbus_address: str, component: str, level: str) -> None:
+    """The runtime recipe (what ``dbus-send ... Properties.Set`` does), over jeepney."""
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+    from jeepney.wrappers import unwrap_msg
+
+    admin = DBusAddress(
+        "/org/ganesha/nfsd/admin",
+        bus_name="org.ganesha.nfsd",
+        interface="org.freedesktop.DBus.Properties",
+    )
+    with open_dbus_connection(dbus_address) as conn:
+        msg = new_method_call(
+            admin, "Set", "ssv", ("org.ganesha.nfsd.log.component", component, ("s", level))
+        )
+        unwrap_msg(conn.send_and_get_reply(msg, timeout=10))
+
+
+def test_ganesha_at_its_default_log_level_is_said_to_hide_refusals_until_raised_at_runtime(
+    lab: Lab, datalab: DataLab, ganesha: SimCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    g = datalab.ganesha
+    assert lab.cli("sync") == 0
+    set_log_level(g.dbus_address, "COMPONENT_EXPORT", "NIV_EVENT")  # Ganesha's default
+    try:
+        refused = nfs_cat(datalab.vm("b1").netns, g.address, f"{volume(lab, 'proja')}/{FILE}", 3)
+        assert not refused.ok
+        rc, rep = diagnose(lab, capsys, "--json")
+        assert rep["refusals"] == 0  # refused, and not a line about it
+        (warn,) = rep["warnings"]
+        assert "log level is too low" in warn and "variant:string:NIV_INFO" in warn
+        rc, line = diagnose(lab, capsys, "--check")
+        assert rc == 1 and "log level is too low" in line, line
+        # the advice, followed at run time: no restart, the next refusal is seen
+        set_log_level(g.dbus_address, "COMPONENT_EXPORT", "NIV_INFO")
+        refused = nfs_cat(datalab.vm("b1").netns, g.address, f"{volume(lab, 'proja')}/{FILE}", 3)
+        assert not refused.ok
+        rc, rep = diagnose(lab, capsys, "--json")
+        assert rep["warnings"] == [] and [c["cause"] for c in rep["causes"]] == ["other-project"]
+        assert diagnose(lab, capsys, "--check")[0] == 0
+    finally:
+        set_log_level(g.dbus_address, "COMPONENT_EXPORT", "NIV_INFO")
