@@ -70,7 +70,8 @@ def kernel(lab: Lab, datalab: DataLab, monkeypatch: pytest.MonkeyPatch) -> Itera
                 "etab_file": str(sb / "lib" / "etab"),
                 "exportfs_command": [str(SANDBOX), str(sb)],
                 "diagnose": {
-                    "sources": [{"kind": "file", "path": str(datalab.mountd.syslog_path)}]
+                    "sources": [{"kind": "file", "path": str(datalab.mountd.syslog_path)}],
+                    "metrics_textfile": "refusals.prom",  # relative to the config file
                 },
             }
         )
@@ -117,6 +118,8 @@ def test_replay_exportfs_source_nat_is_named_with_the_routers_address_and_the_pr
             f"NFS-EXPORTD-DIAGNOSE CRITICAL - wrong source address {ROUTER_KNFS_IP}"
         )
         assert "wrong_source_address=6" in line and "proja, projb" in line
+        prom = (lab.root / "refusals.prom").read_text()  # diagnose.metrics_textfile
+        assert 'nfs_exportd_refusals{cause="wrong-source-address"} 6.0' in prom
     finally:
         datalab.net.masquerade(False)
     for vm, p in mine:  # source NAT off: the VMs mount again
@@ -264,6 +267,20 @@ def test_an_address_pending_removal_is_explained(
     assert (c["cause"], addresses(c), c["severity"]) == ("pending-removal", [B1], "OK")
     # diagnose's own plan is the next cycle's: its confirmation removes the pair then
     assert any("leaving: projb" in n and "instance-gone" in n for n in c["notes"]), c["notes"]
+
+
+def test_an_address_removed_is_explained_from_the_journal(
+    lab: Lab, datalab: DataLab, kernel: SimCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert lab.cli("sync") == 0
+    kernel.delete_server("b-1")
+    assert lab.cli("sync") == 3  # 1 of 2 confirmations
+    assert lab.cli("sync") == 0  # removed (instance-gone)
+    assert mount(datalab, "b1", volume(lab, "projb")) == MNT3ERR_ACCES
+    _rc, rep = diagnose(lab, capsys, "--json")
+    (c,) = rep["causes"]
+    assert (c["cause"], addresses(c), c["severity"]) == ("removed", [B1], "OK")
+    assert "removed it from projb" in c["notes"][0] and "instance-gone" in c["notes"][0]
 
 
 def test_a_path_this_server_does_not_serve(

@@ -19,6 +19,7 @@ from ..config import Config, DiagnoseSource, load_config
 from ..cycle import load_served, make_plan, read_facts
 from ..decide import diagnose as dx
 from ..errors import EXIT_OK, NfsExportdError, UsageError
+from ..memory import journal
 from ..memory import status as status_file
 from ..read import refusals
 
@@ -96,8 +97,30 @@ def report(cfg: Config, args: argparse.Namespace, now: float) -> dict[str, objec
             hold_since=dict(st.hold_first_seen) if st is not None else {},
             warnings=warnings,
             maintenance_since=_mtime(cfg.maintenance_file),
+            removed=_removed(cfg, since - JOURNAL_LOOKBACK),
         )
     )
+
+
+JOURNAL_LOOKBACK = 7 * 86400.0  # a VM refused a week after its address was removed
+
+
+def _removed(cfg: Config, after: float) -> dict[str, list[dx.Removal]]:
+    """Removals in the journal of applied changes since ``after``, by address."""
+    try:
+        entries = journal.entries(cfg.state_dir)
+    except NfsExportdError as exc:
+        log.warning("journal unreadable, removals unknown: %s", exc)
+        return {}
+    out: dict[str, list[dx.Removal]] = {}
+    for e in entries:
+        if e.time < after or e.kind == "baseline":
+            continue
+        for p in e.removed:
+            out.setdefault(p.client, []).append(
+                dx.Removal(e.time, e.id, p.project, p.path, p.reason)
+            )
+    return out
 
 
 def _mtime(path: Path) -> float | None:

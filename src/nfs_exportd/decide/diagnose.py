@@ -51,6 +51,7 @@ class Cause(enum.StrEnum):
     ADDITION_HELD = "addition-held"  # the addition is planned but held
     NOT_YET_EXPORTED = "not-yet-exported"  # a new instance: the next cycle adds it
     PENDING_REMOVAL = "pending-removal"  # an address on its way out (instance gone)
+    REMOVED = "removed"  # an address the journal shows removed (instance gone, conflict)
     OTHER_PROJECT = "other-project"  # a VM mounting a volume not its project's
 
 
@@ -64,6 +65,7 @@ SEVERITY: Mapping[Cause, int] = {
     Cause.ADDITION_HELD: OK,
     Cause.NOT_YET_EXPORTED: OK,
     Cause.PENDING_REMOVAL: OK,
+    Cause.REMOVED: OK,
     Cause.OTHER_PROJECT: OK,
 }
 ORDER = tuple(Cause)  # the order above is the order of importance
@@ -95,6 +97,19 @@ class Inputs:
     hold_since: Mapping[str, float] = field(default_factory=dict)
     warnings: Sequence[str] = ()  # e.g. Ganesha's log level is too low to see refusals
     maintenance_since: float | None = None  # the maintenance flag's mtime
+    # address -> its removals in nfs-exportd's journal, newest last
+    removed: Mapping[str, Sequence[Removal]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One pair removed, as the journal of applied changes recorded it."""
+
+    time: float
+    entry: int
+    project: str
+    path: str
+    reason: str
 
 
 @dataclass
@@ -268,6 +283,15 @@ def diagnose(inp: Inputs) -> dict[str, Any]:
                 f"{r.address} belongs to no instance now; leaving: "
                 + ", ".join(sorted(leaving[r.address]))
             )
+        elif r.address in inp.removed:
+            g = group(Cause.REMOVED)
+            g.add(r, project, owners)
+            last = inp.removed[r.address][-1]
+            g.note(
+                f"{r.address} belongs to no instance; nfs-exportd removed it from "
+                f"{last.project} {last.path} at {_iso(last.time)} (journal entry "
+                f"{last.entry}, {last.reason})"
+            )
         else:
             unowned.setdefault(r.address, []).append((r, project))
 
@@ -390,6 +414,8 @@ def summary(g: Group) -> str:
         )
     if g.cause is Cause.PENDING_REMOVAL:
         return f"pending removal: {n} from {addrs}, addresses leaving the exports"
+    if g.cause is Cause.REMOVED:
+        return f"removed: {n} from {addrs}, addresses removed from the exports (instance gone)"
     owners = ", ".join(sorted(g.owners)) or "-"
     return (
         f"another project's volume: {n} from {addrs} (instances of {owners}) for the "
