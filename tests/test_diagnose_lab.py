@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import Lab
-from datapath_world import A2, B1, PROJECTS, cloud_world, volume
+from datapath_world import A1, A2, B1, PROJECTS, cloud_world, volume
 from lab_fixtures import DataLab, datalab, scratch_tree
 from nfs_exportd_sim import SimCloud
 from nfs_exportd_sim.lab.clients import nfs_cat
@@ -281,6 +281,23 @@ def test_an_address_removed_is_explained_from_the_journal(
     (c,) = rep["causes"]
     assert (c["cause"], addresses(c), c["severity"]) == ("removed", [B1], "OK")
     assert "removed it from projb" in c["notes"][0] and "instance-gone" in c["notes"][0]
+
+
+def test_a_pair_in_force_that_the_server_does_not_serve_is_refused_while_exported(
+    lab: Lab, datalab: DataLab, kernel: SimCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Someone ran ``exportfs -ua`` by hand: our record says a1 may mount proja's
+    volume, rpc.mountd refuses it: the server is not serving what the files say."""
+    assert lab.cli("sync") == 0
+    datalab.exportfs("-ua")
+    assert mount(datalab, "a1", volume(lab, "proja")) == MNT3ERR_ACCES
+    _rc, rep = diagnose(lab, capsys, "--json")
+    (c,) = rep["causes"]
+    assert (c["cause"], addresses(c), c["severity"]) == ("refused-while-exported", [A1], "WARNING")
+    assert "run 'nfs-exportd sync'" in c["notes"][0]
+    assert diagnose(lab, capsys, "--check")[0] == 1
+    assert lab.cli("sync") == 0  # the advice: the cycle reads the etab back and re-applies
+    assert mount(datalab, "a1", volume(lab, "proja")) == MNT3_OK
 
 
 def test_a_path_this_server_does_not_serve(
