@@ -82,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("ip", nargs="?", help="a client address")
     se.add_argument("--project", metavar="NAME", help="a project: its volumes, paths, clients")
     se.add_argument("--json", action="store_true")
+    sd = sub.add_parser(
+        "diagnose", help="the NFS server's refused requests, grouped by cause, with evidence"
+    )
+    sd.add_argument(
+        "--since", metavar="DURATION", help="window: 15m, 2h, 90s (default diagnose.window_seconds)"
+    )
+    sd.add_argument("--json", action="store_true", help="the report as JSON (docs/runbook.md)")
+    sd.add_argument(
+        "--check", action="store_true", help="Icinga/Nagios plugin: one line, exit 0/1/2/3"
+    )
+    sd.add_argument(
+        "--source",
+        action="append",
+        metavar="SPEC",
+        help="file:PATH, journal-unit:UNIT or journal-id:IDENTIFIER (repeatable; "
+        "replaces diagnose.sources)",
+    )
     return p
 
 
@@ -112,6 +129,10 @@ def command(name: str) -> Callable[[argparse.Namespace], int]:
         from .commands import explain
 
         return explain.run
+    if name == "diagnose":
+        from .commands import diagnose
+
+        return diagnose.run
     if name == "history":
         from .commands import history
 

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .errors import ConfigError
@@ -213,6 +214,66 @@ class HistoryConfig(_Strict):
     max_entries: int = Field(default=1000, ge=2, le=1_000_000)  # and never more than this many
 
 
+class DiagnoseSource(_Strict):
+    """Where ``diagnose`` reads refusal lines: a log file, or the journal by unit or by
+    SYSLOG_IDENTIFIER (``journalctl -o json``, optionally of a journal directory)."""
+
+    kind: Literal["file", "journal"]
+    path: Path | None = None  # kind file: Ganesha's log, a syslog file, rpc.mountd's stderr
+    unit: str | None = Field(default=None, pattern=r"^[A-Za-z0-9@._:-]+$")  # journalctl -u
+    identifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9@._:-]+$")  # -t
+    directory: Path | None = None  # journalctl -D (default: the system journal)
+
+    @field_validator("path", "directory", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _complete(self) -> DiagnoseSource:
+        if self.kind == "file" and (self.path is None or self.unit or self.identifier):
+            raise ValueError("kind file needs path (and no unit or identifier)")
+        if self.kind == "journal" and (
+            self.path is not None or (self.unit is None) == (self.identifier is None)
+        ):
+            raise ValueError("kind journal needs one of unit or identifier (and no path)")
+        return self
+
+    def label(self) -> str:
+        if self.kind == "file":
+            return f"file:{self.path}"
+        where = f"@{self.directory}" if self.directory else ""
+        if self.unit:
+            return f"journal-unit:{self.unit}{where}"
+        return f"journal-id:{self.identifier}{where}"
+
+
+# The defaults of a Debian server with systemd: rpc.mountd logs to syslog, which journald
+# keeps (SYSLOG_IDENTIFIER rpc.mountd); Debian's nfs-ganesha writes its own log file.
+DEBIAN_SOURCES = {
+    "exportfs": (DiagnoseSource(kind="journal", identifier="rpc.mountd"),),
+    "ganesha": (DiagnoseSource(kind="file", path=Path("/var/log/ganesha/ganesha.log")),),
+}
+
+
+class DiagnoseConfig(_Strict):
+    """``nfs-exportd diagnose``: where the refusal lines are, the default window, and an
+    optional node-exporter textfile for the refusal counts by cause."""
+
+    sources: list[DiagnoseSource] | None = None  # null: DEBIAN_SOURCES for the backend
+    window_seconds: Number = Field(default=900, gt=0, le=30 * DAY)  # --since default
+    timeout_seconds: Number = Field(default=30, gt=0, le=HOUR)  # journalctl, DBus
+    metrics_textfile: Path | None = None
+
+    @field_validator("metrics_textfile", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        return Path(v) if isinstance(v, str) else v
+
+    def sources_for(self, backend: str) -> tuple[DiagnoseSource, ...]:
+        return tuple(self.sources) if self.sources is not None else DEBIAN_SOURCES[backend]
+
+
 EXPORT_ID_MAX = 65535  # Export_Id is a uint16 in Ganesha 4.3 (90000 is refused)
 KERNEL_EXPORTS_DIR = Path("/etc/exports.d")
 
@@ -278,6 +339,7 @@ class Config(_Strict):
     check: CheckConfig = Field(default_factory=CheckConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig)
 
     # Where this config came from; set by load_config, not a key in the file.
     source_path: Path = Field(default=Path("config.yaml"), exclude=True)
@@ -365,9 +427,26 @@ def load_config(path: Path) -> Config:
             )
             if cfg.metrics.textfile
             else cfg.metrics,
+            "diagnose": _resolve_diagnose(base, cfg.diagnose),
             "source_path": path,
         }
     )
+
+
+def _resolve_diagnose(base: Path, d: DiagnoseConfig) -> DiagnoseConfig:
+    sources = None
+    if d.sources is not None:
+        sources = [
+            s.model_copy(
+                update={
+                    "path": _resolve(base, s.path) if s.path else None,
+                    "directory": _resolve(base, s.directory) if s.directory else None,
+                }
+            )
+            for s in d.sources
+        ]
+    textfile = _resolve(base, d.metrics_textfile) if d.metrics_textfile else None
+    return d.model_copy(update={"sources": sources, "metrics_textfile": textfile})
 
 
 def _check_ganesha(path: Path, cfg: Config, exports_dir: Path, base: Path) -> GaneshaConfig:

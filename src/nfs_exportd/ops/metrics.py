@@ -58,6 +58,10 @@ METRIC_NAMES = frozenset(
         "nfs_exportd_rollback_hold",
     }
 )
+# written by ``diagnose`` to diagnose.metrics_textfile (a registry of its own)
+DIAGNOSE_METRIC_NAMES = frozenset(
+    {"nfs_exportd_refusals", "nfs_exportd_diagnose_timestamp_seconds"}
+)
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -221,3 +225,24 @@ class Exporter:
             write_to_textfile(str(self.textfile), self.metrics.registry)
         except OSError as exc:
             log.error("metrics.textfile %s: cannot write: %s", self.textfile, exc)
+
+
+def write_refusals(path: Path, counts: dict[str, int], now: float) -> None:
+    """``diagnose``'s refusal counts by cause, to a node-exporter textfile of its own (the
+    cycle's textfile has one writer: ``run``/``sync``).  Raises NfsExportdError."""
+    from ..decide.diagnose import Cause
+
+    r = CollectorRegistry()
+    g = Gauge(
+        "nfs_exportd_refusals",
+        "Refused NFS requests in diagnose's window, by cause",
+        ["cause"],
+        registry=r,
+    )
+    for cause in Cause:
+        g.labels(cause.value).set(counts.get(cause.value, 0))
+    Gauge("nfs_exportd_diagnose_timestamp_seconds", "When diagnose last ran", registry=r).set(now)
+    try:
+        write_to_textfile(str(path), r)
+    except OSError as exc:
+        raise NfsExportdError(f"diagnose.metrics_textfile {path}: cannot write: {exc}") from None

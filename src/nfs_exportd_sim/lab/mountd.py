@@ -18,11 +18,15 @@ exec`` (a private mount namespace) with:
 
 Its stderr (``-F -l``: "authenticated mount request ...", "granted access ...",
 "refused mount request from IP for PATH (...): not exported|unmatched host") goes to
-``log_path``.
+``log_path``.  It also gets a private ``/dev`` (the host's null, zero, random and urandom,
+and ``log``: the socket of a syslog catcher), so its syslog copies - the lines a Debian
+server's journal or syslog keeps, with their time stamps - are written to
+``syslog_path`` exactly as received.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +44,8 @@ mount --bind "$work/run" /run
 mount -t tmpfs -o size=64k,mode=755 lab-nfsd /proc/fs/nfsd
 mkfifo -m 600 /proc/fs/nfsd/filehandle
 mount --bind "$work/fakeproc/net" /proc/$$/net
+for d in null zero random urandom; do mount --bind "/dev/$d" "$work/dev/$d"; done
+mount --rbind "$work/dev" /dev
 exec "$@"
 """
 
@@ -61,6 +67,19 @@ class MountdServer:
         self.start_timeout = start_timeout
         self.run_dir = self.workdir / "run"
         self.log_path = self.workdir / "rpc.mountd.log"
+        self.syslog_path = self.workdir / "rpc.mountd.syslog"
+        self.dev_dir = self.workdir / "dev"
+        self.syslog = Daemon(
+            "syslogcatch",
+            [
+                sys.executable,
+                "-m",
+                "nfs_exportd_sim.lab.syslogcatch",
+                str(self.dev_dir / "log"),
+                str(self.syslog_path),
+            ],
+            self.workdir / "syslogcatch.log",
+        )
         self.rpcbind = Daemon(
             "rpcbind",
             [
@@ -105,7 +124,15 @@ class MountdServer:
         for name in CHANNELS:
             self._channel(name).parent.mkdir(parents=True, exist_ok=True)
             self._channel(name).unlink(missing_ok=True)
+        self.dev_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("null", "zero", "random", "urandom"):
+            (self.dev_dir / name).touch()  # bind targets
         try:
+            self.syslog.start()
+            sock = self.dev_dir / "log"
+            wait_until(lambda: sock.exists() or not self.syslog.alive(), 10)
+            if not sock.exists():
+                raise LabError(f"the syslog catcher did not bind {sock}: {self.syslog.describe()}")
             self._start_rpcbind()
             self.mountd.start()
             ok = wait_until(
@@ -136,6 +163,7 @@ class MountdServer:
         """Stop rpc.mountd and rpcbind by their own pids; safe to call twice."""
         self.mountd.stop(5)
         self.rpcbind.stop(5)
+        self.syslog.stop(5)
         for name in CHANNELS:
             self._channel(name).unlink(missing_ok=True)
 
@@ -145,6 +173,13 @@ class MountdServer:
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def syslog_text(self) -> str:
+        """The syslog datagrams rpc.mountd sent so far, one per line."""
+        try:
+            return self.syslog_path.read_text(errors="replace")
         except OSError:
             return ""
 
