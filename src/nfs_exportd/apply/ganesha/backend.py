@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "ganesha.json"
 CONF_MAX_BYTES = 1 << 20
-_FOREIGN_ID = re.compile(r"Export_Id\s*=\s*([0-9]+)", re.I)
+# Ganesha's config lexer reads numbers in decimal, hex (0x3E8) and octal (01750)
+_FOREIGN_ID = re.compile(r"Export_Id\s*=\s*(0x[0-9a-f]+|[0-9]+)", re.I)
 _TEMP_RE = re.compile(r"^\.nfs-exportd\.export-[0-9]+\.conf\.tmp-(?P<pid>[0-9]+)$")
 
 
@@ -93,6 +94,19 @@ class ConfDir:
     texts: dict[int, str] = field(default_factory=dict)  # our Export_Id -> file text
     extra: list[ConfExport] = field(default_factory=list)  # a second file for one path
     foreign_ids: set[int] = field(default_factory=set)
+
+
+def _numbers(word: str) -> set[int]:
+    """The Export_Id(s) a number written in a foreign file may mean to Ganesha: hex,
+    octal with a leading 0 (its decimal reading too, to be safe), else decimal."""
+    if len(word) > 12:
+        return set()  # far above the 16-bit range
+    if word[:2].lower() == "0x":
+        return {int(word, 16)}
+    out = {int(word)}
+    if len(word) > 1 and word[0] == "0" and set(word) <= set("01234567"):
+        out.add(int(word, 8))
+    return out
 
 
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
@@ -233,7 +247,7 @@ class GaneshaBackend:
             except OSError as exc:
                 raise StateError(f"{path}: cannot read: {exc}") from None
             if not is_ours(text):
-                out.foreign_ids |= {int(i) for i in _FOREIGN_ID.findall(text) if len(i) < 7}
+                out.foreign_ids |= {n for i in _FOREIGN_ID.findall(text) for n in _numbers(i)}
                 continue
             if not CONF_NAME_RE.fullmatch(name):
                 raise StateError(
