@@ -58,6 +58,7 @@ STATE_FILE = "ganesha.json"
 CONF_MAX_BYTES = 1 << 20
 # Ganesha's config lexer reads numbers in decimal, hex (0x3E8) and octal (01750)
 _FOREIGN_ID = re.compile(r"Export_Id\s*=\s*(0x[0-9a-f]+|[0-9]+)", re.I)
+_FOREIGN_PATH = re.compile(r"\b(?:Path|Pseudo)\s*=\s*\"?([^\";\s{}]+)", re.I)
 _TEMP_RE = re.compile(r"^\.nfs-exportd\.export-[0-9]+\.conf\.tmp-(?P<pid>[0-9]+)$")
 
 
@@ -94,6 +95,7 @@ class ConfDir:
     texts: dict[int, str] = field(default_factory=dict)  # our Export_Id -> file text
     extra: list[ConfExport] = field(default_factory=list)  # a second file for one path
     foreign_ids: set[int] = field(default_factory=set)
+    foreign_paths: dict[str, str] = field(default_factory=dict)  # Path/Pseudo -> its file
 
 
 def _numbers(word: str) -> set[int]:
@@ -248,6 +250,8 @@ class GaneshaBackend:
                 raise StateError(f"{path}: cannot read: {exc}") from None
             if not is_ours(text):
                 out.foreign_ids |= {n for i in _FOREIGN_ID.findall(text) for n in _numbers(i)}
+                for p in _FOREIGN_PATH.findall(text):
+                    out.foreign_paths.setdefault(p.rstrip("/") or "/", name)
                 continue
             if not CONF_NAME_RE.fullmatch(name):
                 raise StateError(
@@ -282,6 +286,13 @@ class GaneshaBackend:
                 f"{self.conf_dir}/{exc}; remove the wrong file by hand (its export stays in "
                 "force; the next sync writes it again)"
             ) from None
+
+    def foreign_paths(self) -> dict[str, str]:
+        """Paths a file in conf_dir that is not ours exports (as Path or Pseudo) -> that
+        file.  Ganesha serves one EXPORT per Pseudo, so ours for such a path would be
+        refused (and, added before, lose to it at Ganesha's next start): the cycle holds
+        the path (path-unsafe) instead of failing on it, and so failing every change."""
+        return {p: str(self.conf_dir / n) for p, n in self.read_conf_dir().foreign_paths.items()}
 
     def _write_conf(self, export_id: int, text: str) -> None:
         """Atomically: temporary in staging_dir (same filesystem), fsync, rename in."""
@@ -447,7 +458,9 @@ class GaneshaBackend:
         keeps its id for as long as its conf file exists), no change."""
         ours_ids = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
         taken = ours_ids | set(live) | conf.foreign_ids
-        new_paths = sorted(p for p in desired if p not in conf.ours)
+        # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
+        foreign = {p for p in desired if p in conf.foreign_paths}
+        new_paths = sorted(p for p in desired if p not in conf.ours and p not in foreign)
         lost = self._lost_conf_files(new_paths, conf, live)
         new_paths = [p for p in new_paths if p not in lost]
         cursor = next_cursor(
@@ -492,6 +505,14 @@ class GaneshaBackend:
                 )
         for path, spec in sorted(desired.items()):
             old_conf = conf.ours.get(path)
+            if path in foreign and (old_conf is None or old_conf.export_id not in live):
+                log.warning(
+                    "%s is exported by %s, a file in ganesha.conf_dir that is not ours; "
+                    "our export of it is left out (Ganesha serves one EXPORT per path)",
+                    path,
+                    conf.foreign_paths[path],
+                )
+                continue
             export_id = old_conf.export_id if old_conf else ids[path]
             text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
