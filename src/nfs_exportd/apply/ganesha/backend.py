@@ -417,6 +417,7 @@ class GaneshaBackend:
         for name, text in sorted(changed.items()):
             (result.removed if text is None else result.written).append(name)
         if not ops:
+            result.summary = "ganesha: nothing to change over DBus"
             if full or state.next_id != cursor:
                 self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
             self._clear_marker()
