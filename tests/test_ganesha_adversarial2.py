@@ -170,3 +170,21 @@ def test_a_project_without_lines_keeps_its_keystone_id_binding(
         assert (home, "172.16.0.9") not in _served(ganesha_lo)
     finally:
         _reset(ganesha_lo)
+
+
+def test_removing_our_export_never_removes_a_foreign_one_that_took_its_id(rig: Rig) -> None:
+    """A hand-written file (read before ours) reuses Export_Id 1000, ours; at Ganesha's
+    next start it wins the id.  When our volume then stops being served, the backend
+    called RemoveExport(1000) because the id was live, and removed the operator's export
+    (never touch what is not ours); our conf file must go, the foreign export stay."""
+    home = str(rig.data / "tools/home")
+    other = rig.data / "other"
+    other.mkdir()
+    rig.apply({"tools.exports": _file("tools", (home, (VM_A,)))})
+    (rig.server.conf_dir / "a-local.conf").write_text(_foreign("1000", str(other)))
+    rig.server.restart()
+    assert rig.server.exports()[1000] == str(other)
+    rig.apply({"tools.exports": None})
+    assert rig.server.exports().get(1000) == str(other)
+    assert rig.server.clients(1000) == ["198.51.100.99/32"]
+    assert set(rig.conf()) == {"a-local.conf"}
