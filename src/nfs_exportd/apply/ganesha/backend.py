@@ -462,6 +462,10 @@ class GaneshaBackend:
         # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
         foreign = {p for p in desired if p in conf.foreign_paths}
         new_paths = sorted(p for p in desired if p not in conf.ours and p not in foreign)
+        # ids in force for the path of our file: an id of ours that Ganesha serves for
+        # another path was taken by a foreign file at its start, and is never touched
+        path_of = {c.export_id: c.spec.path for c in [*conf.ours.values(), *conf.extra]}
+        mine = {i for i, p in live.items() if path_of.get(i) == p}
         lost = self._lost_conf_files(new_paths, conf, live)
         new_paths = [p for p in new_paths if p not in lost]
         cursor = next_cursor(
@@ -483,7 +487,7 @@ class GaneshaBackend:
                     extra.export_id,
                     conf.texts[extra.export_id],
                     None,
-                    extra.export_id in live,
+                    extra.export_id in mine,
                     None,
                     extra.spec,
                     "a second conf file for one path",
@@ -499,14 +503,14 @@ class GaneshaBackend:
                         c.export_id,
                         text,
                         None,
-                        c.export_id in live,
+                        c.export_id in mine,
                         None,
                         c.spec,
                     )
                 )
         for path, spec in sorted(desired.items()):
             old_conf = conf.ours.get(path)
-            if path in foreign and (old_conf is None or old_conf.export_id not in live):
+            if path in foreign and (old_conf is None or old_conf.export_id not in mine):
                 log.warning(
                     "%s is exported by %s, a file in ganesha.conf_dir that is not ours; "
                     "our export of it is left out (Ganesha serves one EXPORT per path)",
@@ -515,9 +519,18 @@ class GaneshaBackend:
                 )
                 continue
             export_id = old_conf.export_id if old_conf else ids[path]
+            if old_conf is not None and export_id in live and export_id not in mine:
+                log.warning(
+                    "Export_Id %d of our export of %s is in force for %s: a file in "
+                    "ganesha.conf_dir that is not ours names it; our export is left out",
+                    export_id,
+                    path,
+                    live[export_id],
+                )
+                continue
             text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
-            is_live = export_id in live
+            is_live = export_id in mine
             old_spec = old_conf.spec if old_conf else None
             if path in lost:
                 # its conf file was lost while Ganesha serves it: write it again and
@@ -593,7 +606,7 @@ class GaneshaBackend:
             if op.live_before:
                 bus.remove(op.export_id)
             shown = bus.display(op.export_id)
-            if shown is not None:
+            if shown is not None and (op.old_spec is None or shown.path == op.old_spec.path):
                 raise ApplyError(
                     f"Ganesha export {op.export_id} ({op.key}) is still in force after RemoveExport"
                 )
@@ -636,6 +649,9 @@ class GaneshaBackend:
                 continue
             try:
                 shown = bus.display(op.export_id)
+                ours = op.old_spec or op.spec
+                if shown is not None and ours is not None and shown.path != ours.path:
+                    continue  # the id is in force for another path: not ours to touch
                 # in force before this cycle: its old self; else nothing
                 want = op.old_spec if op.live_before else None
                 if want is None:
