@@ -1,8 +1,9 @@
 """Second adversarial round on backend: ganesha (one EXPORT per path, conf_dir is what is
 in force), against a real NFS-Ganesha 4.3 on its private bus: foreign files in conf_dir
 (an Export_Id written in hex or octal, an export of one of our paths), two public
-exports of one path, a project without lines that loses its Keystone-id binding, and
-the sync line of a cycle with nothing to do."""
+exports of one path, a project without lines that kept its Keystone-id binding only in
+state_dir (now in a comment-only record file in conf_dir), and the sync line of a cycle
+with nothing to do."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 
 from conftest import Lab
 from lab_fixtures import ganesha_lo
+from nfs_exportd.errors import StateError
+from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 from nfs_exportd_sim.lab.ganesha import GaneshaServer
 from test_ganesha_adversarial import _file, _ganesha_config
-from test_ganesha_backend import VM_A, Rig, _reset, _served, rig, served_address
+from test_ganesha_backend import OPTS, VM_A, VM_B, Rig, _reset, _served, rig, served_address
 
 __all__ = ["ganesha_lo", "rig", "served_address"]  # fixtures, imported for pytest
 
@@ -138,12 +141,6 @@ def test_a_sync_with_nothing_to_do_does_not_speak_of_exportfs(
         _reset(ganesha_lo)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a project without lines has no conf file, so its Keystone id is recorded only "
-    "in state_dir's memory: lost with it, a recreated project of the same name is served "
-    "(exportfs keeps a header-only file with the id and holds project-id-changed)",
-)
 def test_a_project_without_lines_keeps_its_keystone_id_binding(
     lab: Lab, ganesha_lo: GaneshaServer
 ) -> None:
@@ -162,12 +159,18 @@ def test_a_project_without_lines_keeps_its_keystone_id_binding(
         lab.remove_instance("i-1")
         assert lab.cli("sync", "--force") == 0  # one pair of one: too-much-change
         assert _served(ganesha_lo) == set()
+        # the file without lines is kept in conf_dir: a comment-only record file
+        conf = sorted(p.name for p in ganesha_lo.conf_dir.iterdir())
+        assert conf == ["record-tools.exports.conf"], conf
+        assert "keystone-id=id-tools" in (ganesha_lo.conf_dir / conf[0]).read_text()
         shutil.rmtree(lab.state_dir)
         (lab.state_dir / "exports.d").mkdir(parents=True)
         lab.inventory["projects"] = [{"id": "id-tools-2", "name": "tools", "enabled": True}]
         lab.add_instance("i-9", "tools", "172.16.0.9")
         assert lab.cli("sync") == 3
         assert (home, "172.16.0.9") not in _served(ganesha_lo)
+        holds = lab.status()["plan"]["holds"]
+        assert any(h["reason"] == "project-id-changed" for h in holds), holds
     finally:
         _reset(ganesha_lo)
 
@@ -188,3 +191,49 @@ def test_removing_our_export_never_removes_a_foreign_one_that_took_its_id(rig: R
     assert rig.server.exports().get(1000) == str(other)
     assert rig.server.clients(1000) == ["198.51.100.99/32"]
     assert set(rig.conf()) == {"a-local.conf"}
+
+
+def test_a_comment_only_record_file_is_served_around_and_goes_with_the_lines(rig: Rig) -> None:
+    """paws keeps a file without lines (with its Keystone id): a comment-only
+    record-paws.exports.conf in conf_dir.  Ganesha 4.3 starts with it there and serves
+    every export of the other files; AddExport and UpdateExport of those work with it
+    present; in_force rebuilds paws's file from it; it goes when paws has a line again
+    (and when paws's file goes)."""
+    home, paws_home = str(rig.data / "tools/home"), str(rig.data / "paws/home")
+    bare = ExportsFile("paws.exports", FileKind.PROJECT, "paws", (), "id-paws")
+    rig.apply({"tools.exports": _file("tools", (home, (VM_A,))), "paws.exports": bare})
+    assert set(rig.conf()) == {"export-1000.conf", "record-paws.exports.conf"}
+    assert rig.backend.in_force()["paws.exports"] == bare
+    assert rig.backend.read_back({"paws.exports": bare}) == []
+    rig.server.restart()
+    assert rig.server.exports() == {0: "/", 1000: home}
+    assert rig.server.clients(1000) == [f"{VM_A}/32"]
+    project = str(rig.data / "tools/project")
+    rig.apply({"tools.exports": _file("tools", (home, (VM_A, VM_B)), (project, (VM_B,)))})
+    assert rig.live() == {1000: [f"{VM_A}/32", f"{VM_B}/32"], 1001: [f"{VM_B}/32"]}
+    assert rig.backend.in_force()["paws.exports"] == bare  # not a target: kept
+    with_line = ExportsFile(
+        "paws.exports", FileKind.PROJECT, "paws", (ExportLine(paws_home, OPTS, (VM_B,)),), "id-paws"
+    )
+    rig.apply({"paws.exports": with_line})
+    assert "record-paws.exports.conf" not in rig.conf()
+    assert rig.backend.in_force()["paws.exports"] == with_line
+    rig.apply({"paws.exports": bare})
+    assert "record-paws.exports.conf" in rig.conf()
+    rig.apply({"paws.exports": None})
+    assert set(rig.conf()) == {"export-1000.conf", "export-1001.conf"}
+    assert "paws.exports" not in rig.backend.in_force()
+
+
+def test_a_tampered_record_file_is_an_error_naming_it(rig: Rig) -> None:
+    """The record file has the one grammar of what we write: an edit is a StateError
+    naming the file, and nothing is applied."""
+    bare = ExportsFile("paws.exports", FileKind.PROJECT, "paws", (), "id-paws")
+    rig.apply({"paws.exports": bare})
+    path = rig.server.conf_dir / "record-paws.exports.conf"
+    path.write_text(path.read_text() + 'EXPORT { Export_Id = 7; Path = "/"; }\n')
+    with pytest.raises(StateError, match=r"record-paws\.exports\.conf"):
+        rig.backend.in_force()
+    with pytest.raises(StateError, match=r"record-paws\.exports\.conf"):
+        rig.apply({"tools.exports": _file("tools", (str(rig.data / "tools/home"), (VM_A,)))})
+    assert rig.live() == {}
