@@ -151,6 +151,7 @@ def test_a_project_without_lines_keeps_its_keystone_id_binding(
     accepts it (project-id-changed); with ganesha nothing in conf_dir remembers the id,
     and the new project's instance is served tools's volume."""
     _ganesha_config(lab.config, ganesha_lo)
+    lab.config["safety"]["removal_confirmations"] = 1
     lab.add_project("tools", 50380)
     home = lab.srv("tools", "home")
     lab.add_instance("i-1", "tools", "172.16.0.5")
