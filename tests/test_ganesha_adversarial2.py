@@ -238,3 +238,48 @@ def test_a_tampered_record_file_is_an_error_naming_it(rig: Rig) -> None:
     with pytest.raises(StateError, match=r"record-paws\.exports\.conf"):
         rig.apply({"tools.exports": _file("tools", (str(rig.data / "tools/home"), (VM_A,)))})
     assert rig.live() == {}
+
+
+def test_our_export_id_named_by_a_foreign_file_is_held_and_shown(
+    lab: Lab, ganesha_lo: GaneshaServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-written file (read before ours) names the Export_Id of our export of
+    tools's home, in hex; at Ganesha's next start it wins the id, so our volume is not
+    served.  Before, the backend only left our export out with a log warning: sync said
+    ok (exit 0) and status counted it in force.  It must be a hold (path-unsafe, naming
+    the file, as for a foreign export of the path): sync exits 3, status and check show
+    it, and a new instance of tools gets nothing added to that path."""
+    _ganesha_config(lab.config, ganesha_lo)
+    lab.add_project("tools", 50380)
+    home = lab.srv("tools", "home")
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    other = lab.srv("other")
+    try:
+        assert lab.cli("sync") == 0
+        ours = [p.name for p in ganesha_lo.conf_dir.iterdir()]
+        assert len(ours) == 1 and ours[0].startswith("export-"), ours
+        export_id = int(ours[0].removeprefix("export-").removesuffix(".conf"))
+        (ganesha_lo.conf_dir / "a-local.conf").write_text(_foreign(hex(export_id), other))
+        ganesha_lo.restart()
+        assert ganesha_lo.exports()[export_id] == other  # the foreign file won the id
+        lab.add_instance("i-2", "tools", "172.16.0.6")
+        capsys.readouterr()
+        assert lab.cli("sync") == 3
+        assert "sync held" in capsys.readouterr().out
+        holds = lab.status()["plan"]["holds"]
+        assert any(
+            h["reason"] == "path-unsafe"
+            and h["path"] == home
+            and "a-local.conf" in h["detail"]
+            and str(export_id) in h["detail"]
+            for h in holds
+        ), holds
+        assert (home, "172.16.0.6") not in _served(ganesha_lo)
+        assert ganesha_lo.exports()[export_id] == other  # the foreign export untouched
+        assert ganesha_lo.clients(export_id) == ["198.51.100.99/32"]
+        capsys.readouterr()
+        lab.cli("check")
+        assert "path-unsafe" in capsys.readouterr().out
+        assert lab.cli("sync") == 3  # and the next cycles hold too, without failing
+    finally:
+        _reset(ganesha_lo)
