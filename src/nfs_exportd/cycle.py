@@ -109,18 +109,16 @@ def read_facts(
 
 
 def _foreign_held(cfg: Config, paths: set[str], safety: PathSafety) -> PathSafety:
-    """ganesha: a served path that a file in conf_dir not ours exports is held (nothing
-    added; what is in force stays): Ganesha would refuse our EXPORT of it, which failed
-    (and undid) every change of every cycle."""
-    foreign = ganesha_backend(cfg).foreign_paths()
+    """ganesha: a served path that a file in conf_dir not ours exports, or whose
+    Export_Id of ours it names, is held (nothing added; what is in force stays): Ganesha
+    would refuse our EXPORT of it, which failed (and undid) every change of every cycle,
+    or serves the foreign export under our id, which was only a log line while sync
+    said ok."""
+    foreign = ganesha_backend(cfg).foreign_conflicts()
     held = dict(safety.held)
     for path in sorted(paths):
         if path in foreign and path not in safety.unsafe:
-            held[path] = (
-                f"{path} is exported by {foreign[path]}, a file in ganesha.conf_dir that is "
-                "not nfs-exportd's (Ganesha serves one EXPORT per path): remove that export, "
-                "or stop serving this volume here"
-            )
+            held[path] = foreign[path]
     return PathSafety(safety.unsafe, held)
 
 

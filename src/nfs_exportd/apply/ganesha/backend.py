@@ -321,12 +321,36 @@ class GaneshaBackend:
                 "force; the next sync writes it again)"
             ) from None
 
-    def foreign_paths(self) -> dict[str, str]:
-        """Paths a file in conf_dir that is not ours exports (as Path or Pseudo) -> that
-        file.  Ganesha serves one EXPORT per Pseudo, so ours for such a path would be
-        refused (and, added before, lose to it at Ganesha's next start): the cycle holds
-        the path (path-unsafe) instead of failing on it, and so failing every change."""
-        return {p: str(self.conf_dir / n) for p, n in self.read_conf_dir().foreign_paths.items()}
+    def foreign_conflicts(self) -> dict[str, str]:
+        """Paths that a file in conf_dir that is not ours contends for -> why (naming the
+        file), for a path-unsafe hold: the cycle holds them instead of failing on them
+        (and so failing every change), or serving nothing with only a log line.
+
+        - the file exports the path (as Path or Pseudo): Ganesha serves one EXPORT per
+          Pseudo, so ours would be refused (and, added before, lose to it at Ganesha's
+          next start);
+        - the file names the Export_Id of our export of the path (decimal, hex or
+          octal): at its start Ganesha serves the id for the file it reads first and
+          leaves the other out, so our export is not served (or, later, theirs)."""
+        conf = self.read_conf_dir()
+        out: dict[str, str] = {}
+        for path, name in conf.foreign_paths.items():
+            out[path] = (
+                f"{path} is exported by {self.conf_dir / name}, a file in ganesha.conf_dir "
+                "that is not nfs-exportd's (Ganesha serves one EXPORT per path): remove "
+                "that export, or stop serving this volume here"
+            )
+        for c in sorted([*conf.ours.values(), *conf.extra], key=lambda c: c.export_id):
+            other = conf.foreign_ids.get(c.export_id)
+            if other is not None and c.spec.path not in out:
+                out[c.spec.path] = (
+                    f"Export_Id {c.export_id} of nfs-exportd's export of {c.spec.path} "
+                    f"({self.conf_dir / c.filename}) is also named by {self.conf_dir / other}, "
+                    "a file in ganesha.conf_dir that is not nfs-exportd's (Ganesha serves "
+                    "one export per id, from the file it reads first): give that export an "
+                    "Export_Id outside ganesha.export_id_min..export_id_max"
+                )
+        return out
 
     def _write_conf(self, export_id: int, text: str) -> None:
         self._write_file(conf_name(export_id), text)
