@@ -22,7 +22,10 @@ from nfs_exportd.apply.ganesha.render import (
     files_of,
     is_ours,
     parse_conf,
+    parse_record,
+    record_name,
     render_conf,
+    render_record,
     specs_of,
 )
 from nfs_exportd.config import load_config
@@ -290,6 +293,83 @@ def test_a_conf_file_names_its_id() -> None:
         parse_conf("export-1043.conf", EXPECTED)
     with pytest.raises(ConfFileError, match="not a normalised volume path"):
         parse_conf("export-1042.conf", EXPECTED.replace("/srv/tools/home", "/srv/tools//home"))
+
+
+# ------------------------------------------------------------------ record files
+
+RECORD = (
+    "# nfs-exportd managed Ganesha record, do not edit: record=tools.exports\n"
+    "# owner=project:tools keystone-id=9f1c\n"
+    "# no export: this file keeps the project's Keystone id while it has no volume line\n"
+)
+
+
+def test_a_project_without_lines_is_a_comment_only_record_file() -> None:
+    """A managed file without lines has no export, so no EXPORT block holds it: a
+    comment-only file keeps it (and its Keystone id) in conf_dir; its name cannot be
+    taken for an export-ID.conf file."""
+    f = ExportsFile("tools.exports", FileKind.PROJECT, "tools", (), "9f1c")
+    assert record_name("tools.exports") == "record-tools.exports.conf"
+    assert render_record(f) == RECORD
+    assert is_ours(RECORD)
+    assert parse_record("record-tools.exports.conf", RECORD) == f
+    assert files_of([], [f]) == {"tools.exports": f}
+    no_id = dataclasses.replace(f, keystone_id=None)
+    assert parse_record("record-tools.exports.conf", render_record(no_id)) == no_id
+
+
+def test_a_record_file_and_blocks_of_one_file_merge_or_disagree() -> None:
+    """Left both after an interrupted apply: the blocks give the lines; a different id
+    or owner is an error naming the files."""
+    line = ExportLine("/srv/tools/home", "rw,sync,root_squash", ("172.16.0.5",))
+    f = ExportsFile("tools.exports", FileKind.PROJECT, "tools", (line,), "9f1c")
+    spec = specs_of({line.path: [blocks_of(f)[line.path]]})[line.path]
+    conf = parse_conf("export-1042.conf", render_conf(spec, 1042))
+    bare = dataclasses.replace(f, lines=())
+    assert files_of([conf], [bare]) == {"tools.exports": f}
+    with pytest.raises(ConfFileError, match=r"record-tools\.exports\.conf"):
+        files_of([conf], [dataclasses.replace(bare, keystone_id="other")])
+
+
+RECORD_EDITS = [
+    ("keystone-id=9f1c", "keystone-id=9f1c\nEXPORT { Export_Id = 7; }", "not what"),
+    ("keystone-id=9f1c", "keystone-id=9f 1c", "not what"),
+    ("keystone-id=9f1c", "keystone-id=9f1c;", "not what"),
+    ("owner=project:tools", "owner=project:paws", "not the file of"),
+    ("owner=project:tools", "owner=public:tools", "not the file of"),
+    ("record=tools.exports", "record=tools.exports ", "not what"),
+    ("# no export", "#no export", "not what"),
+    (
+        "Keystone id while it has no volume line\n",
+        "Keystone id while it has no volume line",
+        "newline",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "what"), RECORD_EDITS, ids=[e[1] for e in RECORD_EDITS])
+def test_a_record_file_is_exactly_what_we_write_or_an_error(old: str, new: str, what: str) -> None:
+    text = RECORD.replace(old, new, 1)
+    assert text != RECORD
+    with pytest.raises(ConfFileError, match=what):
+        parse_record("record-tools.exports.conf", text)
+
+
+def test_a_record_file_names_its_record_and_refuses_bad_tokens() -> None:
+    with pytest.raises(ConfFileError, match="not the record of its name"):
+        parse_record("record-paws.exports.conf", RECORD)
+    with pytest.raises(ConfFileError, match="not a record file name"):
+        parse_record("export-1042.conf", RECORD)
+    f = ExportsFile("tools.exports", FileKind.PROJECT, "tools", (), "9f1c")
+    for bad in (
+        dataclasses.replace(f, keystone_id="9f 1c"),
+        dataclasses.replace(f, owner="to ols", filename="to ols.exports"),
+        dataclasses.replace(f, filename="paws.exports"),
+        dataclasses.replace(f, lines=(ExportLine("/srv/x", "rw", ("172.16.0.5",)),)),
+        ExportsFile("public-x.exports", FileKind.PUBLIC, "x", (), "9f1c"),
+    ):
+        with pytest.raises(RenderRefused):
+            render_record(bad)
 
 
 # ------------------------------------------------------------------ ids

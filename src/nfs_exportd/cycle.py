@@ -93,6 +93,8 @@ def read_facts(
     paths |= {p.path for p in served.public}
     missing = frozenset(p for p in paths if not Path(p).exists())
     safety = check_served_paths(paths, cfg.serve.roots)
+    if cfg.backend == "ganesha":
+        safety = _foreign_held(cfg, paths, safety)
     for why in (*safety.unsafe.values(), *safety.held.values()):
         log.warning("path-unsafe: %s", why)
     return Facts(
@@ -104,6 +106,20 @@ def read_facts(
         maintenance=read_maintenance(cfg.maintenance_file),
         rollback_hold=read_rollback_hold(cfg.state_dir),
     )
+
+
+def _foreign_held(cfg: Config, paths: set[str], safety: PathSafety) -> PathSafety:
+    """ganesha: a served path that a file in conf_dir not ours exports, or whose
+    Export_Id of ours it names, is held (nothing added; what is in force stays): Ganesha
+    would refuse our EXPORT of it, which failed (and undid) every change of every cycle,
+    or serves the foreign export under our id, which was only a log line while sync
+    said ok."""
+    foreign = ganesha_backend(cfg).foreign_conflicts()
+    held = dict(safety.held)
+    for path in sorted(paths):
+        if path in foreign and path not in safety.unsafe:
+            held[path] = foreign[path]
+    return PathSafety(safety.unsafe, held)
 
 
 def scan_in_force(cfg: Config) -> DirScan:

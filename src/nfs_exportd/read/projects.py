@@ -247,6 +247,7 @@ def served_exports(
         )
     errors = _path_conflicts([("this server", all_served)], source) if len(wanted) > 1 else []
     pubs: list[PublicExport] = []
+    public_paths: dict[str, str] = {}
     for name, (raw_path, raw_clients, opts) in sorted(public.items()):
         where = f"{source}: public_exports.{name}"
         try:
@@ -269,6 +270,12 @@ def served_exports(
                     f"{where}.path: {path} overlaps project {m.project!r} volume {m.volume!r} "
                     f"({m.path})"
                 )
+        if path in public_paths:  # one owner per path (decide refuses the plan otherwise)
+            errors.append(
+                f"{where}.path: {path} is also public_exports.{public_paths[path]}.path: "
+                "give one public export all its clients"
+            )
+        public_paths.setdefault(path, name)
         if (PUBLIC_FILE_PREFIX + name) in projects.projects:
             errors.append(f"{where}: name collides with project {PUBLIC_FILE_PREFIX + name!r}")
         pubs.append(PublicExport(name, path, tuple(clients), opts or options.default))

@@ -6,11 +6,15 @@ are also the only record of what is in force: ``in_force`` rebuilds the managed 
 from them (plan, status, explain, history and rollback read those), and nothing is
 written to ``exports_dir``.  A lost or emptied state_dir therefore changes nothing here.
 
+A managed file without lines has no export: it is kept as a comment-only record file
+(``record-<file>.conf``, see render) so that its Keystone id survives a lost state_dir.
+
 A cycle: check that Ganesha answers (nothing is written before), render and check every
 block, then per changed export write its conf file atomically (temporary in
 ``staging_dir``, never in conf_dir: Ganesha's %dir reads hidden files too) and call
-RemoveExport / UpdateExport / AddExport, reading each back with DisplayExport.  On any
-failure, every export this cycle touched is put back (conf file and DBus) and read back.
+RemoveExport / UpdateExport / AddExport, reading each back with DisplayExport, then write
+or remove the record files.  On any failure, every export and record file this cycle
+touched is put back (conf file and DBus) and read back.
 Never a SIGHUP or a full reload.
 """
 
@@ -22,7 +26,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +43,7 @@ from .dbus import Displayed, GaneshaBus, GaneshaCallError, GaneshaUnreachable
 from .ids import IdsExhausted, allocate, next_cursor
 from .render import (
     CONF_NAME_RE,
+    RECORD_NAME_RE,
     ClientBlock,
     ConfExport,
     ConfFileError,
@@ -48,7 +53,10 @@ from .render import (
     files_of,
     is_ours,
     parse_conf,
+    parse_record,
+    record_name,
     render_conf,
+    render_record,
     specs_of,
 )
 
@@ -56,8 +64,12 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "ganesha.json"
 CONF_MAX_BYTES = 1 << 20
-_FOREIGN_ID = re.compile(r"Export_Id\s*=\s*([0-9]+)", re.I)
-_TEMP_RE = re.compile(r"^\.nfs-exportd\.export-[0-9]+\.conf\.tmp-(?P<pid>[0-9]+)$")
+# Ganesha's config lexer reads numbers in decimal, hex (0x3E8) and octal (01750)
+_FOREIGN_ID = re.compile(r"Export_Id\s*=\s*(0x[0-9a-f]+|[0-9]+)", re.I)
+_FOREIGN_PATH = re.compile(r"\b(?:Path|Pseudo)\s*=\s*\"?([^\";\s{}]+)", re.I)
+_TEMP_RE = re.compile(
+    r"^\.nfs-exportd\.(?:export-[0-9]+|record-[A-Za-z0-9_.-]+)\.conf\.tmp-(?P<pid>[0-9]+)$"
+)
 
 
 class GaneshaState(Record):
@@ -88,11 +100,37 @@ TAKEN_BACK = "taken back"
 
 
 @dataclass
+class RecordOp:
+    """A record file (a managed file without lines) written or removed."""
+
+    name: str  # its name in conf_dir: record-FILE.exports.conf
+    old: str | None
+    new: str | None
+
+
+@dataclass
 class ConfDir:
     ours: dict[str, ConfExport] = field(default_factory=dict)  # path -> its export
     texts: dict[int, str] = field(default_factory=dict)  # our Export_Id -> file text
     extra: list[ConfExport] = field(default_factory=list)  # a second file for one path
-    foreign_ids: set[int] = field(default_factory=set)
+    records: dict[str, ExportsFile] = field(default_factory=dict)  # files without lines
+    record_texts: dict[str, str] = field(default_factory=dict)  # their record files' text
+    foreign_ids: dict[int, str] = field(default_factory=dict)  # Export_Id -> its file
+    foreign_names: set[str] = field(default_factory=set)  # files there that are not ours
+    foreign_paths: dict[str, str] = field(default_factory=dict)  # Path/Pseudo -> its file
+
+
+def _numbers(word: str) -> set[int]:
+    """The Export_Id(s) a number written in a foreign file may mean to Ganesha: hex,
+    octal with a leading 0 (its decimal reading too, to be safe), else decimal."""
+    if len(word) > 12:
+        return set()  # far above the 16-bit range
+    if word[:2].lower() == "0x":
+        return {int(word, 16)}
+    out = {int(word)}
+    if len(word) > 1 and word[0] == "0" and set(word) <= set("01234567"):
+        out.add(int(word, 8))
+    return out
 
 
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
@@ -150,12 +188,10 @@ def _perms_problem(p: ClientPerms, entry: tuple[object, ...]) -> str | None:
     return None
 
 
-def _lines_of(text: str | None) -> str | None:
-    """A managed file's text, or None when it has no line: a file without lines has no
-    export (conf_dir cannot hold it), so it is the same as no file."""
-    if text is None or not any(ln.startswith("/") for ln in text.split("\n")):
-        return None
-    return text
+def _bare(targets: Mapping[str, ExportsFile | None]) -> dict[str, ExportsFile | None]:
+    """The record file each target would keep if no block of its carried it (its lines
+    gone, or every one left out): the file's owner and Keystone id, no line."""
+    return {n: (replace(f, lines=()) if f is not None else None) for n, f in targets.items()}
 
 
 class GaneshaBackend:
@@ -233,12 +269,28 @@ class GaneshaBackend:
             except OSError as exc:
                 raise StateError(f"{path}: cannot read: {exc}") from None
             if not is_ours(text):
-                out.foreign_ids |= {int(i) for i in _FOREIGN_ID.findall(text) if len(i) < 7}
+                out.foreign_names.add(name)
+                for i in _FOREIGN_ID.findall(text):
+                    for n in _numbers(i):
+                        out.foreign_ids.setdefault(n, name)
+                for p in _FOREIGN_PATH.findall(text):
+                    out.foreign_paths.setdefault(p.rstrip("/") or "/", name)
+                continue
+            if RECORD_NAME_RE.fullmatch(name):
+                try:
+                    f = parse_record(name, text)
+                except ConfFileError as exc:
+                    raise StateError(
+                        f"{self.conf_dir}/{exc}; it is not what nfs-exportd writes: remove it "
+                        "by hand (it exports nothing; the next sync writes it again)"
+                    ) from None
+                out.records[f.filename], out.record_texts[f.filename] = f, text
                 continue
             if not CONF_NAME_RE.fullmatch(name):
                 raise StateError(
-                    f"{path}: has the nfs-exportd header but not the name export-ID.conf; "
-                    "remove it by hand (nfs-exportd never writes such a file)"
+                    f"{path}: has the nfs-exportd header but not the name export-ID.conf "
+                    "or record-FILE.exports.conf; remove it by hand (nfs-exportd never "
+                    "writes such a file)"
                 )
             try:
                 conf = parse_conf(name, text)
@@ -258,20 +310,54 @@ class GaneshaBackend:
     def in_force(self) -> dict[str, ExportsFile]:
         """The managed files in force, rebuilt from conf_dir (what Ganesha serves at its
         start and what each apply verifies live): no other record is read, so a lost or
-        emptied state_dir changes nothing in Ganesha.  Files without lines have no export
-        and are not rebuilt (the same as no file: they serve nobody)."""
+        emptied state_dir changes nothing in Ganesha.  Files without lines come from their
+        record files (with their Keystone id: a recreated project is still told apart)."""
         conf = self.read_conf_dir()
         try:
-            return files_of(list(conf.ours.values()))
+            return files_of(list(conf.ours.values()), list(conf.records.values()))
         except (ConfFileError, ValueError) as exc:
             raise StateError(
                 f"{self.conf_dir}/{exc}; remove the wrong file by hand (its export stays in "
                 "force; the next sync writes it again)"
             ) from None
 
+    def foreign_conflicts(self) -> dict[str, str]:
+        """Paths that a file in conf_dir that is not ours contends for -> why (naming the
+        file), for a path-unsafe hold: the cycle holds them instead of failing on them
+        (and so failing every change), or serving nothing with only a log line.
+
+        - the file exports the path (as Path or Pseudo): Ganesha serves one EXPORT per
+          Pseudo, so ours would be refused (and, added before, lose to it at Ganesha's
+          next start);
+        - the file names the Export_Id of our export of the path (decimal, hex or
+          octal): at its start Ganesha serves the id for the file it reads first and
+          leaves the other out, so our export is not served (or, later, theirs)."""
+        conf = self.read_conf_dir()
+        out: dict[str, str] = {}
+        for path, name in conf.foreign_paths.items():
+            out[path] = (
+                f"{path} is exported by {self.conf_dir / name}, a file in ganesha.conf_dir "
+                "that is not nfs-exportd's (Ganesha serves one EXPORT per path): remove "
+                "that export, or stop serving this volume here"
+            )
+        for c in sorted([*conf.ours.values(), *conf.extra], key=lambda c: c.export_id):
+            other = conf.foreign_ids.get(c.export_id)
+            if other is not None and c.spec.path not in out:
+                out[c.spec.path] = (
+                    f"Export_Id {c.export_id} of nfs-exportd's export of {c.spec.path} "
+                    f"({self.conf_dir / c.filename}) is also named by {self.conf_dir / other}, "
+                    "a file in ganesha.conf_dir that is not nfs-exportd's (Ganesha serves "
+                    "one export per id, from the file it reads first): give that export an "
+                    "Export_Id outside ganesha.export_id_min..export_id_max"
+                )
+        return out
+
     def _write_conf(self, export_id: int, text: str) -> None:
+        self._write_file(conf_name(export_id), text)
+
+    def _write_file(self, name: str, text: str) -> None:
         """Atomically: temporary in staging_dir (same filesystem), fsync, rename in."""
-        final = self.conf_dir / conf_name(export_id)
+        final = self.conf_dir / name
         tmp = self.staging / f".nfs-exportd.{final.name}.tmp-{os.getpid()}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -288,8 +374,18 @@ class GaneshaBackend:
         fsync_dir(self.conf_dir)
 
     def _remove_conf(self, export_id: int) -> None:
+        self._remove_file(conf_name(export_id))
+
+    def _remove_file(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            atomic_remove(self.conf_dir / conf_name(export_id))
+            atomic_remove(self.conf_dir / name)
+
+    def _put(self, name: str, text: str | None) -> None:
+        """A file of ours in conf_dir becomes ``text`` (None: it goes)."""
+        if text is None:
+            self._remove_file(name)
+        else:
+            self._write_file(name, text)
 
     def _load_state(self) -> GaneshaState:
         try:
@@ -342,19 +438,19 @@ class GaneshaBackend:
         cannot be reached before anything changed).  ``current_raw`` (the files in force,
         as ``in_force`` rebuilt them) only says which files changed, for the summary."""
         new_text = {n: (render(f) if f is not None else None) for n, f in targets.items()}
-        changed = {
-            n: _lines_of(t)
-            for n, t in new_text.items()
-            if _lines_of(t) != _lines_of(current_raw.get(n))
-        }
+        changed = {n: t for n, t in new_text.items() if t != current_raw.get(n)}
         self._check_dirs()
         conf = self.read_conf_dir()
         desired = self._desired(targets, conf)
         for path, spec in desired.items():  # every block checked before any DBus call
             render_conf(spec, conf.ours[path].export_id if path in conf.ours else 1)
+        bare = _bare(targets)
+        for f in bare.values():  # and every record file
+            if f is not None:
+                render_record(f)
         bus = self.bus_factory()
         try:
-            return self._apply(bus, changed, desired, conf, missing_paths)
+            return self._apply(bus, changed, desired, bare, conf, missing_paths)
         finally:
             bus.close()
 
@@ -363,6 +459,7 @@ class GaneshaBackend:
         bus: GaneshaBus,
         changed: Mapping[str, str | None],
         desired: Mapping[str, ExportSpec],
+        bare: Mapping[str, ExportsFile | None],
         conf: ConfDir,
         missing_paths: frozenset[str],
     ) -> ApplyResult:
@@ -388,10 +485,12 @@ class GaneshaBackend:
             raise ApplyError(str(exc)) from None
         except (GaneshaUnreachable, GaneshaCallError) as exc:
             raise self._unavailable(bus, exc) from None
+        records = _record_ops(bare, conf, ops)
         result = ApplyResult()
         for name, text in sorted(changed.items()):
             (result.removed if text is None else result.written).append(name)
-        if not ops:
+        if not ops and not records:
+            result.summary = "ganesha: nothing to change over DBus"
             if full or state.next_id != cursor:
                 self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
             self._clear_marker()
@@ -405,16 +504,21 @@ class GaneshaBackend:
                     f"({exc.strerror or exc}): nothing changed; free space in state_dir"
                 ) from None
         done: list[Op] = []
+        put: list[RecordOp] = []
         try:
             for op in ops:
                 done.append(op)
                 self._do(bus, op)
+            # after the exports: a file's blocks carry its Keystone id until then
+            for rec in records:
+                put.append(rec)
+                self._put(rec.name, rec.new)
         except (OSError, GaneshaUnreachable, GaneshaCallError, ApplyError) as exc:
-            what = _describe(exc, done[-1] if done else None)
-            undo = self._undo(bus, done)
+            what = _describe(exc, done[-1] if done and not put else None)
+            undo = self._undo(bus, done, put)
             raise ApplyError(f"{what}; {undo}") from None
         result.ran_exportfs = True
-        result.summary = _summary(ops)
+        result.summary = _summary(ops, records)
         self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
         self._clear_marker()
         return result
@@ -432,8 +536,14 @@ class GaneshaBackend:
         """What to do, in order (removals, updates, additions); ids allocated (a path
         keeps its id for as long as its conf file exists), no change."""
         ours_ids = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
-        taken = ours_ids | set(live) | conf.foreign_ids
-        new_paths = sorted(p for p in desired if p not in conf.ours)
+        taken = ours_ids | set(live) | set(conf.foreign_ids)
+        # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
+        foreign = {p for p in desired if p in conf.foreign_paths}
+        new_paths = sorted(p for p in desired if p not in conf.ours and p not in foreign)
+        # ids in force for the path of our file: an id of ours that Ganesha serves for
+        # another path was taken by a foreign file at its start, and is never touched
+        path_of = {c.export_id: c.spec.path for c in [*conf.ours.values(), *conf.extra]}
+        mine = {i for i, p in live.items() if path_of.get(i) == p}
         lost = self._lost_conf_files(new_paths, conf, live)
         new_paths = [p for p in new_paths if p not in lost]
         cursor = next_cursor(
@@ -455,7 +565,7 @@ class GaneshaBackend:
                     extra.export_id,
                     conf.texts[extra.export_id],
                     None,
-                    extra.export_id in live,
+                    extra.export_id in mine,
                     None,
                     extra.spec,
                     "a second conf file for one path",
@@ -471,17 +581,34 @@ class GaneshaBackend:
                         c.export_id,
                         text,
                         None,
-                        c.export_id in live,
+                        c.export_id in mine,
                         None,
                         c.spec,
                     )
                 )
         for path, spec in sorted(desired.items()):
             old_conf = conf.ours.get(path)
+            if path in foreign and (old_conf is None or old_conf.export_id not in mine):
+                log.warning(
+                    "%s is exported by %s, a file in ganesha.conf_dir that is not ours; "
+                    "our export of it is left out (Ganesha serves one EXPORT per path)",
+                    path,
+                    conf.foreign_paths[path],
+                )
+                continue
             export_id = old_conf.export_id if old_conf else ids[path]
+            if old_conf is not None and export_id in live and export_id not in mine:
+                log.warning(
+                    "Export_Id %d of our export of %s is in force for %s: a file in "
+                    "ganesha.conf_dir that is not ours names it; our export is left out",
+                    export_id,
+                    path,
+                    live[export_id],
+                )
+                continue
             text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
-            is_live = export_id in live
+            is_live = export_id in mine
             old_spec = old_conf.spec if old_conf else None
             if path in lost:
                 # its conf file was lost while Ganesha serves it: write it again and
@@ -543,7 +670,7 @@ class GaneshaBackend:
         export keeps serving its old clients."""
         low, high = self.cfg.export_id_min, self.cfg.export_id_max
         claimed = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
-        claimed |= conf.foreign_ids
+        claimed |= set(conf.foreign_ids)
         strays: dict[str, list[int]] = {}
         for export_id, path in live.items():
             if low <= export_id <= high and export_id not in claimed:
@@ -557,7 +684,7 @@ class GaneshaBackend:
             if op.live_before:
                 bus.remove(op.export_id)
             shown = bus.display(op.export_id)
-            if shown is not None:
+            if shown is not None and (op.old_spec is None or shown.path == op.old_spec.path):
                 raise ApplyError(
                     f"Ganesha export {op.export_id} ({op.key}) is still in force after RemoveExport"
                 )
@@ -575,10 +702,15 @@ class GaneshaBackend:
                 f"read-back of Ganesha export {op.export_id} ({op.key}) failed: it {problem}"
             )
 
-    def _undo(self, bus: GaneshaBus, done: list[Op]) -> str:
-        """Put back every export this cycle touched (conf file, then DBus, read back);
-        say how that went."""
+    def _undo(self, bus: GaneshaBus, done: list[Op], put: list[RecordOp] | None = None) -> str:
+        """Put back every record file and export this cycle touched (conf file, then
+        DBus, read back); say how that went."""
         failed: list[str] = []
+        for rec in reversed(put or []):
+            try:
+                self._put(rec.name, rec.old)
+            except OSError as exc:
+                failed.append(f"{rec.name}: {exc}")
         gone: GaneshaUnreachable | None = None  # once Ganesha stopped answering
         for op in reversed(done):
             try:
@@ -600,6 +732,9 @@ class GaneshaBackend:
                 continue
             try:
                 shown = bus.display(op.export_id)
+                ours = op.old_spec or op.spec
+                if shown is not None and ours is not None and shown.path != ours.path:
+                    continue  # the id is in force for another path: not ours to touch
                 # in force before this cycle: its old self; else nothing
                 want = op.old_spec if op.live_before else None
                 if want is None:
@@ -662,6 +797,15 @@ class GaneshaBackend:
                 for path, c in sorted(conf.ours.items()):
                     if path not in desired:
                         problems.append(f"{c.spec}: Ganesha export {c.export_id} is still there")
+                carried = {b.record for c in conf.ours.values() for b in c.spec.blocks}
+                for name, f in sorted(_bare(targets).items()):
+                    want = render_record(f) if f is not None and name not in carried else None
+                    have = conf.record_texts.get(name)
+                    if have != want:
+                        what = "says otherwise" if have and want else "is missing"
+                        if want is None:
+                            what = "is still there"
+                        problems.append(f"{name}: record file {record_name(name)} {what}")
             except (GaneshaUnreachable, GaneshaCallError) as exc:
                 problems.append(str(self._unavailable(bus, exc)))
         return problems
@@ -696,6 +840,40 @@ def _describe(exc: BaseException, op: Op | None) -> str:
     return str(exc)
 
 
-def _summary(ops: list[Op]) -> str:
-    n = {k: sum(1 for o in ops if o.kind == k) for k in ("add", "update", "remove")}
-    return f"ganesha: {n['add']} added, {n['update']} updated, {n['remove']} removed over DBus"
+def _record_ops(
+    bare: Mapping[str, ExportsFile | None], conf: ConfDir, ops: list[Op]
+) -> list[RecordOp]:
+    """The record files to write or remove once ``ops`` are done: a target that no
+    block carries after them keeps one (its owner and Keystone id); the others have
+    none.  Record files of files that are not targets stay as they are."""
+    after: dict[int, ExportSpec | None] = {c.export_id: c.spec for c in conf.ours.values()}
+    for op in ops:
+        after[op.export_id] = op.spec
+    carried = {b.record for spec in after.values() if spec is not None for b in spec.blocks}
+    out: list[RecordOp] = []
+    for name, f in sorted(bare.items()):
+        new = render_record(f) if f is not None and name not in carried else None
+        old = conf.record_texts.get(name)
+        if new is not None and record_name(name) in conf.foreign_names:
+            log.warning(
+                "%s in ganesha.conf_dir is not nfs-exportd's: the record of %s (no line) "
+                "is not written there; rename that file",
+                record_name(name),
+                name,
+            )
+        elif new != old:
+            out.append(RecordOp(record_name(name), old, new))
+    return out
+
+
+def _summary(ops: list[Op], records: list[RecordOp]) -> str:
+    if ops:
+        n = {k: sum(1 for o in ops if o.kind == k) for k in ("add", "update", "remove")}
+        out = f"ganesha: {n['add']} added, {n['update']} updated, {n['remove']} removed over DBus"
+    else:
+        out = "ganesha: nothing to change over DBus"
+    if records:
+        written = sum(1 for r in records if r.new is not None)
+        out += f"; record files of files without exports: {written} written, "
+        out += f"{len(records) - written} removed"
+    return out

@@ -24,6 +24,16 @@ Ganesha serves at its start, so it is what is in force; no other record is kept)
         }
     }
 
+A managed file without lines (a project with no instance left) has no EXPORT block to
+carry it, so it is kept as a comment-only ``record-<file>.conf`` (Ganesha 4.3 starts
+with such a file in its %dir and serves the others; AddExport/UpdateExport read only
+the file they name).  Without it a lost state_dir would forget the project's Keystone
+id, and a new project of the same name would inherit its volumes::
+
+    # nfs-exportd managed Ganesha record, do not edit: record=tools.exports
+    # owner=project:tools keystone-id=9f1c
+    # no export: this file keeps the project's Keystone id while it has no volume line
+
 One EXPORT per path because Ganesha refuses a second EXPORT with the same Pseudo, and
 Pseudo is the Path itself (NFSv4 clients mount the same path as NFSv3 clients); the
 Export_Id is the path's, so it survives a rename of the project.  The client lists of
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...addresses import AddressError, parse_network
@@ -51,7 +62,10 @@ from ...validate import KEYSTONE_ID_RE, NAME_RE, normalise_path
 
 CONF_HEADER = "# nfs-exportd managed Ganesha export, do not edit: export_id="
 CONF_NAME_RE = re.compile(r"export-(?P<id>[1-9][0-9]{0,4})\.conf")
+RECORD_HEADER = "# nfs-exportd managed Ganesha record, do not edit: record="
 _RECORD_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.exports")
+RECORD_NAME_RE = re.compile(rf"record-(?P<record>{_RECORD_RE.pattern})\.conf")
+_RECORD_NOTE = "# no export: this file keeps the project's Keystone id while it has no volume line"
 _ID = r"[1-9][0-9]{0,4}"
 _CLIENTS_RE = re.compile(r"[0-9A-Fa-f.:/]+(, [0-9A-Fa-f.:/]+)*")
 # characters that would change the meaning of a comment or a block: never in a token
@@ -157,9 +171,12 @@ def specs_of(blocks: dict[str, list[ClientBlock]]) -> dict[str, ExportSpec]:
     return out
 
 
-def files_of(exports: list[ConfExport]) -> dict[str, ExportsFile]:
-    """The managed files these exports stand for (what is in force), lines by path;
-    ConfFileError when they disagree about a file (kind, owner, keystone id)."""
+def files_of(
+    exports: Sequence[ConfExport], records: Sequence[ExportsFile] = ()
+) -> dict[str, ExportsFile]:
+    """The managed files these exports (and record files of files without lines) stand
+    for (what is in force), lines by path; ConfFileError when they disagree about a file
+    (kind, owner, keystone id)."""
     by_record: dict[str, list[tuple[str, ClientBlock, str]]] = {}
     for c in exports:
         for b in c.spec.blocks:
@@ -183,7 +200,88 @@ def files_of(exports: list[ConfExport]) -> dict[str, ExportsFile]:
             )
         lines = tuple(ExportLine(p, b.options, b.clients) for p, b, _ in rows)
         out[record] = ExportsFile(record, kind, owner, lines, kid)
-    return out
+    for f in records:
+        have = out.get(f.filename)
+        if have is None:
+            out[f.filename] = f
+        elif (have.kind, have.owner, have.keystone_id) != (f.kind, f.owner, f.keystone_id):
+            # both are left by an interrupted apply; they must agree
+            raise ConfFileError(
+                f"{record_name(f.filename)}: says {f.kind.value}:{f.owner} "
+                f"keystone-id={f.keystone_id}, the export blocks of {f.filename} say "
+                f"{have.kind.value}:{have.owner} keystone-id={have.keystone_id}"
+            )
+    return dict(sorted(out.items()))
+
+
+def record_name(record: str) -> str:
+    """The record file of a managed file without lines: never an export-ID.conf name."""
+    return f"record-{record}.conf"
+
+
+def render_record(f: ExportsFile) -> str:
+    """The comment-only record file of a managed file without lines; every token
+    checked, and the text parsed back."""
+    what = record_name(f.filename)
+    if f.lines:
+        raise _refuse(what, "the file has lines (its blocks carry it)")
+    if not _RECORD_RE.fullmatch(f.filename) or ".." in f.filename:
+        raise _refuse(what, f"record name {f.filename!r} is not a managed file name")
+    if not NAME_RE.fullmatch(f.owner) or ".." in f.owner or f.kind.filename(f.owner) != f.filename:
+        raise _refuse(what, f"owner {f.owner!r} is not the owner of {f.filename}")
+    if f.keystone_id is not None and (
+        not KEYSTONE_ID_RE.fullmatch(f.keystone_id) or f.kind is not FileKind.PROJECT
+    ):
+        raise _refuse(what, f"keystone id {f.keystone_id!r} is not the id of a project")
+    owner = f"# owner={f.kind.value}:{f.owner}"
+    if f.keystone_id is not None:
+        owner += f" keystone-id={f.keystone_id}"
+    text = "\n".join([f"{RECORD_HEADER}{f.filename}", owner, _RECORD_NOTE, ""])
+    try:
+        back = parse_record(what, text)
+    except ConfFileError as exc:
+        raise _refuse(what, f"the rendered record does not parse back ({exc})") from None
+    if back != f:
+        raise _refuse(what, "the rendered record parses back to something else")
+    return text
+
+
+_RECORD_LINES = (
+    re.compile(rf"{re.escape(RECORD_HEADER)}(?P<record>\S+)"),
+    re.compile(
+        r"# owner=(?P<kind>project|public):(?P<owner>[A-Za-z0-9_][A-Za-z0-9_.-]*)"
+        r"(?: keystone-id=(?P<kid>[A-Za-z0-9_-]{1,64}))?"
+    ),
+    re.compile(re.escape(_RECORD_NOTE)),
+)
+
+
+def parse_record(filename: str, text: str) -> ExportsFile:
+    """Parse a record file of ours, strictly: the file without lines it keeps;
+    ConfFileError names file:line."""
+    m = RECORD_NAME_RE.fullmatch(filename)
+    if m is None:
+        raise ConfFileError(f"{filename}: not a record file name (record-FILE.exports.conf)")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    else:
+        raise ConfFileError(f"{filename}: does not end with a newline (cut short?)")
+    src = _Lines(filename, lines)
+    found: dict[str, str] = {}
+    for rx in _RECORD_LINES:
+        found.update((k, v) for k, v in src.need(rx).groupdict().items() if v is not None)
+    if src.no != len(lines):
+        raise ConfFileError(f"{filename}:{src.no + 1}: unexpected text after the record")
+    record, owner, kid = found["record"], found["owner"], found.get("kid")
+    if record != m["record"]:
+        raise ConfFileError(f"{filename}: holds record {record}, not the record of its name")
+    if not NAME_RE.fullmatch(owner) or (kid is not None and not KEYSTONE_ID_RE.fullmatch(kid)):
+        raise ConfFileError(f"{filename}:2: owner or keystone id is not a name/id")
+    kind = FileKind(found["kind"])
+    if kind.filename(owner) != record or (kid is not None and kind is not FileKind.PROJECT):
+        raise ConfFileError(f"{filename}: record {record} is not the file of {kind.value} {owner}")
+    return ExportsFile(record, kind, owner, (), kid)
 
 
 def _refuse(what_of: str, what: str) -> RenderRefused:
@@ -344,7 +442,8 @@ _END = re.compile(r"\}")
 
 
 def is_ours(text: str) -> bool:
-    return text.startswith(CONF_HEADER)
+    """A conf file or a record file of ours (by its header)."""
+    return text.startswith((CONF_HEADER, RECORD_HEADER))
 
 
 class _Lines:
