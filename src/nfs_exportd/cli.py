@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("release", help="end the rollback-hold that rollback left")
     sub.add_parser("check", help="Nagios/Icinga plugin: one line with perfdata; exit 0/1/2/3")
+    sc = sub.add_parser(
+        "config",
+        help="config check: validate the config and projects files (exit 0 valid, 2 invalid)",
+    )
+    sc_sub = sc.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    sc_sub.add_parser(
+        "check",
+        help="validate --config and the projects file it names; reads nothing else "
+        "(for Puppet's validate_cmd: nfs-exportd --config % config check)",
+    )
     sa = sub.add_parser(
         "adopt", help="take over the original daemon's header-less <project>.exports files"
     )
@@ -124,6 +134,10 @@ def command(name: str) -> Callable[[argparse.Namespace], int]:
         from .commands import release
 
         return release.run
+    if name == "config":
+        from .commands import config
+
+        return config.run
     if name == "adopt":
         from .commands import adopt
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
-from ..config import load_config
 from ..errors import EXIT_OK
-from ..memory import journal
+from ..memory import journal, running
 from .common import when
+
+log = logging.getLogger("nfs_exportd")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg, problem = running.load_or_running(args.config)
+    if problem:
+        log.warning("%s", problem)
     if args.show is not None:
         entry = journal.load(cfg.state_dir, args.show)
         if args.json:

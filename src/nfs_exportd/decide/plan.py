@@ -124,6 +124,17 @@ class Hold:
     def sort_key(self) -> tuple[str, str, str, str, str]:
         return (self.project or "", self.path or "", self.client or "", self.reason.value, "")
 
+    def scope(self) -> str:
+        """What the hold covers, in words: its pair or project, else what a hold of
+        everything means for its reason (``config-invalid`` holds no change: the last
+        good config runs and its changes apply)."""
+        what = " ".join(x for x in (self.project, self.path, self.client) if x)
+        if what:
+            return what
+        if self.reason is Reason.CONFIG_INVALID:
+            return "no change (the last good config and projects file run; changes apply)"
+        return "everything"
+
 
 def checksum_of(changes: tuple[Change, ...]) -> str:
     canonical = json.dumps(
@@ -199,7 +210,7 @@ class Plan:
         if self.holds:
             lines.append("  held:")
             for h in sorted(self.holds, key=Hold.sort_key):
-                what = " ".join(x for x in (h.project, h.path, h.client) if x) or "(everything)"
+                what = h.scope()
                 act = f" [{h.action.value}]" if h.action else ""
                 detail = f": {h.detail}" if h.detail else ""
                 lines.append(f"    ! {what}{act}  ({h.reason.value}){detail}")

@@ -4,7 +4,7 @@ textfile (``metrics.textfile``, written atomically), both from one registry.
 Gauges are set from the status each cycle saves, so the metrics say exactly what
 ``status`` and ``check`` say.  Counters count since the process started (Prometheus'
 ``rate()`` handles restarts); for a one-shot ``sync`` writing the textfile they count that
-one cycle.
+one cycle, so a ``sync`` leaves the textfile alone while ``run`` is alive.
 """
 
 from __future__ import annotations
