@@ -521,3 +521,159 @@ def test_explain_names_the_instance_of_a_floating_ip(
         "of project tools: floating IPs are not exported (inventory.include_floating_ips is off"
         in out
     )
+
+
+def test_unreadable_clouds_yaml_is_named_with_its_permission_error(tmp_path: Path) -> None:
+    """A clouds.yaml mode 0600 root, read by the daemon's unprivileged user: said as a
+    permission error on that file, not 'Cloud X was not found'.  As root the reader runs
+    as nobody (setpriv), so the kernel really refuses."""
+    import os
+    import subprocess
+    import sys
+
+    tmp_path.chmod(0o755)
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds: {nfs: {}}\n")
+    clouds.chmod(0o000 if os.geteuid() != 0 else 0o600)
+    code = (
+        "from nfs_exportd.read.inventory.openstack import clouds_yaml_problem as p; "
+        "print(p('nfs', 'inventory.cloud'))"
+    )
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    import nfs_exportd
+
+    src = str(Path(nfs_exportd.__file__).resolve().parents[1])  # this tree's code
+    proc = subprocess.run(
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds), "PYTHONPATH": src},
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("inventory.cloud: clouds.yaml entry 'nfs' does not exist: "), out
+    assert f"{clouds} cannot be read by uid " in out and "(permission denied)" in out, out
+
+
+# ------------------------------------------------------------------ command line (section 5)
+
+
+def test_global_options_are_accepted_after_the_command(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nfs_exportd.cli import main
+
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    lab.write()
+    capsys.readouterr()
+    assert main(["sync", "--config", str(lab.config_path), "--allow-root"]) == 0
+    assert main(["status", "--config", str(lab.config_path), "-v"]) == 0
+    assert "result: ok" in capsys.readouterr().out
+
+
+def test_every_command_help_says_what_it_does_its_exit_codes_and_config_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nfs_exportd.cli import HELP, main
+
+    for name in HELP:
+        capsys.readouterr()
+        assert main([name, "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert HELP[name][0].split(".")[0] in out, (name, out)
+        assert "exit codes: " in out and "config keys: " in out, (name, out)
+    assert main(["sync", "--help"]) == 0
+    assert "routine pending confirmations too" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_closed_pipe_is_a_quiet_exit(lab: Lab) -> None:
+    import os
+    import subprocess
+    import sys
+
+    lab.add_project("tools", 50380)
+    for n in range(60):
+        lab.add_instance(f"i-{n}", "tools", f"172.16.{n // 200}.{n % 200 + 2}")
+    lab.write()
+    root = ["--allow-root"] if os.geteuid() == 0 else []
+    cmd = [sys.executable, "-m", "nfs_exportd.cli", "--config", str(lab.config_path), *root]
+    proc = subprocess.run(
+        f"{' '.join(cmd)} plan | head -1", shell=True, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("plan ")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_history_limit_since_and_times_with_their_zone(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    lab.add_project("tools", 50380)
+    for n in range(3):
+        lab.add_instance(f"i-{n}", "tools", f"172.16.0.{n + 5}")
+        assert lab.cli("sync") == 0
+    capsys.readouterr()
+    assert lab.cli("history", "--limit", "2") == 0
+    heads = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith(" " * 9)]
+    assert len(heads) == 2, heads
+    assert re.match(r"^\s+\d+  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}  sync", heads[0]), heads
+    import json
+
+    assert lab.cli("history", "--json") == 0
+    every = len(json.loads(capsys.readouterr().out)["entries"])  # the baseline too
+    assert every >= 3
+    assert lab.cli("history", "--since", "1h", "--json") == 0
+    assert len(json.loads(capsys.readouterr().out)["entries"]) == every
+    assert lab.cli("history", "--since", "2000-01-01T00:00+00:00", "--json") == 0
+    assert len(json.loads(capsys.readouterr().out)["entries"]) == every
+    assert lab.cli("history", "--since", "2999-01-01") == 0
+    assert "no journal entry matches" in capsys.readouterr().out
+    assert lab.cli("history", "--since", "yesterday") == 2
+
+
+def test_plan_repeats_its_summary_at_the_end_and_collapses_hold_lines(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab.add_project("tools", 50380)
+    for n in range(12):
+        lab.add_instance(f"i-{n}", "tools", f"172.16.0.{n + 5}")
+    assert lab.cli("sync") == 0
+    lab.config["inventory"] = {"source": "static", "file": "inventory.yaml"}
+    for n in range(10):
+        lab.remove_instance(f"i-{n}")
+    lab.config["safety"] = {"removal_confirmations": 3, "max_removal_fraction": 1.0,
+                            "max_project_shrink_fraction": 1.0}  # fmt: skip
+    capsys.readouterr()
+    assert lab.cli("plan") == 0
+    lines = capsys.readouterr().out.splitlines()
+    held = [ln for ln in lines if ln.startswith("    ! ")]
+    assert len(held) == 1, lines  # 10 pending removals, one line
+    assert "(and 2 more) [remove]  (pending-confirmation)" in held[0], held
+    assert lines[-1] == lines[0] and lines[0].startswith("plan "), lines
+
+
+def test_sim_gen_lab_writes_a_matching_projects_file_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nfs_exportd.cli import main
+    from nfs_exportd_sim.cli import main as sim_main
+    from nfs_exportd_sim.scenario import load_scenario
+
+    lab = tmp_path / "gen"
+    assert sim_main(["gen", "--projects", "6", "--instances", "30", "--lab", str(lab)]) == 0
+    err = capsys.readouterr().err
+    assert "serve --scenario" in err and "plan" in err
+    with SimCloud(load_scenario(lab / "scenario.yaml")) as sim:
+        sim.clouds_yaml(lab / "clouds.yaml")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab / "clouds.yaml"))
+        assert main(["--config", str(lab / "config.yaml"), "config", "check"]) == 0
+        capsys.readouterr()
+        assert main(["--config", str(lab / "config.yaml"), "plan"]) == 0
+        out = capsys.readouterr().out
+    assert "nothing held" in out.splitlines()[0], out
+    assert " to add" in out and not out.startswith("plan 0 to add"), out

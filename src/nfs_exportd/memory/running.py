@@ -93,7 +93,7 @@ def load_or_running(path: Path) -> tuple[Config, str | None]:
         cfg = load_config_text(rec.text, path)
     except (StateError, ConfigError):
         raise problem from None
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec.saved))
+    when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(rec.saved))
     return cfg, (
         f"config-invalid: {' '.join(str(problem).split())}; showing the state of the "
         f"daemon, which runs on the config as it was at {when}; fix the file "

@@ -232,22 +232,27 @@ def clouds_yaml_problem(cloud: str, key: str) -> str:
     override = os.environ.get("OS_CLIENT_CONFIG_FILE")
     files = ([override] if override else []) + [f for f in loader.CONFIG_FILES if f != override]
     notes: list[str] = []
-    if override and not os.path.exists(override):
+    denied = (
+        f"cannot be read by uid {os.geteuid()} (permission denied): make it and its "
+        "directories readable by the daemon's user (e.g. root:nfs-exportd, mode 0640)"
+    )
+    if override and _exists(override) is False:
         notes.append(f"OS_CLIENT_CONFIG_FILE={override} does not exist")
     elif not override:
         notes.append("OS_CLIENT_CONFIG_FILE is not set")
     used = None
     for path in dict.fromkeys(files):
-        if not os.path.exists(path):
+        there = _exists(path)
+        if there is None:  # a directory on its way cannot be searched
+            notes.append(f"{path} {denied}")
+            continue
+        if not there:
             continue
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f) if path.endswith("json") else yaml_load(f.read())
         except PermissionError:
-            notes.append(
-                f"{path} cannot be read by uid {os.geteuid()} (permission denied): make it "
-                "readable by the daemon's user (e.g. root:nfs-exportd, mode 0640)"
-            )
+            notes.append(f"{path} {denied}")
             continue
         except (OSError, ValueError) as exc:
             notes.append(f"{path} skipped: {type(exc).__name__}: {exc}")
@@ -264,6 +269,18 @@ def clouds_yaml_problem(cloud: str, key: str) -> str:
         f"{key}: clouds.yaml entry {cloud!r} does not exist: {'; '.join(notes)}; "
         f"fix {key} or the clouds.yaml file"
     )
+
+
+def _exists(path: str) -> bool | None:
+    """Whether ``path`` exists; None when a directory on its way may not be searched
+    (os.path.exists says False then, and openstacksdk skips the file in silence)."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+    return True
 
 
 def yaml_load(text: str) -> Any:
