@@ -17,7 +17,7 @@ from .common import live_status
 def run(args: argparse.Namespace) -> int:
     """Never raises: every failure is a plugin UNKNOWN with the reason on the line."""
     try:
-        cfg, problem = running.load_or_running(args.config)
+        cfg, fallback = running.load_or_running(args.config)
         st = live_status(cfg)
         flag = None
         try:
@@ -39,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
             ),
             time.time(),
         )
-        if problem:  # the daemon runs on its old config; the next restart will not
+        if fallback:  # the daemon runs on its old config; the next restart will not
             verdict = check.Verdict(
                 max(verdict.code, check.WARNING),
-                f"{problem}; then: {verdict.text}",
+                f"{fallback.line(max_error=120)}; then: {verdict.text}",
                 verdict.perfdata,
             )
     except NfsExportdError as exc:

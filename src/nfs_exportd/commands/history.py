@@ -15,9 +15,9 @@ log = logging.getLogger("nfs_exportd")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, problem = running.load_or_running(args.config)
-    if problem:
-        log.warning("%s", problem)
+    cfg, fallback = running.load_or_running(args.config)
+    if fallback:
+        log.warning("%s", fallback.line())
     if args.show is not None:
         entry = journal.load(cfg.state_dir, args.show)
         if args.json:

@@ -15,16 +15,16 @@ log = logging.getLogger("nfs_exportd")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, problem = running.load_or_running(args.config)
-    if problem:
-        log.warning("%s", problem)
+    cfg, fallback = running.load_or_running(args.config)
+    if fallback:
+        log.warning("%s", fallback.line())
     st = live_status(cfg)
     if args.json:
         shown = st or status_file.Status(last_cycle=None)
         print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
         return EXIT_OK
-    if problem:
-        print(problem)
+    if fallback:
+        print(fallback.line())
     unjournaled = st.unjournaled if st is not None else None
     if unjournaled is not None:  # first: at the switch-over it is all there is
         print(unjournaled.explain(f"since {when(unjournaled.since)}", f"state_dir {cfg.state_dir}"))

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -78,7 +79,25 @@ def _state_dir_of(path: Path) -> Path:
     return Path(default)
 
 
-def load_or_running(path: Path) -> tuple[Config, str | None]:
+@dataclass(frozen=True)
+class Fallback:
+    """The config file is broken; the commands run on the last cycle's copy."""
+
+    error: str  # the file's ConfigError, on one line
+    saved: float  # when the copy was kept
+
+    def line(self, max_error: int | None = None) -> str:
+        error = self.error
+        if max_error is not None and len(error) > max_error:
+            error = error[: max_error - 3] + "..."
+        when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(self.saved))
+        return (
+            f"config-invalid: {error}; showing the state of the daemon, which runs on the "
+            f"config as it was at {when}; fix the file ('nfs-exportd config check')"
+        )
+
+
+def load_or_running(path: Path) -> tuple[Config, Fallback | None]:
     """The config in ``path``; when it is invalid, the one the last cycle ran with and
     the error (None when the file is fine).  Raises the file's ConfigError when there is
     no usable copy."""
@@ -93,9 +112,4 @@ def load_or_running(path: Path) -> tuple[Config, str | None]:
         cfg = load_config_text(rec.text, path)
     except (StateError, ConfigError):
         raise problem from None
-    when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(rec.saved))
-    return cfg, (
-        f"config-invalid: {' '.join(str(problem).split())}; showing the state of the "
-        f"daemon, which runs on the config as it was at {when}; fix the file "
-        "('nfs-exportd config check' validates it)"
-    )
+    return cfg, Fallback(" ".join(str(problem).split()), rec.saved)
