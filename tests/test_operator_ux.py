@@ -677,3 +677,57 @@ def test_sim_gen_lab_writes_a_matching_projects_file_and_config(
         out = capsys.readouterr().out
     assert "nothing held" in out.splitlines()[0], out
     assert " to add" in out and not out.startswith("plan 0 to add"), out
+
+
+# ------------------------------------------------------------------ docs (section 6)
+
+
+def test_adopt_changes_no_pair_in_force_and_history_shows_it_as_added(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """migration.md says both, and both must stay true."""
+    import json
+
+    home = lab.srv("tools", "home")
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    lab.add_instance("i-2", "tools", "172.16.0.6")
+    (lab.exports_dir / "tools.exports").write_text(
+        f"{home} -rw,sync,no_subtree_check,root_squash 172.16.0.5 172.16.0.6\n"
+    )
+    lab.exportfs("-ra")
+    before = lab.in_force()
+    assert len(before) == 2
+    assert lab.cli("adopt") == 0
+    assert lab.in_force() == before
+    capsys.readouterr()
+    assert lab.cli("history", "--json") == 0
+    last = json.loads(capsys.readouterr().out)["entries"][-1]
+    assert (last["kind"], len(last["added"])) == ("adopt", 2)
+    text = " ".join((Path(__file__).parents[1] / "docs" / "migration.md").read_text().split())
+    assert "changes no pair in force" in text
+    assert "`history` still shows the `adopt` entry as `+N`" in text
+
+
+def test_state_dir_docs_say_who_creates_it() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `state_dir` |"))
+    assert "Created if missing." not in row
+    assert "StateDirectory=" in row
+
+
+def test_unit_file_install_steps_are_install_md_s() -> None:
+    """The unit's header lists the install commands; each must be install.md's own
+    (exports.d ownership, the config files, OS_CLIENT_CONFIG_FILE) - they drifted once."""
+    root = Path(__file__).parents[1]
+    install = " ".join((root / "docs" / "install.md").read_text().split())
+    header = (root / "contrib" / "systemd" / "nfs-exportd.service").read_text().split("[Unit]")[0]
+    steps = [
+        " ".join(ln.lstrip("#").split("#")[0].split())
+        for ln in header.splitlines()
+        if ln.startswith("#   ")
+    ]
+    assert any("/etc/nfs-exportd/config.yaml" in s for s in steps)
+    assert any("OS_CLIENT_CONFIG_FILE" in ln for ln in header.splitlines())
+    for step in steps:
+        assert step in install, f"unit file step not in docs/install.md: {step}"
