@@ -731,3 +731,53 @@ def test_unit_file_install_steps_are_install_md_s() -> None:
     assert any("OS_CLIENT_CONFIG_FILE" in ln for ln in header.splitlines())
     for step in steps:
         assert step in install, f"unit file step not in docs/install.md: {step}"
+
+
+def test_path_normalisation_warning_is_said_once_per_process(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run loop re-reads the projects file every cycle: its warnings once, not every
+    minute."""
+    from nfs_exportd import cycle
+    from nfs_exportd.config import load_config
+
+    home = lab.srv("tools", "home")
+    lab.add_project("tools", 50380, {"home": home + "//"})
+    lab.write()
+    cfg = load_config(lab.config_path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nfs_exportd"):
+        for _ in range(3):
+            cycle.load_served(cfg)
+    said = [r.getMessage() for r in caplog.records if "normalised to" in r.getMessage()]
+    assert len(said) == 1, said  # the path is this test's own: said once, not 3 times
+
+
+def test_explain_of_a_deleted_project_says_the_count_and_the_age(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab.add_project("tools", 50380)
+    lab.add_instance("i-1", "tools", "172.16.0.5")
+    lab.config["safety"] = {"removal_confirmations": 3, "max_removal_fraction": 1.0,
+                            "removal_min_age_seconds": 3600}  # fmt: skip
+    assert lab.cli("sync") == 0
+    lab.inventory["projects"] = []  # deleted in Keystone
+    lab.inventory["instances"] = []
+    assert lab.cli("sync") == 3
+    capsys.readouterr()
+    assert lab.cli("explain", "172.16.0.5") == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "pending removal from tools" in ln)
+    assert "(it goes after 3 complete cycles without it)" not in line, line
+    assert "Keystone listings" in line and "of 3600 s" in line, line
+
+
+def test_runbook_says_which_holds_check_keeps_quiet() -> None:
+    text = " ".join((Path(__file__).parents[1] / "docs" / "runbook.md").read_text().split())
+    assert {"maintenance", "freeze", "pending-confirmation"} == check.QUIET
+    assert (
+        "`check` is quiet about `maintenance`, `freeze` and `pending-confirmation` (listed "
+        "after `pending:`)" in text
+    )
+    assert {"too-much-change", "inventory-shrink"} == check.HUMAN
+    assert "`too-much-change` and `inventory-shrink` are WARNING at once" in text
