@@ -161,10 +161,12 @@ def test_failed_first_apply_is_not_called_interrupted_next_cycle(
 def test_refused_plan_checksum_is_not_a_failed_cycle(
     lab: Lab, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    prom = lab.root / "nfs_exportd.prom"
+    lab.config["metrics"] = {"textfile": str(prom)}
     lab.add_project("tools", 50380)
     lab.add_instance("i-1", "tools", "172.16.0.5")
     assert lab.cli("sync") == 0
-    before = lab.status()
+    before, counted = lab.status(), prom.read_text()
     lab.add_instance("i-2", "tools", "172.16.0.6")
     capsys.readouterr()
     assert lab.cli("plan") == 0
@@ -176,6 +178,7 @@ def test_refused_plan_checksum_is_not_a_failed_cycle(
     assert lab.cli("sync", "--plan-checksum", mistyped) == 1
     assert "refused, nothing changed: the plan now is " + short in caplog.text
     assert lab.status() == before  # not recorded as a cycle at all
+    assert prom.read_text() == counted  # nor counted in the metrics
     code, line = _check_line(lab, capsys)
     assert code == 0, line
     assert lab.cli("sync", "--plan-checksum", "abc") == 1  # too short to be unambiguous

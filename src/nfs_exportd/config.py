@@ -308,6 +308,8 @@ def load_config(path: Path) -> Config:
         text = read_bounded(path, CONFIG_MAX_BYTES, "the config file")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except YamlRefused as exc:  # larger than the bound
+        raise ConfigError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     return load_config_text(text, path)

@@ -8,6 +8,7 @@ import time
 
 from ..config import load_config
 from ..cycle import hold_log, load_served, sync
+from ..errors import PlanMismatch
 from ..memory import state
 from ..memory import status as status_file
 from .common import new_exporter
@@ -29,7 +30,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with state.StateLock(cfg.state_dir):
             ran = True
-            result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
+            try:
+                result = sync(cfg, served, force=args.force, plan_checksum=args.plan_checksum)
+            except PlanMismatch:
+                ran = False  # refused before anything ran: no cycle to count
+                raise
     finally:
         if exporter is not None:
             if ran:  # failed cycles too: their status says "error"

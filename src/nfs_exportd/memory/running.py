@@ -23,7 +23,7 @@ from ..config import Config, load_config, load_config_text
 from ..errors import ConfigError, StateError
 from ..fsutil import temp_name
 from ..records import Record, Time, dumps, read_json
-from ..yamlsafe import YamlRefused, loads
+from ..yamlsafe import CONFIG_MAX_BYTES, YamlRefused, loads, read_bounded
 
 log = logging.getLogger("nfs_exportd")
 
@@ -65,8 +65,8 @@ def _state_dir_of(path: Path) -> Path:
     says one, else the default."""
     default = Config.model_fields["state_dir"].default
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        text = read_bounded(path, CONFIG_MAX_BYTES, "the config file")
+    except (OSError, UnicodeDecodeError, YamlRefused):
         return Path(default)
     try:
         data = loads(text, str(path))
