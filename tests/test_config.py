@@ -512,8 +512,8 @@ def test_inventory_source_is_not_ignored(
     tmp_path: Path,
 ) -> None:
     """source: openstack must not read the static file: with no such clouds.yaml entry
-    the inventory is unknown and the cycle holds; the static file's pending changes are
-    not applied."""
+    the cycle fails as a configuration error (exit 2, issue 14: not an outage); the static
+    file's pending changes are not applied."""
     lab, before = good
     empty = tmp_path / "clouds.yaml"
     empty.write_text("clouds: {}\n")
@@ -521,8 +521,10 @@ def test_inventory_source_is_not_ignored(
     lab.config["inventory"]["source"] = "openstack"
     lab.config["inventory"]["cloud"] = "no-such-cloud"
     capsys.readouterr()
-    assert lab.cli("sync") == 3
-    assert "no-such-cloud" in capsys.readouterr().err
+    assert lab.cli("sync") == 2
+    assert "inventory.cloud: clouds.yaml entry 'no-such-cloud' does not exist" in (
+        capsys.readouterr().err
+    )
     assert snapshot(lab) == before
 
 

@@ -390,6 +390,7 @@ EXPECTED_METRICS = {
     "nfs_exportd_api_request_duration_seconds",
     "nfs_exportd_maintenance",
     "nfs_exportd_rollback_hold",
+    "nfs_exportd_maintenance_flag_timestamp_seconds",  # issue 14: the flag's age
 }
 SERVICES = {"identity", "compute", "network"}
 # Labels of each metric besides the scrape target's own (instance, job); the values where

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 from collections.abc import Iterator
@@ -210,7 +211,7 @@ def test_ganesha_refusing_an_export_mid_apply_is_undone_and_verified(rig: Rig) -
     assert not (rig.work / "apply-pending").exists()
 
 
-def test_ganesha_stopped_between_two_calls(rig: Rig) -> None:
+def test_ganesha_stopped_between_two_calls(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     good = rig.files(tools=(("home", VM_A),))
     rig.apply(good)
     conf, records = rig.conf(), rig.in_force()
@@ -239,8 +240,12 @@ def test_ganesha_stopped_between_two_calls(rig: Rig) -> None:
     # back: it serves the restored files, and the next cycle verifies and clears the marker
     rig.server.restart()
     assert rig.live() == {1000: [f"{VM_A}/32"]}
-    rig.apply(good)
+    with caplog.at_level(logging.WARNING):
+        rig.apply(good)
     assert not (rig.work / "apply-pending").exists()
+    # the failure is named as a failure, never as an interrupted apply
+    said = caplog.text
+    assert "failed and its undo was not verified" in said and "interrupted" not in said
 
 
 def test_no_bus_at_all_changes_nothing(rig: Rig, tmp_path: Path) -> None:

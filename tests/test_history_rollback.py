@@ -199,7 +199,7 @@ def test_history_lists_every_applied_change(lab: Lab, capsys: Out) -> None:
     # the text listing says the same
     text = _run(lab, capsys, "history")
     heads = [ln.split() for ln in text.splitlines() if ln.split()[0].isdigit()]
-    assert [(int(h[0]), h[3]) for h in heads] == [
+    assert [(int(h[0]), h[4]) for h in heads] == [  # id, date, time, UTC offset, kind
         (1, "baseline"),
         (2, "sync"),
         (3, "sync"),

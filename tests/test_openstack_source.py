@@ -225,8 +225,10 @@ def unknown(snap: InventorySnapshot) -> str:
 def test_401_on_every_auth(sim: SimCloud, mode: str) -> None:
     sim.add_fault(service="identity", method="POST", path_regex="auth/tokens", status=401)
     problem = unknown(read(source(mode)))
-    assert problem.startswith(
-        "projects: authentication failed: Unauthorized: simulated fault (HTTP 401)"
+    # the entry Keystone refused comes first, with its config key (issue 14)
+    assert problem.startswith("clouds.yaml entry '"), problem
+    assert "(inventory.identity_cloud): projects: authentication failed: Unauthorized: " in (
+        problem
     ), problem
 
 

@@ -343,6 +343,7 @@ class Config(_Strict):
 
     # Where this config came from; set by load_config, not a key in the file.
     source_path: Path = Field(default=Path("config.yaml"), exclude=True)
+    source_text: str = Field(default="", exclude=True)  # the text it was read from
 
     @field_validator(
         "projects_file",
@@ -368,13 +369,23 @@ def load_config(path: Path) -> Config:
     """Read, validate and resolve one config file, or raise ConfigError naming the culprit."""
     try:
         text = read_bounded(path, CONFIG_MAX_BYTES, "the config file")
-        data = loads(text, str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except YamlRefused as exc:
+    except YamlRefused as exc:  # larger than the bound
         raise ConfigError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return load_config_text(text, path)
+
+
+def load_config_text(text: str, path: Path) -> Config:
+    """``load_config`` of ``text`` as if it were the file ``path`` (relative paths resolve
+    against its directory): the read-only commands use the copy of the config the last
+    cycle ran with when the file on disk is broken."""
+    try:
+        data = loads(text, str(path))
+    except YamlRefused as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -429,6 +440,7 @@ def load_config(path: Path) -> Config:
             else cfg.metrics,
             "diagnose": _resolve_diagnose(base, cfg.diagnose),
             "source_path": path,
+            "source_text": text,
         }
     )
 

@@ -21,7 +21,7 @@ from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
 from .exportsfile import UntrustedVerified, render
 from .fsutil import remove_stale_temporaries
 from .killpoints import kill_point
-from .memory import journal, state
+from .memory import journal, running, state
 from .memory import status as status_file
 from .model import ExportsFile, InventorySnapshot, Maintenance
 from .ops.check import QUIET, hold_key
@@ -54,11 +54,18 @@ class Facts:
     path_safety: PathSafety = field(default_factory=lambda: PathSafety({}, {}))
 
 
+# Warnings about the projects file already logged by this process: the run loop re-reads
+# the file every cycle, and the same "normalised" warning every minute is noise.
+_warned: set[str] = set()
+
+
 def load_served(cfg: Config) -> ServedSet:
     """Projects file + config -> what this server serves (raises ConfigError)."""
     projects = load_projects(cfg.projects_file, cfg.projects_file_max_bytes)
     for warning in projects.warnings:
-        log.warning("%s", warning)
+        if warning not in _warned:
+            _warned.add(warning)
+            log.warning("%s", warning)
     return served_from_config(cfg, projects)
 
 
@@ -245,13 +252,91 @@ def _last_verified(cfg: Config) -> dict[str, str] | None:
         return None
 
 
-def log_decisions(plan: Plan) -> None:
+def log_changes(plan: Plan) -> None:
+    """The changes of a plan, logged once they are applied and verified (never before:
+    an apply that fails and is undone must not leave "add" lines behind)."""
     for c in plan.changes:
-        log.info("%s %s %s -> %s (%s)", c.action.value, c.project, c.path, c.client, c.reason.value)
-    for h in plan.holds:
-        what = " ".join(x for x in (h.project, h.path, h.client) if x) or "everything"
-        act = f" {h.action.value}" if h.action else ""
-        log.info("held%s %s (%s)%s", act, what, h.reason.value, f": {h.detail}" if h.detail else "")
+        log.info(
+            "applied %s %s %s -> %s (%s)",
+            c.action.value,
+            c.project,
+            c.path,
+            c.client,
+            c.reason.value,
+        )
+
+
+HOLD_REMINDER_SECONDS = 3600.0  # how often a hold that did not change is logged again
+_NOUNS = {"add": "additions", "remove": "removals", "update": "updates", "": "holds"}
+
+
+def _hold_line(reason: str, action: str, items: list[tuple[str, str]]) -> str:
+    """One log line for the holds of one reason and action, collapsed: 90 pairs held on
+    an unknown listing are one line, not 90."""
+    if len(items) == 1:
+        what, detail = items[0]
+        act = f" {action}" if action else ""
+        return f"held{act} {what} ({reason})" + (f": {detail}" if detail else "")
+    details = list(dict.fromkeys(d for _, d in items))
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    head = f"held {len(items)} {_NOUNS[action]} ({reason})"
+    if len(details) == 1:
+        shown = ", ".join(w for w, _ in items[:3])
+        return head + (f": {details[0]}" if details[0] else "") + f" ({shown}{more})"
+    shown = "; ".join(f"{w}: {d}" if d else w for w, d in items[:3])
+    return f"{head}: {shown}{more}"
+
+
+@dataclass
+class HoldLog:
+    """Holds are logged when they start, change and end, and as a reminder every
+    HOLD_REMINDER_SECONDS: not every cycle (a daemon holding 18 pending confirmations
+    wrote 18 lines a minute, which buried everything else).  One per process: a one-shot
+    sync logs all of its holds."""
+
+    last: dict[tuple[str, str], tuple[str, ...]] | None = None
+    logged_at: float = 0.0
+
+    def reset(self) -> None:
+        """Forget what was logged: the next cycle logs every hold (a one-shot sync)."""
+        self.last, self.logged_at = None, 0.0
+
+    def log(self, holds: tuple[Hold, ...], now: float) -> None:
+        groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for h in sorted(holds, key=Hold.sort_key):
+            what = h.scope()
+            key = (h.reason.value, h.action.value if h.action else "")
+            groups.setdefault(key, []).append((what, h.detail))
+        shape = {k: tuple(w for w, _ in v) for k, v in groups.items()}
+        old = self.last or {}
+        changed = False
+        for key, items in groups.items():
+            if old.get(key) != shape[key]:
+                changed = True
+                log.info("%s", _hold_line(*key, items))
+        for reason, action in sorted(old.keys() - groups.keys()):
+            changed = True
+            noun = _NOUNS[action] if len(old[(reason, action)]) > 1 else "hold"
+            log.info("%s %s ended (%s)", len(old[(reason, action)]), noun, reason)
+        if changed:
+            self.logged_at = now
+        elif groups and now - self.logged_at >= HOLD_REMINDER_SECONDS:
+            counts = ", ".join(f"{k[0]}={len(v)}" for k, v in sorted(groups.items()))
+            log.info("still held, unchanged since %s: %s", _when(self.logged_at), counts)
+            self.logged_at = now
+        self.last = shape
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+hold_log = HoldLog()
+
+
+def log_decisions(plan: Plan) -> None:
+    """The holds of a plan, as they start, change and end (``HoldLog``)."""
+    hold_log.log(plan.holds, time.time())
 
 
 @dataclass(frozen=True)
@@ -283,6 +368,8 @@ def sync(
         return _sync(cfg, served, started, force, plan_checksum, extra_holds, source)
     except NotRecorded:
         raise  # its status is saved already (or cannot be)
+    except PlanMismatch:
+        raise  # an operator's command refused: not a failed cycle, status unchanged
     except Exception as exc:
         _save_error(cfg, started, str(exc), type(exc).__name__)
         raise
@@ -314,12 +401,11 @@ def _sync(
                 directory,
                 name,
             )
+    running.remember(cfg)  # what status, history and check fall back to
     facts = read_facts(cfg, served, writing=True, source=source)
     plan = make_plan(cfg, served, facts, force=force, extra_holds=extra_holds)
-    if plan_checksum is not None and plan_checksum != plan.checksum:
-        raise PlanMismatch(
-            f"the plan is now {plan.checksum}, not the {plan_checksum} you reviewed; run plan again"
-        )
+    if plan_checksum is not None:
+        check_plan_checksum(plan_checksum, plan.checksum)
     log_decisions(plan)
 
     def remember_counters() -> None:
@@ -343,6 +429,7 @@ def _sync(
         started=started,
     )
     applied, unjournaled = rec.applied, rec.unjournaled
+    log_changes(plan)
     code = EXIT_HELD if plan.held else EXIT_OK
     result = SyncResult(plan, applied, code)
     if not rec.unsaved:
@@ -367,6 +454,27 @@ def _sync(
     if problem is not None:
         message += f"; and {problem}: status and check show the cycle before"
     raise NotRecorded(message)
+
+
+MIN_CHECKSUM_PREFIX = 12  # what the text plan prints
+
+
+def check_plan_checksum(given: str, actual: str) -> None:
+    """``--plan-checksum``: the whole sha256, or a prefix of at least 12 hex digits (the
+    text plan prints 12).  Raises PlanMismatch worded for what happened."""
+    given = given.strip().lower()
+    if len(given) < MIN_CHECKSUM_PREFIX or any(c not in "0123456789abcdef" for c in given):
+        raise PlanMismatch(
+            f"--plan-checksum {given!r} is not a plan checksum: give the sha256 that "
+            f"'nfs-exportd plan' prints (at least its first {MIN_CHECKSUM_PREFIX} hex digits)"
+        )
+    if not actual.startswith(given):
+        raise PlanMismatch(
+            f"refused, nothing changed: the plan now is {actual[:MIN_CHECKSUM_PREFIX]}, not "
+            f"the {given[:MIN_CHECKSUM_PREFIX]} you passed (the cloud or the files changed "
+            "since you reviewed it, or the checksum is mistyped); run 'nfs-exportd plan' "
+            "again (with --force if you sync with --force) and pass its checksum"
+        )
 
 
 @dataclass
@@ -581,6 +689,7 @@ def _save_status(
             problem=facts.snapshot.problem,
             incomplete_projects=dict(facts.snapshot.incomplete),
         ),
+        inventory_at=started,
         maintenance=facts.maintenance,
         rollback_hold=facts.rollback_hold,
         holds_by_reason=plan.holds_by_reason(),

@@ -43,12 +43,26 @@ def register_secret(value: object) -> None:
             _secrets.add(value)
 
 
+def _wordlike(secret: str) -> bool:
+    """A secret that is also an ordinary word ("wrong", "summer"): masked only where it
+    stands as a value, or every sentence with the word is mangled and the mask itself
+    tells which word the password is."""
+    return secret.isalpha() and len(secret) < 16
+
+
 def redact(text: str) -> str:
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for s in secrets:
-        if s in text:
+        if s not in text:
+            continue
+        if not _wordlike(s):
             text = text.replace(s, MASK)
+            continue
+        word = re.escape(s)
+        # quoted ("wrong", 'wrong'), or after "=" or ":" (password=wrong, pass: wrong)
+        text = re.sub(rf"""(?P<q>["']){word}(?P=q)""", rf"\g<q>{MASK}\g<q>", text)
+        text = re.sub(rf"(?P<k>[=:]\s*){word}\b", rf"\g<k>{MASK}", text)
     for pat in _PATTERNS:
         text = pat.sub(_masked, text)
     return text

@@ -127,6 +127,9 @@ class InventorySnapshot:
     problem: str | None = None  # why the whole snapshot (or the listing) is unknown
     # canonical address -> claims on it that give it to nobody (see AddressClaim)
     claims: Mapping[str, tuple[AddressClaim, ...]] = field(default_factory=dict)
+    # canonical address -> whose floating IP it is, when floating IPs are not read
+    # (inventory.include_floating_ips off): never exported, only explained
+    floating: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def listing_complete(self) -> bool:

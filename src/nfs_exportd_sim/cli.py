@@ -72,6 +72,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    gen.add_argument(
+        "--lab",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/scenario.yaml and a matching DIR/projects.yaml and DIR/config.yaml "
+        "(served paths, exports and state under DIR, exportfs in its sandbox), so that "
+        "trying nfs-exportd on a realistic cloud is: serve, then plan",
+    )
     return p
 
 
@@ -113,6 +121,8 @@ def _gen(args: argparse.Namespace) -> int:
         print(f"{PROG} gen: {e}", file=sys.stderr)
         return EXIT_USAGE
     text = _dump(dump_scenario(scenario))
+    if args.lab is not None:
+        return _lab(args.lab, scenario, text)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
         print(
@@ -122,6 +132,60 @@ def _gen(args: argparse.Namespace) -> int:
         )
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+VOLUMES = ("home", "project")  # each project's volumes in a generated lab
+
+
+def _lab(root: Path, scenario: Scenario, text: str) -> int:
+    """``gen --lab DIR``: the scenario and a server that serves it, ready to try."""
+    from .sandbox import SANDBOX
+
+    root = root.resolve()
+    (root / "exports.d").mkdir(parents=True, exist_ok=True)
+    (root / "scenario.yaml").write_text(text, encoding="utf-8")
+    host = "nfs-1.svc.example"
+    projects: dict[str, Any] = {}
+    for gid, p in enumerate(sorted(scenario.projects, key=lambda p: p.name), start=50000):
+        if p.name == "admin":
+            continue
+        mounts = {}
+        for volume in VOLUMES:
+            path = root / "srv" / p.name / volume
+            path.mkdir(parents=True, exist_ok=True)
+            mounts[volume] = f"{host}:{path}"
+        projects[p.name] = {"gid": gid, "mounts": mounts}
+    (root / "projects.yaml").write_text(_dump(projects), encoding="utf-8")
+    config = {
+        "projects_file": "projects.yaml",
+        "serve": {"hosts": [host], "roots": [str(root / "srv")]},
+        "inventory": {
+            "source": "openstack",
+            "cloud": "admin",
+            "identity_cloud": "observer-system",
+            "mode": "all-projects",
+            "timeout_seconds": 10,
+        },
+        "exports_dir": str(root / "exports.d"),
+        "etab_file": str(root / "lib" / "etab"),
+        "state_dir": str(root / "state"),
+        "exportfs_command": [str(SANDBOX), str(root)],
+        "maintenance_file": str(root / "maintenance"),
+    }
+    (root / "config.yaml").write_text(
+        "# written by nfs-exportd-sim gen --lab: a scratch server for the generated cloud\n"
+        + yaml.safe_dump(config, sort_keys=False),
+        encoding="utf-8",
+    )
+    print(
+        f"wrote {root}/scenario.yaml ({len(scenario.projects)} projects, "
+        f"{len(scenario.servers)} servers), projects.yaml, config.yaml; try it:\n"
+        f"  {PROG} serve --scenario {root}/scenario.yaml --clouds-yaml {root}/clouds.yaml &\n"
+        f"  OS_CLIENT_CONFIG_FILE={root}/clouds.yaml nfs-exportd --config "
+        f"{root}/config.yaml plan",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 

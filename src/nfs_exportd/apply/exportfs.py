@@ -83,6 +83,36 @@ def parse_stderr(stderr: str) -> list[Message]:
     return msgs
 
 
+def command_failed(proc: subprocess.CompletedProcess[str]) -> str | None:
+    """The cause, first and with its fix, when exportfs_command failed before exportfs
+    could speak: sudo refusing (no sudoers rule), exportfs not installed.  Their words are
+    the only lines on stderr that exportfs did not write; without this they were a log
+    warning and the error was the read-back diff of what did not happen."""
+    if proc.returncode == 0:
+        return None
+    foreign = [m.text for m in parse_stderr(proc.stderr) if not m.text.startswith("exportfs:")]
+    if not foreign:
+        return None
+    said = "; ".join(foreign[:2])
+    said = said if len(said) <= 200 else said[:197] + "..."
+    low = said.lower()
+    if any(
+        w in low for w in ("password is required", "terminal is required", "not allowed", "sudoers")
+    ):
+        fix = (
+            "add the sudoers rule for this user (contrib/sudoers.d/nfs-exportd; "
+            "'sudo -n -l' run as this user lists what it may run)"
+        )
+    elif "not found" in low or "no such file" in low or proc.returncode in (126, 127):
+        fix = (
+            "install nfs-kernel-server (it ships /usr/sbin/exportfs) or fix the path in "
+            "exportfs_command"
+        )
+    else:
+        fix = "run exportfs_command by hand as this user to see why"
+    return f"exportfs_command failed (exit {proc.returncode}): {said}; {fix}"
+
+
 def _in_exports_d(path: str) -> bool:
     return path.endswith(".exports") and "/" in path
 
@@ -223,7 +253,16 @@ class ExportfsBackend:
         result = ApplyResult()
         ours = {n: f for n, f in targets.items() if f is not None}
         interrupted = pending.interrupted(self.pending_marker) if self.pending_marker else None
-        if interrupted:
+        failure = None
+        if interrupted and self.pending_marker is not None:
+            failure = pending.failure(self.pending_marker)
+        if failure:
+            log.warning(
+                "the last apply (%s) failed and its undo was not verified (%s); re-applying",
+                interrupted,
+                failure,
+            )
+        elif interrupted:
             log.warning(
                 "the last apply (%s) was interrupted before it was verified; re-applying",
                 interrupted,
@@ -331,6 +370,9 @@ class ExportfsBackend:
         self, our_files: set[str], ours: Mapping[str, ExportsFile], missing_paths: frozenset[str]
     ) -> list[str]:
         proc = self.run("-ra")
+        failed = command_failed(proc)
+        if failed:
+            raise BackendUnavailable(failed)
         errors, warnings = self._classify(proc, our_files, ours, missing_paths)
         if errors:
             raise ApplyError(
@@ -497,8 +539,10 @@ class ExportfsBackend:
             if parsed is not None:
                 goal_files[name] = parsed
         before = {**current_raw, **{n: t for n, t in attempted.items() if t is not None}}
+        cmd_failed: str | None = None
         try:
             proc = self.run("-ra")
+            cmd_failed = command_failed(proc)
             errors, _ = self._classify(proc, set(goal_files), goal_files, missing_paths)
             problems = errors or self._verify(
                 goal_files,
@@ -508,8 +552,12 @@ class ExportfsBackend:
             )
         except ApplyError as exc:
             problems = [str(exc)]
+        if problems and cmd_failed:
+            problems = ["exportfs_command failed again"]  # the cause is said first already
         if problems or failed:
             log.error("UNDO FAILED: the exports in force are not a verified state")
+            if self.pending_marker is not None:
+                pending.mark_failed(self.pending_marker, (problems or failed)[0])
             return (
                 f"UNDO FAILED: {what}, but the read-back of them failed: "
                 + "; ".join(problems[:5])
@@ -518,6 +566,8 @@ class ExportfsBackend:
             )
         self._clear_marker()
         note = f" (exportfs exit {proc.returncode})" if proc.returncode else ""
+        if cmd_failed:  # it did not run, but what is in force is the verified state
+            note = " (exportfs_command failed again, but the read-back shows them in force)"
         return f"{what}, re-applied them{note} and verified them in force"
 
 

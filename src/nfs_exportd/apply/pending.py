@@ -25,6 +25,9 @@ from ..records import Record, Time, dumps, parse_json
 class ApplyPending(Record):
     pid: Annotated[int, Field(ge=1)]
     started: Time | None = None  # None: a marker of an earlier version (pid only)
+    # set when the apply ended with an error and its undo could not be verified: the
+    # marker stays (the kernel may differ from the files), but nothing was interrupted
+    failed: str | None = None
 
     def describe(self) -> str:
         if self.started is None:
@@ -36,6 +39,27 @@ class ApplyPending(Record):
 def write(path: Path) -> None:
     """Raises OSError: the caller says what it means (nothing changed yet)."""
     atomic_write(path, dumps(ApplyPending(pid=os.getpid(), started=time.time())))
+
+
+def mark_failed(path: Path, why: str) -> None:
+    """Keep the marker, saying the apply failed (and was not interrupted); best effort:
+    a marker that stays as it was still makes the next apply reload."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        old = parse_json(text, path, ApplyPending, "apply-pending marker")
+        atomic_write(path, dumps(old.model_copy(update={"failed": why[:500]})))
+    except (OSError, UnicodeDecodeError, StateError):
+        pass
+
+
+def failure(path: Path) -> str | None:
+    """Why the last apply failed, when its marker says it failed rather than stopped."""
+    try:
+        return parse_json(
+            path.read_text(encoding="utf-8"), path, ApplyPending, "apply-pending marker"
+        ).failed
+    except (OSError, UnicodeDecodeError, StateError):
+        return None
 
 
 def interrupted(path: Path) -> str | None:

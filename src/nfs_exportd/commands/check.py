@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..config import load_config
 from ..errors import NfsExportdError
+from ..memory import running
 from ..ops import check
 from .common import live_status
 
@@ -17,7 +17,7 @@ from .common import live_status
 def run(args: argparse.Namespace) -> int:
     """Never raises: every failure is a plugin UNKNOWN with the reason on the line."""
     try:
-        cfg = load_config(args.config)
+        cfg, fallback = running.load_or_running(args.config)
         st = live_status(cfg)
         flag = None
         try:
@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
             ),
             time.time(),
         )
+        if fallback:  # the daemon runs on its old config; the next restart will not
+            verdict = check.Verdict(
+                max(verdict.code, check.WARNING),
+                f"{fallback.line(max_error=120)}; then: {verdict.text}",
+                verdict.perfdata,
+            )
     except NfsExportdError as exc:
         verdict = check.Verdict(check.UNKNOWN, " ".join(str(exc).split()))
     except Exception as exc:  # a plugin must answer, whatever happens

@@ -26,7 +26,30 @@ def new_exporter(cfg: Config) -> Exporter:
 
 
 def when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    """Local time with its UTC offset: a time read off a server in another zone (or
+    pasted into a ticket) is otherwise off by hours."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(t))
+
+
+def parse_since(text: str, now: float) -> float:
+    """``history --since``: an age (``90m``, ``6h``, ``2d``, ``45s``) or an ISO 8601 time
+    (``2026-11-23``, ``2026-11-23T14:00``, ``2026-11-23 14:00+01:00``; local time
+    without an offset).  UsageError naming the option otherwise."""
+    import re
+    from datetime import datetime
+
+    from ..errors import UsageError
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()  # naive: local time
+    except ValueError:
+        raise UsageError(
+            f"history --since {text!r}: not a time; give an ISO 8601 time "
+            "(2026-11-23, 2026-11-23T14:00, 2026-11-23T14:00+01:00) or an age (90m, 6h, 2d)"
+        ) from None
 
 
 def live_status(cfg: Config) -> status_file.Status | None:

@@ -43,12 +43,21 @@ def run(args: argparse.Namespace) -> int:
         plan=plan,
         journal=entries,
         confirmations=cfg.safety.removal_confirmations,
+        known_ids=facts.counters.memory.known_ids,
     )
     if args.ip is not None:
         result = explain.explain_ip(ctx, args.ip)
         text = explain.ip_text(result)
     else:
         result = explain.explain_project(ctx, args.project)
+        if not result["exists"]:
+            listed = sorted((facts.snapshot.projects or {}).keys())
+            raise UsageError(
+                f"explain: there is no project {args.project!r}: not in the projects file, "
+                "not in force here and not in the complete Keystone listing "
+                f"({len(listed)} projects: {', '.join(listed[:10])}"
+                f"{', ...' if len(listed) > 10 else ''}); check the name"
+            )
         text = explain.project_text(result)
     print(json.dumps(result, indent=1, sort_keys=True) if args.json else text)
     return EXIT_OK

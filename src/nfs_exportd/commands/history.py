@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 
-from ..config import load_config
-from ..errors import EXIT_OK
-from ..memory import journal
-from .common import when
+from ..errors import EXIT_OK, UsageError
+from ..memory import journal, running
+from .common import parse_since, when
+
+log = logging.getLogger("nfs_exportd")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg, fallback = running.load_or_running(args.config)
+    if fallback:
+        log.warning("%s", fallback.line())
     if args.show is not None:
         entry = journal.load(cfg.state_dir, args.show)
         if args.json:
@@ -24,10 +29,19 @@ def run(args: argparse.Namespace) -> int:
                 print(text, end="")
         return EXIT_OK
     entries = journal.entries(cfg.state_dir)
+    if args.since is not None:
+        since = parse_since(args.since, time.time())
+        entries = [e for e in entries if e.time >= since]
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UsageError(f"history --limit {args.limit}: give a number of entries >= 1")
+        entries = entries[-args.limit :]
     if args.json:
         print(json.dumps({"schema": 1, "entries": [e.summary() for e in entries]}, indent=1))
         return EXIT_OK
-    if not entries:
+    if not entries and (args.since is not None or args.limit is not None):
+        print(f"no journal entry matches ({cfg.state_dir}/history)")
+    elif not entries:
         print(f"the journal is empty ({cfg.state_dir}/history)")
     for e in entries:
         print(entry_text(e))

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
-from ..config import load_config
 from ..errors import EXIT_OK
+from ..memory import running
 from ..memory import status as status_file
 from .common import live_status, when
 
+log = logging.getLogger("nfs_exportd")
+
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg, fallback = running.load_or_running(args.config)
+    if fallback:
+        log.warning("%s", fallback.line())
     st = live_status(cfg)
     if args.json:
         shown = st or status_file.Status(last_cycle=None)
         print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
         return EXIT_OK
+    if fallback:
+        print(fallback.line())
     unjournaled = st.unjournaled if st is not None else None
     if unjournaled is not None:  # first: at the switch-over it is all there is
         print(unjournaled.explain(f"since {when(unjournaled.since)}", f"state_dir {cfg.state_dir}"))
@@ -29,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {last.message}")
     inv = st.inventory
     if inv is not None:
-        print(f"inventory: {inv.source}  complete: {inv.complete}")
+        older = ""
+        if last.result == "error":  # a failed cycle keeps the inventory of the one before
+            at = f" at {when(st.inventory_at)}" if st.inventory_at is not None else ""
+            older = f"  (as read by an earlier cycle{at}: the last cycle failed)"
+        print(f"inventory: {inv.source}  complete: {inv.complete}{older}")
         if inv.problem:
             print(f"  problem: {inv.problem}")
         for proj, why in sorted(inv.incomplete_projects.items()):

@@ -163,11 +163,19 @@ def assess(
                 f"{who}absent from {cycles} complete Keystone listings over {age:.0f} s",
                 taken,
             )
+        elif cycles >= confirmations:  # the count is done: only the age rule waits
+            verdicts[name] = Verdict(
+                Status.ABSENT,
+                f"{who}absent from {cycles} complete Keystone listings ({confirmations} "
+                f"needed: reached), but only for {age:.0f} of {min_age:.0f} s "
+                "(safety.removal_min_age_seconds): deleted when both are reached",
+                taken,
+            )
         else:
             verdicts[name] = Verdict(
                 Status.ABSENT,
                 f"{who}absent from {cycles} of {confirmations} complete Keystone listings, "
-                f"for {age:.0f} of {min_age:.0f} s",
+                f"for {age:.0f} of {min_age:.0f} s: deleted when both are reached",
                 taken,
             )
     known = dict(memory.known_ids)

@@ -124,6 +124,47 @@ class Hold:
     def sort_key(self) -> tuple[str, str, str, str, str]:
         return (self.project or "", self.path or "", self.client or "", self.reason.value, "")
 
+    def scope(self) -> str:
+        """What the hold covers, in words: its pair or project, else what a hold of
+        everything means for its reason (``config-invalid`` holds no change: the last
+        good config runs and its changes apply)."""
+        what = " ".join(x for x in (self.project, self.path, self.client) if x)
+        if what:
+            return what
+        if self.reason is Reason.CONFIG_INVALID:
+            return "no change (the last good config and projects file run; changes apply)"
+        return "everything"
+
+
+MAX_CLIENTS_SHOWN = 8
+
+
+def _hold_lines(holds: tuple[Hold, ...]) -> list[str]:
+    """One line per project, path, action, reason and detail, its clients listed on it:
+    90 pairs held on an unknown listing are a few lines, not 90 identical ones."""
+    groups: dict[tuple[str, str, str, str, str], list[str]] = {}
+    alone: dict[tuple[str, str, str, str, str], str] = {}  # not about one pair: its scope
+    for h in sorted(holds, key=Hold.sort_key):
+        action = h.action.value if h.action else ""
+        key = (h.project or "", h.path or "", action, h.reason.value, h.detail)
+        if h.client is None or h.project is None:
+            alone[(h.scope(), "", action, h.reason.value, h.detail)] = h.scope()
+            groups.setdefault((h.scope(), "", action, h.reason.value, h.detail), [])
+        else:
+            groups.setdefault(key, []).append(h.client)
+    out = []
+    for key, clients in groups.items():
+        project, path, action, reason, detail = key
+        if key in alone:
+            what = alone[key]
+        else:
+            shown = " ".join(clients[:MAX_CLIENTS_SHOWN])
+            more = len(clients) - MAX_CLIENTS_SHOWN
+            what = f"{project} {path} {shown}" + (f" (and {more} more)" if more > 0 else "")
+        act = f" [{action}]" if action else ""
+        out.append(f"    ! {what}{act}  ({reason})" + (f": {detail}" if detail else ""))
+    return out
+
 
 def checksum_of(changes: tuple[Change, ...]) -> str:
     canonical = json.dumps(
@@ -198,13 +239,11 @@ class Plan:
                 lines.append(f"    {sign[c.action]} {c.path} {c.client}  ({c.reason.value})")
         if self.holds:
             lines.append("  held:")
-            for h in sorted(self.holds, key=Hold.sort_key):
-                what = " ".join(x for x in (h.project, h.path, h.client) if x) or "(everything)"
-                act = f" [{h.action.value}]" if h.action else ""
-                detail = f": {h.detail}" if h.detail else ""
-                lines.append(f"    ! {what}{act}  ({h.reason.value}){detail}")
+            lines += _hold_lines(self.holds)
         for note in self.notes:
             lines.append(f"  note: {note}")
         if not self.changes and not self.holds:
             lines.append("  no changes")
+        else:  # a long plan scrolls its head away: say it again where the eye is
+            lines.append(lines[0])
         return "\n".join(lines)

@@ -279,15 +279,30 @@ def record(
     return entry
 
 
-def current_user() -> str:
-    """Who ran the command: the sudo caller if any, else the process's user name."""
+LOGINUID = Path("/proc/self/loginuid")
+UNSET_LOGINUID = 4294967295  # (uid_t)-1: no login session (a systemd service, a cron job)
+
+
+def current_user(loginuid: Path = LOGINUID) -> str:
+    """Who ran the command: the human who logged in (the audit login uid, which every
+    ``sudo`` keeps: the documented ``sudo -u nfsmanager`` alias run from a root shell
+    sets SUDO_USER to ``root``), else the sudo caller, else the process's user name."""
+    import pwd
+
+    try:
+        uid = int(loginuid.read_text().strip())
+    except (OSError, ValueError):
+        uid = UNSET_LOGINUID
+    if uid != UNSET_LOGINUID:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
     if os.environ.get("SUDO_USER"):
         return os.environ["SUDO_USER"]
     try:
-        import pwd
-
         return pwd.getpwuid(os.geteuid()).pw_name
-    except (KeyError, ImportError):
+    except KeyError:
         return str(os.geteuid())
 
 

@@ -265,6 +265,23 @@ class StateLock:
             self.fd = None
 
 
+def lock_holder(state_dir: Path, name: str = RUN_LOCK) -> int | None:
+    """The pid that holds lock ``name``, read without taking it (a probe must never make
+    a starting ``run`` fail): the pid the holder wrote, if that process lives."""
+    try:
+        text = (state_dir / name).read_text(encoding="ascii", errors="replace").strip()
+        pid = int(text)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
+
+
 class RollbackHold(Record):
     """The marker ``rollback`` leaves until ``release``."""
 

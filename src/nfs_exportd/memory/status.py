@@ -103,6 +103,9 @@ class Status(Record):
     first_cycle: Time | None = None  # the first cycle this state_dir has seen
     last_cycle: LastCycle | None = None
     inventory: InventoryStatus | None = None
+    # when the cycle that read ``inventory`` started: a failed cycle keeps the inventory of
+    # the one before, and status must not show that as the failed cycle's
+    inventory_at: Time | None = None
     maintenance: Maintenance = Maintenance.OFF
     rollback_hold: str | None = None  # what the rollback-hold says, while it holds
     holds_by_reason: dict[str, Count] = Field(default_factory=dict)

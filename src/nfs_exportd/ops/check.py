@@ -7,7 +7,12 @@ the maintenance flag's age and the thresholds, so every state is easy to test.
 * CRITICAL: no complete inventory for longer than ``check.critical_after_seconds``, or
   the last cycle failed (an apply that was undone, an unwritable directory, ...).
 * WARNING: held (anything but maintenance) for longer than
-  ``check.warning_after_seconds``, or no cycle for that long (the daemon is not running).
+  ``check.warning_after_seconds``, or no cycle for that long (the daemon is not running);
+  at once for ``too-much-change`` and ``inventory-shrink``: only a human clears them.
+* OK says "held" (never "in sync") while anything but routine pending confirmations
+  and planned maintenance holds, so that a young hold is visible before it warns.
+* The text is bounded (``MAX_TEXT``): NRPE and the Icinga UI cut long lines, and the
+  cause comes first so that what survives the cut is what matters.
 * Maintenance is OK with its reason, so that planned work does not page, unless the flag
   is older than ``maintenance.max_age_seconds``: forgotten flags are how removals stop.
 * CRITICAL too: a change in force that the journal lacks (status.json's ``unjournaled``,
@@ -28,6 +33,14 @@ NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 # own age check) and removals waiting for their confirmations (a listing that stops being
 # complete is caught by the no-complete-inventory rule).
 QUIET = frozenset({"maintenance", "freeze", "pending-confirmation"})
+# Holds that only a human can clear (``sync --force`` after a review): waiting does not
+# end them, so they warn at once.
+HUMAN = frozenset({"too-much-change", "inventory-shrink"})
+HUMAN_FIX = (
+    "only a human clears it: review 'nfs-exportd plan --force', then 'nfs-exportd sync --force'"
+)
+# Characters of the text before the perfdata: NRPE v2 passes 1024 bytes in all.
+MAX_TEXT = 400
 
 
 def hold_key(reason: str, project: str | None, path: str | None, client: str | None) -> str:
@@ -55,7 +68,11 @@ class Verdict:
     perfdata: str = ""
 
     def line(self) -> str:
-        out = f"NFS-EXPORTD {NAMES[self.code]} - {self.text}"
+        text = self.text
+        if len(text) > MAX_TEXT:
+            more = " ... ('nfs-exportd status' has it all)"
+            text = text[: MAX_TEXT - len(more)].rstrip() + more
+        out = f"NFS-EXPORTD {NAMES[self.code]} - {text}"
         return f"{out} | {self.perfdata}" if self.perfdata else out
 
 
@@ -96,17 +113,27 @@ def evaluate(
             texts.insert(
                 0,
                 f"maintenance flag set for {_age(flag.age)}, longer than "
-                f"maintenance.max_age_seconds ({_age(th.maintenance_max_age)}): removals "
-                f"are not happening; remove the flag when the work is done{why}",
+                f"maintenance.max_age_seconds ({_age(th.maintenance_max_age)}): "
+                f"{_stopped(flag.reason)}; remove the flag when the work is done{why}",
             )
         else:
             masked = f" (would be {NAMES[code]})" if code != OK else ""
             code = OK  # planned work does not page
             texts.insert(0, f"maintenance for {_age(flag.age)}{why}{masked}")
+    quiet = {k: v for k, v in held.items() if k in QUIET}
     if not texts:
-        texts.append(f"in sync: {counts.projects} projects, {counts.pairs} pairs")
-        if held:
-            texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(held.items())))
+        loud = {k: v for k, v in held.items() if k not in QUIET}
+        if loud:  # young holds: not a warning yet, but never "in sync"
+            since = now - status.held_since if status.held_since else 0.0
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(loud.items()))
+            texts.append(
+                f"held for {_age(since)}: {reasons} (WARNING after "
+                f"{_age(th.warning_after)}); {counts.projects} projects, {counts.pairs} pairs"
+            )
+        else:
+            texts.append(f"in sync: {counts.projects} projects, {counts.pairs} pairs")
+        if quiet:
+            texts.append("pending: " + ", ".join(f"{k}={v}" for k, v in sorted(quiet.items())))
     perf = [
         (f"last_cycle_age={int(now - last.finished)}s" if last else "last_cycle_age=U")
         + f";{th.warning_after:g}",
@@ -123,6 +150,14 @@ def evaluate(
         f"clients={counts.clients}",
     ]
     return Verdict(code, "; ".join(texts), " ".join(perf))
+
+
+def _stopped(reason: str) -> str:
+    """What a forgotten flag stops: under ``freeze`` nothing changes at all."""
+    words = reason.split()
+    if words and words[0].lower().rstrip(":;,.") == "freeze":
+        return "nothing changes (freeze: no additions either)"
+    return "removals are not happening"
 
 
 def _unjournaled_problems(status: Status, now: float) -> list[tuple[int, str]]:
@@ -157,6 +192,11 @@ def _cycle_problems(
         problems.append((CRITICAL, f"no complete inventory for {_age(complete_age)}"))
     if now - finished > th.warning_after:
         problems.append((WARNING, f"last cycle {_age(now - finished)} ago"))
+    human = {k: v for k, v in loud.items() if k in HUMAN}
+    if human and last.result != "error":
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(human.items()))
+        problems.append((WARNING, f"held: {reasons}: {HUMAN_FIX}"))
+        loud = {k: v for k, v in loud.items() if k not in HUMAN}
     if loud and last.result != "error":
         since = now - held_since if held_since else 0.0
         if since > th.warning_after:

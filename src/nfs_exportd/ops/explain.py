@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..decide import Action, Plan, Reason
@@ -27,6 +27,7 @@ class Context:
     plan: Plan
     journal: Sequence[Entry]
     confirmations: int
+    known_ids: Mapping[str, str] = field(default_factory=dict)  # name -> Keystone id seen
 
 
 def _owner(f: ExportsFile) -> str:
@@ -154,7 +155,13 @@ def _why(
             out.append(f"{ip} is {who}, which has no volumes on this server")
         else:
             out.append(f"{ip} is {who} (status {o['status']})")
-    if not owners:
+    if not owners and ip in snap.floating:
+        out.append(
+            f"{ip} is a floating IP of {snap.floating[ip]}: floating IPs are not exported "
+            "(inventory.include_floating_ips is off; NFS traffic from the instance comes "
+            "from its fixed address)"
+        )
+    elif not owners:
         if snap.listing_complete and not snap.incomplete:
             out.append(f"{ip} is not an address of any instance in the complete inventory")
         elif snap.listing_complete:
@@ -185,6 +192,10 @@ def _why(
         )
         if h["project"] is None:
             out.append(f"held ({h['reason']}): {h['detail']}")
+        elif h["reason"] == Reason.PENDING_CONFIRMATION.value and "Keystone listings" in str(
+            h["detail"]
+        ):  # the project is absent: its detail says the count and the age it waits for
+            out.append(f"pending {act} {h['project']} {h['path']}: {h['detail']}")
         elif h["reason"] == Reason.PENDING_CONFIRMATION.value:
             out.append(
                 f"pending {act} {h['project']} {h['path']}: {h['detail']}, counting this "
@@ -250,8 +261,17 @@ def explain_project(ctx: Context, project: str) -> dict[str, Any]:
         }
         for i in snap.instances.get(project, ())
     ]
+    renamed = None
+    if rec is None and snap.listing_complete and project in ctx.known_ids:
+        pid = ctx.known_ids[project]
+        renamed = next((p for p in (snap.projects or {}).values() if p.id == pid), None)
     if not snap.listing_complete:
         known = f"unknown: the project listing could not be read ({snap.problem})"
+    elif renamed is not None:
+        known = (
+            f"renamed to {renamed.name!r} in Keystone (same id): its exports stay until the "
+            f"projects file names {renamed.name!r}"
+        )
     elif rec is None:
         known = "not in the project listing (deleted, or renamed)"
     elif project in snap.incomplete:
@@ -261,8 +281,11 @@ def explain_project(ctx: Context, project: str) -> dict[str, Any]:
     return {
         "schema": 1,
         "project": project,
-        "project_id": rec.id if rec else None,
-        "enabled": rec.enabled if rec else None,
+        "project_id": rec.id if rec else (renamed.id if renamed else None),
+        "enabled": rec.enabled if rec else (renamed.enabled if renamed else None),
+        "exists": bool(
+            rec or renamed or in_force or ctx.served.get(project) or not snap.listing_complete
+        ),
         "inventory": known,
         "served_here": bool(ctx.served.get(project)),
         "file": in_force.filename if in_force else None,
@@ -311,8 +334,14 @@ def project_text(r: Mapping[str, Any]) -> str:
     for i in r["instances"]:
         mark = "exported" if i["exported"] else "not exported"
         addrs = " ".join(i["addresses"]) or "(no addresses)"
+        status = i["status"]
+        if status == "UNLISTED":
+            status = "not in Nova's listing"
+        elif status == "UNKNOWN":
+            status = "UNKNOWN: in a down Nova cell"
         rows.append(
-            f"  instance {i['instance_name']} ({i['instance_id']}, {i['status']}): {addrs} [{mark}]"
+            f"  instance {i['instance_name'] or '(no name)'} ({i['instance_id']}, {status}): "
+            f"{addrs} [{mark}]"
         )
     for c in r["pending_changes"]:
         rows.append(f"  next cycle: {c['action']} {c['path']} {c['client']} ({c['reason']})")

@@ -4,7 +4,7 @@ textfile (``metrics.textfile``, written atomically), both from one registry.
 Gauges are set from the status each cycle saves, so the metrics say exactly what
 ``status`` and ``check`` say.  Counters count since the process started (Prometheus'
 ``rate()`` handles restarts); for a one-shot ``sync`` writing the textfile they count that
-one cycle.
+one cycle, so a ``sync`` leaves the textfile alone while ``run`` is alive.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     start_http_server,
     write_to_textfile,
@@ -56,6 +57,9 @@ METRIC_NAMES = frozenset(
         "nfs_exportd_api_request_duration_seconds",
         "nfs_exportd_maintenance",
         "nfs_exportd_rollback_hold",
+        # when the maintenance flag was set (its mtime; 0: no flag): the age that check
+        # measures, so that an alert can say "forgotten for 24 h" as check does
+        "nfs_exportd_maintenance_flag_timestamp_seconds",
     }
 )
 # written by ``diagnose`` to diagnose.metrics_textfile (a registry of its own)
@@ -120,6 +124,11 @@ class Metrics:
         self.rollback_hold = Gauge(
             p + "rollback_hold", "1 while a rollback holds changes until release", registry=r
         )
+        self.flag_since = Gauge(
+            p + "maintenance_flag_timestamp_seconds",
+            "When the maintenance flag file was last modified (0: no flag)",
+            registry=r,
+        )
         for res in RESULTS:
             self.last_result.labels(res).set(0)
             self.cycles.labels(res)
@@ -182,6 +191,7 @@ class Exporter:
         self.metrics = Metrics()
         self.textfile: Path | None = cfg.metrics.textfile
         self.listen = cfg.metrics.listen
+        self.maintenance_file = cfg.maintenance_file
         self._server: Any = None
 
     @property
@@ -192,10 +202,13 @@ class Exporter:
         if not self.listen:
             return
         host, port = split_listen(self.listen)
+        # the endpoint adds the process metrics (CPU, memory, open fds, start time); the
+        # textfile never has them: node-exporter exports its own process_* families
+        served = CollectorRegistry(auto_describe=True)
+        served.register(ProcessCollector(registry=None))
+        served.register(self.metrics.registry)
         try:
-            self._server, _thread = start_http_server(
-                port, addr=host, registry=self.metrics.registry
-            )
+            self._server, _thread = start_http_server(port, addr=host, registry=served)
         except OSError as exc:
             raise NfsExportdError(
                 f"metrics.listen {self.listen}: cannot listen: {exc.strerror or exc}"
@@ -211,11 +224,20 @@ class Exporter:
 
     def cycle(self, status: Status, duration: float) -> None:
         self.metrics.cycle(status, duration)
+        self.flag()
         self.write_textfile()
 
     def failed(self, duration: float) -> None:
         self.metrics.failed(duration)
+        self.flag()
         self.write_textfile()
+
+    def flag(self) -> None:
+        try:
+            since = self.maintenance_file.stat().st_mtime
+        except OSError:  # no flag (one that cannot be stat'ed is no flag to age either)
+            since = 0.0
+        self.metrics.flag_since.set(since)
 
     def write_textfile(self) -> None:
         if self.textfile is None:

@@ -471,7 +471,14 @@ class GaneshaBackend:
         except (GaneshaUnreachable, GaneshaCallError) as exc:
             raise self._unavailable(bus, exc) from None
         full = ""
-        if interrupted:
+        failure = (
+            pending.failure(self.pending_marker) if interrupted and self.pending_marker else None
+        )
+        if failure:
+            full = (
+                f"the last apply ({interrupted}) failed and its undo was not verified ({failure})"
+            )
+        elif interrupted:
             full = f"the last apply ({interrupted}) was interrupted before it was verified"
         elif state.bus_owner is None:
             full = "no earlier verified apply is remembered"
@@ -760,6 +767,8 @@ class GaneshaBackend:
                 failed.append(f"export {op.export_id} ({op.key}): {exc}")
         if failed:
             log.error("UNDO FAILED: the exports in force are not a verified state")
+            if self.pending_marker is not None:  # the next cycle says "failed", not "interrupted"
+                pending.mark_failed(self.pending_marker, failed[0])
             return (
                 "UNDO FAILED: " + "; ".join(failed[:5]) + "; the conf files of this cycle's "
                 "exports are back as they were (Ganesha serves them at its next start), but what "

@@ -29,9 +29,11 @@ agree on a listed project, any other claim gives the address to nobody.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -43,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ...addresses import ADDRESS_CHARS, AddressError, parse_address, shown
 from ...errors import (
+    ConfigError,
     InventoryAuthError,
     InventoryBadData,
     InventoryError,
@@ -217,6 +220,76 @@ def _translate(exc: BaseException, what: str, request: str) -> InventoryError:
     except ImportError:  # pragma: no cover
         pass
     return InventoryUnavailable(f"{what}: unexpected {name}: {exc}", request)
+
+
+def clouds_yaml_problem(cloud: str, key: str) -> str:
+    """Why openstacksdk says ``Cloud X was not found``: the files it searches (as its
+    loader does: OS_CLIENT_CONFIG_FILE first, then the first readable one), those it could
+    not read, and the entries of the one it used.  A wrong name, an unreadable file
+    (0600 root) and an unset OS_CLIENT_CONFIG_FILE all looked alike before."""
+    from openstack.config import loader
+
+    override = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    files = ([override] if override else []) + [f for f in loader.CONFIG_FILES if f != override]
+    notes: list[str] = []
+    denied = (
+        f"cannot be read by uid {os.geteuid()} (permission denied): make it and its "
+        "directories readable by the daemon's user (e.g. root:nfs-exportd, mode 0640)"
+    )
+    if override and _exists(override) is False:
+        notes.append(f"OS_CLIENT_CONFIG_FILE={override} does not exist")
+    elif not override:
+        notes.append("OS_CLIENT_CONFIG_FILE is not set")
+    used = None
+    for path in dict.fromkeys(files):
+        there = _exists(path)
+        if there is None:  # a directory on its way cannot be searched
+            notes.append(f"{path} {denied}")
+            continue
+        if not there:
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f) if path.endswith("json") else yaml_load(f.read())
+        except PermissionError:
+            notes.append(f"{path} {denied}")
+            continue
+        except (OSError, ValueError) as exc:
+            notes.append(f"{path} skipped: {type(exc).__name__}: {exc}")
+            continue
+        clouds = data.get("clouds") if isinstance(data, dict) else None
+        entries = ", ".join(sorted(map(str, clouds))) if isinstance(clouds, dict) else ""
+        notes.append(f"{path} is used and has entries: {entries or 'none'}")
+        used = path
+        break
+    if used is None:
+        dirs = sorted({os.path.dirname(f) for f in files})
+        notes.append(f"no readable clouds.yaml in {', '.join(dirs)}")
+    return (
+        f"{key}: clouds.yaml entry {cloud!r} does not exist: {'; '.join(notes)}; "
+        f"fix {key} or the clouds.yaml file"
+    )
+
+
+def _exists(path: str) -> bool | None:
+    """Whether ``path`` exists; None when a directory on its way may not be searched
+    (os.path.exists says False then, and openstacksdk skips the file in silence)."""
+    try:
+        os.stat(path)
+    except PermissionError:
+        return None
+    except OSError:
+        return False
+    return True
+
+
+def yaml_load(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc).replace("\n", " ")) from None
 
 
 def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: str) -> Any:
@@ -411,9 +484,17 @@ class OpenStackInventory:
                 try:
                     conn = self.connect(**kwargs)
                 except Exception as exc:
+                    if "was not found" in str(exc) and type(exc).__name__ == "ConfigException":
+                        raise ConfigError(clouds_yaml_problem(cloud, self._key(cloud))) from None
                     raise _translate(exc, f"cloud {cloud!r}", "clouds.yaml") from None
                 self._clients.conns[key] = conn
             return conn
+
+    def _key(self, cloud: str) -> str:
+        """The config key that names clouds.yaml entry ``cloud``."""
+        if cloud == self.settings.identity_cloud and cloud not in self.settings.clouds:
+            return "inventory.identity_cloud"
+        return "inventory.cloud"
 
     def _drop(self, cloud: str) -> None:
         """Forget every connection to ``cloud`` after an auth error: the next read takes
@@ -433,12 +514,15 @@ class OpenStackInventory:
         deadline = self.settings.read_deadline or max(60.0, 10 * self.settings.timeout)
         box: list[InventorySnapshot] = []
         crash: list[InventoryError] = []
+        config: list[ConfigError] = []  # a clouds.yaml entry that does not exist
 
         def work() -> None:
             try:
                 box.append(self._read(interest))
             except InventoryError as exc:
                 crash.append(exc)
+            except ConfigError as exc:
+                config.append(exc)
             except Exception as exc:  # a bug or a library surprise: never raw stderr
                 log.error("inventory read crashed: %s: %s", type(exc).__name__, exc, exc_info=exc)
                 crash.append(
@@ -453,6 +537,8 @@ class OpenStackInventory:
         worker.join(deadline)
         if box:
             return box[0]
+        if config:
+            raise config[0]  # not an outage: a configuration error (exit 2)
         self.last_cloud = None
         if crash:
             if isinstance(crash[0], InventoryAuthError):
@@ -488,21 +574,25 @@ class OpenStackInventory:
 
     def _read_cloud(self, cloud: str, interest: frozenset[str] | None) -> _Answer:
         source = f"openstack:{cloud}"
+        identity = self.settings.identity_cloud or cloud
         try:
-            projects = self._projects(self.settings.identity_cloud or cloud)
+            projects = self._projects(identity)
         except InventoryError as exc:
             if isinstance(exc, InventoryAuthError):
-                self._drop(self.settings.identity_cloud or cloud)
+                self._drop(identity)
+                exc = self._named(exc, identity)
             return _Answer(InventorySnapshot.unknown(source, str(exc)), cloud)
         claims: dict[str, list[AddressClaim]] = {}
+        floating: dict[str, str] = {}
         try:
             if self.settings.mode == "all-projects":
-                instances, incomplete = self._all_projects(cloud, projects, claims)
+                instances, incomplete = self._all_projects(cloud, projects, claims, floating)
             else:
                 instances, incomplete = self._per_project(cloud, projects, interest)
         except InventoryError as exc:
             if isinstance(exc, InventoryAuthError):
                 self._drop(cloud)
+                exc = self._named(exc, cloud)
             return _Answer(InventorySnapshot.unknown(source, str(exc)), cloud)
         by_name = {p.name: p for p in projects.values()}
         return _Answer(
@@ -512,9 +602,19 @@ class OpenStackInventory:
                 instances={n: tuple(instances.get(n, ())) for n in by_name},
                 incomplete=incomplete,
                 claims={ip: tuple(c) for ip, c in claims.items()},
+                floating=floating,
             ),
             cloud,
         )
+
+    def _named(self, exc: InventoryAuthError, cloud: str) -> InventoryAuthError:
+        """An auth error naming the clouds.yaml entry and its config key: with several
+        entries (inventory.cloud, inventory.identity_cloud) the operator must know whose
+        credentials Keystone refused."""
+        head = f"clouds.yaml entry {cloud!r} ({self._key(cloud)})"
+        if str(exc).startswith(head):
+            return exc
+        return InventoryAuthError(f"{head}: {exc}")
 
     def _projects(self, cloud: str) -> dict[str, ProjectRecord]:
         """Keystone ``GET /v3/projects``: id -> record.  Truncated means incomplete."""
@@ -575,6 +675,7 @@ class OpenStackInventory:
         cloud: str,
         projects: Mapping[str, ProjectRecord],
         claims: dict[str, list[AddressClaim]],
+        floating: dict[str, str] | None = None,
     ) -> tuple[dict[str, list[InstanceRecord]], dict[str, str]]:
         conn = self._conn(cloud)
         incomplete: dict[str, str] = {}
@@ -610,7 +711,9 @@ class OpenStackInventory:
                     NEUTRON_PAGE,
                     f"{region} floating IPs",
                 )
-            merge_region(region, projects, ports, servers, fips, instances, incomplete, claims)
+            merge_region(
+                region, projects, ports, servers, fips, instances, incomplete, claims, floating
+            )
         return instances, incomplete
 
     # ------------------------------------------------------------------ per-project
@@ -807,6 +910,7 @@ def merge_region(
     instances: dict[str, list[InstanceRecord]],
     incomplete: dict[str, str],
     claims: dict[str, list[AddressClaim]],
+    floating: dict[str, str] | None = None,
 ) -> None:
     """One region's Neutron ports (and floating IPs) and Nova servers, owned per address.
 
@@ -847,6 +951,8 @@ def merge_region(
     for project_id, why in m.nova_refused:  # after the ports' (they name the port)
         m.unknown(project_id, why)
     m.add_lone_claims()
+    if floating is not None:
+        floating.update(m.floating)
 
 
 @dataclass
@@ -867,6 +973,9 @@ class _RegionMerge:
     server_project: dict[str, str] = field(default_factory=dict)  # id -> Nova's tenant_id
     listed_twice: set[str] = field(default_factory=set)  # for two projects: nobody's
     nova_refused: list[tuple[str | None, str]] = field(default_factory=list)  # project, why
+    # floating IPs Nova shows while they are not read (include_floating_ips off): never
+    # exported, only named by explain ("a floating IP of instance X")
+    floating: dict[str, str] = field(default_factory=dict)
 
     @property
     def req(self) -> str:
@@ -991,6 +1100,8 @@ class _RegionMerge:
                 if proj is not None:
                     self.server_project[sid] = proj
             if status == "UNKNOWN":
+                # named as the hold names it (a down cell shows no name): never "UNLISTED"
+                self.server_names.setdefault(sid, (str(srv.get("name") or ""), "UNKNOWN"))
                 if pname:
                     self.incomplete.setdefault(
                         pname,
@@ -1014,6 +1125,12 @@ class _RegionMerge:
             for entries in nets.values():
                 for e in entries:
                     iptype = e.get("OS-EXT-IPS:type", "fixed") if isinstance(e, dict) else None
+                    if iptype == "floating" and pname and isinstance(e, dict):
+                        with contextlib.suppress(AddressError):
+                            self.floating[str(parse_address(e.get("addr")))] = (
+                                f"instance {srv.get('name') or '(no name)'} "
+                                f"({_label(sid)}) of project {pname}"
+                            )
                     if not isinstance(iptype, str) or iptype not in types:
                         continue
                     try:
