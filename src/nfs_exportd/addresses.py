@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 from .model import IPAddress, IPNetwork
 
@@ -77,10 +78,21 @@ def shown(text: object) -> str:
     return r if len(r) <= 80 else r[:77] + "..."
 
 
+# A cycle meets each address several times (the inventory, every file in force, every
+# rendered line): answers for text are remembered, bounded (a pure function of the text;
+# refusals are not remembered and are computed again).
+CACHE_SIZE = 1 << 18
+
+
 def parse_address(text: object) -> IPAddress:
     """The canonical unicast address ``text`` stands for, or AddressError naming it."""
     if not isinstance(text, str):
         raise AddressError(f"address {shown(text)} is not a string")
+    return _parse_address(text)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _parse_address(text: str) -> IPAddress:
     if not ADDRESS_CHARS.fullmatch(text):
         raise AddressError(
             f"address {shown(text)} is not a plain IP address (only hex digits, ':' and '.'; "
@@ -139,6 +151,11 @@ def parse_network(text: object) -> IPAddress | IPNetwork:
     ``ADDRESS/PREFIX`` with no host bits set; a ``/32`` or ``/128`` is its address."""
     if not isinstance(text, str) or "/" not in text:
         return parse_address(text)
+    return _parse_network(text)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _parse_network(text: str) -> IPAddress | IPNetwork:
     if not NETWORK_CHARS.fullmatch(text):
         raise AddressError(f"network {shown(text)} is not ADDRESS/PREFIX")
     try:

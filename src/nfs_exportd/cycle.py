@@ -538,7 +538,10 @@ def apply_and_record(
     rendered = {n: render(f) for n, f in files.items() if f is not None}
     in_force = rendered if after is None else after
     try:
-        if applied.ran_exportfs or after is not None or _last_verified(cfg) != in_force:
+        if applied.ran_exportfs or after is not None:
+            state.save_verified(cfg.state_dir, in_force)
+        elif not state.verified_matches(cfg.state_dir, in_force):
+            _last_verified(cfg)  # says why an untrusted copy is replaced
             state.save_verified(cfg.state_dir, in_force)
     except StateError as exc:
         rec.unsaved.append(str(exc))

@@ -11,6 +11,7 @@ import enum
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,6 +22,7 @@ EXPORTS_SUFFIX = ".exports"
 PUBLIC_FILE_PREFIX = "public-"
 
 
+@lru_cache(maxsize=1 << 18)  # asked for every client of every rendered line: once per text
 def client_sort_key(client: str) -> tuple[int, int, str]:
     """IPv4 first, then IPv6, each in numeric order; networks after single addresses."""
     try:

@@ -21,7 +21,9 @@ from .errors import StateError
 class Record(BaseModel):
     """Strict (no coercion), closed (unknown keys are errors) and immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, populate_by_name=True, defer_build=True
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The fields that were given (read from the file or set by the writer): a file

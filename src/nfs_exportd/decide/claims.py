@@ -10,10 +10,12 @@ claimants as ``FOREIGN``, which is never a project's name.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..model import InventorySnapshot
 from .lifecycle import aliases as project_aliases
+from .lifecycle import names_by_id
 from .plan import Hold, Reason
 
 FOREIGN = ""  # a claimant that is not a listed project (no project has an empty name)
@@ -75,11 +77,20 @@ class Ownership:
     snap: InventorySnapshot
     claims: Claims
     known_ids: Mapping[str, str]  # the memory's name -> id after this cycle's assessment
+    # aliases asked once per pair in force: answered once per name (values are immutable)
+    _aliases: dict[str, frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
-    @property
-    def listed_ids(self) -> dict[str, str]:
+    @cached_property
+    def listed_ids(self) -> Mapping[str, str]:
+        """name -> id of the listing (built once: it is asked once per pair)."""
         projects = self.snap.projects
         return {r.name: r.id for r in projects.values()} if projects else {}
+
+    @cached_property
+    def _listed_by_id(self) -> Mapping[str, frozenset[str]]:
+        return names_by_id(self.listed_ids)
 
     def owner_id(self, name: str) -> str | None:
         """The Keystone id a name stands for: the bound id, else the listed one."""
@@ -88,7 +99,11 @@ class Ownership:
     def aliases(self, name: str) -> frozenset[str]:
         """The names one project has in this listing (a renamed project has two; a name
         taken by another id is not its own any more): ownership is by id."""
-        return project_aliases(name, self.listed_ids, self.known_ids)
+        found = self._aliases.get(name)
+        if found is None:
+            found = project_aliases(name, self.listed_ids, self.known_ids, self._listed_by_id)
+            self._aliases[name] = found
+        return found
 
     def successors(self, name: str) -> frozenset[str]:
         """The other names of a renamed project that stand for its id: a name the

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from ..model import ExportsFile, FileKind, PairKey, sorted_clients
-from ..validate import path_within
 from .context import Cycle
 from .intent import Intent
 from .owners import Owner
@@ -125,13 +124,7 @@ def _moved_path_removals(owner: Owner, paths: dict[str, _Path], cycle: Cycle, wo
     for path, st in paths.items():
         if not st.current:
             continue
-        moved_to = sorted(
-            {
-                other
-                for spath, other in cycle.served_for.items()
-                if other not in own and (path_within(path, spath) or path_within(spath, path))
-            }
-        )
+        moved_to = sorted(cycle.served_index.around(path) - own)
         if not moved_to:
             continue
         detail = (

@@ -64,7 +64,12 @@ class Verdict:
     id_changed: str = ""
 
 
-def aliases(name: str, listed: Mapping[str, str], known: Mapping[str, str]) -> frozenset[str]:
+def aliases(
+    name: str,
+    listed: Mapping[str, str],
+    known: Mapping[str, str],
+    by_id: Mapping[str, frozenset[str]] | None = None,
+) -> frozenset[str]:
     """The names one project has now: every name its id is listed under (a renamed
     project has its new name), and its own name unless the listing shows that name
     under another id (then the name belongs to another project).
@@ -72,14 +77,28 @@ def aliases(name: str, listed: Mapping[str, str], known: Mapping[str, str]) -> f
     ``listed`` is name -> id of a listing, ``known`` the ids remembered (the bound id of
     a name wins over the listed one).  Every ownership question (reconcile's conflict
     rule, rollback's check of restored addresses) asks this one function.
+    ``by_id`` (id -> the names ``listed`` has for it, ``names_by_id(listed)``) is the
+    same listing indexed once, for callers that ask once per pair: a scan of the whole
+    listing per question made a cycle quadratic.
     """
     pid = known.get(name) or listed.get(name)
     if pid is None:
         return frozenset({name})
-    names = {n for n, i in listed.items() if i == pid}
+    if by_id is not None:
+        names = set(by_id.get(pid, ()))
+    else:
+        names = {n for n, i in listed.items() if i == pid}
     if name not in listed:
         names.add(name)
     return frozenset(names)
+
+
+def names_by_id(listed: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """id -> every name ``listed`` (name -> id) shows it under."""
+    out: dict[str, set[str]] = {}
+    for n, i in listed.items():
+        out.setdefault(i, set()).add(n)
+    return {i: frozenset(ns) for i, ns in out.items()}
 
 
 def assess(

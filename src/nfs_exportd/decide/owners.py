@@ -6,6 +6,7 @@ when it is in force (what is in force and no longer served must still be taken d
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,3 +82,35 @@ def served_for(
     for pub in public:
         out[pub.path] = PUBLIC_OWNER_PREFIX + pub.name
     return out
+
+
+class ServedIndex:
+    """``served_for`` indexed by path, to ask "which labels serve a path inside or around
+    this one" in O(depth + answers) instead of a scan of every served path per path in
+    force (which made a cycle quadratic in the number of paths)."""
+
+    def __init__(self, served: Mapping[str, str]) -> None:
+        self.served = served
+        self.ordered = sorted(served)
+
+    def around(self, path: str) -> set[str]:
+        """The labels of served paths equal to ``path``, above it or below it (both
+        normalised), as ``path_within`` either way says."""
+        found: set[str] = set()
+        served = self.served
+        if path == "/":
+            return set(served.values())
+        if "/" in served:
+            found.add(served["/"])
+        parts = path.split("/")
+        for i in range(2, len(parts) + 1):  # "/a", "/a/b", ..., the path itself
+            label = served.get("/".join(parts[:i]))
+            if label is not None:
+                found.add(label)
+        prefix = path + "/"
+        ordered = self.ordered
+        for j in range(bisect_left(ordered, prefix), len(ordered)):
+            if not ordered[j].startswith(prefix):
+                break
+            found.add(served[ordered[j]])
+        return found

@@ -178,6 +178,27 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
 
 
+def verified_matches(state_dir: Path, files: Mapping[str, str]) -> bool:
+    """Whether the last verified copy is whole and holds exactly ``files`` (texts render
+    wrote, so equal texts need no second check): a cycle that changed nothing keeps the
+    copy it has instead of rewriting it."""
+    vdir = state_dir / VERIFIED
+    try:
+        names = os.listdir(vdir)
+        if VERIFIED_COMPLETE not in names:
+            return False
+        names = [n for n in names if not n.startswith(".")]
+        if len(names) != len(files):
+            return False
+        for name in names:
+            want = files.get(name)
+            if want is None or (vdir / name).read_bytes() != want.encode("utf-8"):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def load_verified(state_dir: Path) -> dict[str, str] | None:
     """The last verified set of files, or None when there is none, it is unreadable, or
     it was left unfinished (no ``.complete``).  UntrustedVerified (naming the file and
