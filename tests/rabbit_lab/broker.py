@@ -225,12 +225,13 @@ class Broker:
         )
         try:
             conn.connect()
-            return None
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        finally:
             with contextlib.suppress(Exception):
                 conn.collect()
+            return f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            conn.close()
+        return None
 
     @property
     def running(self) -> bool:
