@@ -105,9 +105,7 @@ BUS_MODULES = ("oslo_messaging", "oslo_config", "kombu", "amqp", "eventlet")
 
 
 @pytest.mark.parametrize("command", [["check"], ["status"], ["plan"]])
-def test_notifications_on_costs_the_other_commands_nothing(
-    synced: Lab, command: list[str]
-) -> None:
+def test_notifications_on_costs_the_other_commands_nothing(synced: Lab, command: list[str]) -> None:
     """With notifications enabled only ``run`` loads oslo.messaging (and kombu, eventlet):
     the Icinga check, status and plan load none of it (issue 16)."""
     synced.config["notifications"] = {

@@ -93,8 +93,10 @@ class Site:
         return str(self.triggers().get("bus", {}).get("state", ""))
 
     def cycles(self) -> int:
-        return self.log().count("INFO sync:") + self.log().count("INFO held:") + self.log().count(
-            "INFO ok:"
+        return (
+            self.log().count("INFO sync:")
+            + self.log().count("INFO held:")
+            + self.log().count("INFO ok:")
         )
 
     def stop(self) -> None:
