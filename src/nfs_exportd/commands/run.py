@@ -171,6 +171,7 @@ class Loop:
         now = time.time()
         t = self.trig
         with t.lock:
+            was_dirty = t.dirty
             if event.kind == "trigger":
                 t.bus_events[event.event_type] += 1
                 t.bus_last_event = now
@@ -185,6 +186,8 @@ class Loop:
         if event.kind == "trigger":
             self.early.fire(time.monotonic(), "notification")
             self.wake.set()
+        elif not was_dirty:
+            self.wake.set()  # so that the loop saves the counts within 5 s
 
     def on_bus_state(self, state: str, detail: str) -> None:
         """Once per state change of the listener: one log line, status, metrics."""

@@ -199,28 +199,19 @@ class BusListener:
         self._thread = threading.Thread(target=self._supervise, name="bus-listener", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5) -> None:
+    def stop(self, timeout: float = 2) -> None:
+        """Close the connection, waiting at most ``timeout``: a listener still trying
+        to connect (a bus down) cannot be interrupted, and must not delay the exit."""
         self._stop.set()
-        listener, transport = self._listener, self._transport
-        if listener is not None:
-            try:
-                listener.stop()
-                listener.wait()
-            except Exception as exc:  # stopping must never stop the daemon's exit
-                log.debug("notification listener stop: %s", exc)
-        if transport is not None:
-            try:
-                transport.cleanup()
-            except Exception as exc:
-                log.debug("notification transport cleanup: %s", exc)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        closer = threading.Thread(target=self._cleanup, name="bus-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
         logging.getLogger(OSLO_LOGGER).removeHandler(self._handler)
 
     def _supervise(self) -> None:
         backoff = 1.0
+        self.set_state("connecting", "")
         while not self._stop.is_set():
-            self.set_state("connecting", "")
             try:
                 self._listen()
             except Exception as exc:
