@@ -263,7 +263,7 @@ class EarlyCyclesConfig(_Strict):
     # events within this window after the first one make one cycle
     debounce_seconds: Number = Field(default=1, ge=0, le=600)
     # at least this long from the end of one cycle to the start of an early one
-    min_gap_seconds: Number = Field(default=5, ge=0, le=DAY)
+    min_gap_seconds: Number = Field(default=2, ge=0, le=DAY)
     # early cycles wait while the last minute's control-plane requests (cycles and
     # change polls) plus one more cycle would exceed this
     max_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
