@@ -67,8 +67,18 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
+_ETAB_CACHE: dict[Path, tuple[tuple[int, int], set[tuple[str, str]]]] = {}
+
+
 def etab_pairs(etab: Path) -> set[tuple[str, str]]:
+    """(path, client) pairs in force; parsed again only when the file changed (the
+    watcher must not take the CPU the daemon and the simulator need)."""
     try:
+        st = etab.stat()
+        key = (st.st_mtime_ns, st.st_size)
+        cached = _ETAB_CACHE.get(etab)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         text = etab.read_text()
     except FileNotFoundError:
         return set()
@@ -77,6 +87,7 @@ def etab_pairs(etab: Path) -> set[tuple[str, str]]:
         if line.strip():
             path, _, rest = line.rpartition("\t")
             out.add((path, rest.partition("(")[0]))
+    _ETAB_CACHE[etab] = (key, out)
     return out
 
 

@@ -409,6 +409,15 @@ class SimCloud:
         except Exception as exc:
             log.warning("sim: notification lost: %s: %s", type(exc).__name__, exc)
 
+    def connect_bus(self, url: str, notification_format: str = "unversioned") -> None:
+        """Publish notifications on ``url`` from now on (a cloud started without a bus)."""
+        from .bus import Publisher
+
+        if self.bus is not None:
+            self.bus.close()
+        self.bus_url, self.notification_format = url, notification_format
+        self.bus = Publisher(url, notification_format)  # type: ignore[arg-type]
+
     def _notify_port(self, event: str, port: dict[str, Any]) -> None:
         self._notify(lambda b: b.port(event, port))
 

@@ -196,6 +196,7 @@ class BusListener:
         oslo.addHandler(self._handler)
         oslo.propagate = False  # its retry lines become our state changes, once each
         oslo.setLevel(logging.INFO)
+        logging.getLogger("oslo_service").setLevel(logging.WARNING)  # "Loading backend" notices
         self._thread = threading.Thread(target=self._supervise, name="bus-listener", daemon=True)
         self._thread.start()
 
