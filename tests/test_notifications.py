@@ -159,6 +159,8 @@ def within(seconds: float, cond: Callable[[], bool], what: str) -> float:
 
 
 def test_new_instance_is_exported_within_seconds_through_a_notification(site: Site) -> None:
+    prom = site.lab.root / "nfs_exportd.prom"
+    site.lab.config["metrics"] = {"textfile": str(prom)}
     site.start()
     started(site)
     assert (site.tools, "172.16.0.5") in site.lab.in_force()
@@ -169,7 +171,15 @@ def test_new_instance_is_exported_within_seconds_through_a_notification(site: Si
     events = site.triggers()["bus"]["events"]
     assert events.get("compute.instance.create.end", 0) >= 1, events
     assert events.get("port.create.end", 0) >= 1, events
-    assert "rabbit-secret" not in site.log() and PASSWORD not in site.log()
+    assert PASSWORD not in site.log()
+    metrics = prom.read_text()
+    for line in (
+        "nfs_exportd_bus_connected 1.0",
+        'nfs_exportd_notifications_total{event_type="compute.instance.create.end"} 1.0',
+        'nfs_exportd_early_cycles_total{trigger="notification"} 1.0',
+    ):
+        assert line in metrics, metrics
+    assert "nfs_exportd_last_notification_timestamp_seconds 0.0" not in metrics
 
 
 EVENTS = [  # (exchange, topic, event type, payload) as the services publish them

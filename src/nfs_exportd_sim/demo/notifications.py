@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,19 @@ def _bus_state(state_dir: Path) -> str:
 
 def show_notifications(root: Path, sim: SimCloud) -> None:
     banner("8. run with notifications: the cloud's message bus brings the next cycle forward")
-    logging.getLogger("oslo_service").setLevel(logging.WARNING)  # its backend notices
+    logging.getLogger("oslo_service").setLevel(logging.CRITICAL)  # its backend notices
     if not RABBITMQ_SERVER.exists():
         print(
             f"notifications step skipped: {RABBITMQ_SERVER} is missing (make system-deps as root)"
         )
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import oslo_messaging  # noqa: F401
+    except Exception as exc:  # e.g. a system python mixing its own OpenSSL bindings in
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        print(f"notifications step skipped: oslo.messaging cannot be imported here ({why})")
         return
     try:
         broker = launch()
