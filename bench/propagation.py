@@ -340,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plain-samples", type=int, default=5)
     p.add_argument("--storm", type=int, default=10000)
     p.add_argument("--quick", action="store_true", help="small cloud, few samples (< 3 min)")
+    p.add_argument(
+        "--only",
+        choices=("notifications", "change-polling", "plain", "storm", "cost"),
+        action="append",
+        help="run only these parts (repeatable; default: all)",
+    )
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     if args.quick:
@@ -356,17 +362,22 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
             }
-            result["notifications"] = measure(site, "notifications", args.samples, (1, 5), 60)
-            result["change_polling"] = measure(site, "change-polling", args.samples, (0, 6), 60)
-            if args.plain_samples:
+            parts = set(args.only or ("notifications", "change-polling", "plain", "storm", "cost"))
+            if "notifications" in parts:
+                result["notifications"] = measure(site, "notifications", args.samples, (1, 5), 60)
+            if "change-polling" in parts:
+                result["change_polling"] = measure(site, "change-polling", args.samples, (0, 6), 60)
+            if "plain" in parts and args.plain_samples:
                 result["plain"] = measure(site, "plain", args.plain_samples, (0, 30), 150)
-            result["storm"] = storm(site, args.storm, 60 if not args.quick else 10)
-            result["change_polling_cost"] = polling_cost(site, 60 if not args.quick else 10)
+            if "storm" in parts:
+                result["storm"] = storm(site, args.storm, 60 if not args.quick else 10)
+            if "cost" in parts:
+                result["change_polling_cost"] = polling_cost(site, 60 if not args.quick else 10)
         finally:
             site.close()
     text = json.dumps(result, indent=1)
     out = args.out or HERE / "results" / f"propagation-{time.strftime('%Y-%m-%d')}.json"
-    if not args.quick or args.out:
+    if (not args.quick and not args.only) or args.out:
         out.write_text(text + "\n")
         log(f"written {out}")
     print(text)

@@ -261,7 +261,7 @@ class EarlyCyclesConfig(_Strict):
     """How triggers (notifications, change polling) turn into cycles."""
 
     # events within this window after the first one make one cycle
-    debounce_seconds: Number = Field(default=1, ge=0, le=600)
+    debounce_seconds: Number = Field(default=0.5, ge=0, le=600)
     # at least this long from the end of one cycle to the start of an early one
     min_gap_seconds: Number = Field(default=2, ge=0, le=DAY)
     # early cycles wait while the last minute's control-plane requests (cycles and
