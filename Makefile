@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed
 # Debian packages: exportfs and rpc.mountd (nfs-kernel-server); unshare/setpriv (util-linux);
 # for the data-path lab: NFS-Ganesha with its VFS backend, libnfs clients (nfs-ls, nfs-cat and
 # libnfs for the held-open client), a private dbus-daemon, rpcbind, ip and iptables; promtool
-# (Debian's prometheus package) for the alert rules' unit tests (contrib/prometheus).
+# (Debian's prometheus package) for the alert rules' unit tests (contrib/prometheus); for the
+# notification tests and the demo a RabbitMQ broker (rabbitmq-server, with erlang's epmd).
 # Installed only when missing, and only when we are root (otherwise we say what is missing).
 system-deps:
 	@missing=""; \
@@ -24,6 +25,7 @@ system-deps:
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -99,3 +99,21 @@ def test_check_and_status_load_no_cloud_client_and_no_cycle(synced: Lab, command
     )
     found = sorted(m for m in modules for h in heavy if m == h or m.startswith(h + "."))
     assert found == [], f"'{command}' loaded {found}"
+
+
+BUS_MODULES = ("oslo_messaging", "oslo_config", "kombu", "amqp", "eventlet")
+
+
+@pytest.mark.parametrize("command", [["check"], ["status"], ["plan"]])
+def test_notifications_on_costs_the_other_commands_nothing(synced: Lab, command: list[str]) -> None:
+    """With notifications enabled only ``run`` loads oslo.messaging (and kombu, eventlet):
+    the Icinga check, status and plan load none of it (issue 16)."""
+    synced.config["notifications"] = {
+        "enabled": True,
+        "transport_url": "rabbit://nfs:secret-pw@127.0.0.1:5672/",
+    }
+    proc, modules = loaded(synced, *command)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    found = sorted(m for m in modules for h in BUS_MODULES if m == h or m.startswith(h + "."))
+    assert found == [], f"'{' '.join(command)}' loaded {found}"
+    assert "secret-pw" not in proc.stdout + proc.stderr

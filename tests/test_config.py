@@ -202,6 +202,15 @@ WRONG = [
     ("history.retention_days", 0),
     ("history.max_entries", 1),
     ("history.max_entries", 2.5),
+    ("notifications.transport_url", "http://broker:5672/"),
+    ("notifications.topics", ["notifications.info"]),
+    ("notifications.topics", []),
+    ("notifications.exchanges", ["nova exchange"]),
+    ("notifications.pool", "a pool"),
+    ("notifications.retry_max_seconds", 0),
+    ("change_polling.poll_seconds", 0.5),
+    ("early_cycles.debounce_seconds", -1),
+    ("early_cycles.max_requests_per_minute", 0),
 ]
 
 
@@ -260,6 +269,22 @@ def test_required_key_missing(
     del_key(lab.config, key)
     err = assert_rejected(lab, before, capsys, f": {key}: ")
     assert "missing" in err
+
+
+def test_notifications_enabled_without_transport_url(
+    good: tuple[Lab, Snapshot], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab, before = good
+    lab.config["notifications"] = {"enabled": True}
+    assert_rejected(lab, before, capsys, "notifications.transport_url: required")
+
+
+def test_change_polling_needs_an_openstack_inventory(
+    good: tuple[Lab, Snapshot], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab, before = good
+    lab.config["change_polling"] = {"enabled": True}
+    assert_rejected(lab, before, capsys, "change_polling.enabled: needs inventory.source")
 
 
 def test_static_inventory_without_file(

@@ -391,6 +391,12 @@ EXPECTED_METRICS = {
     "nfs_exportd_maintenance",
     "nfs_exportd_rollback_hold",
     "nfs_exportd_maintenance_flag_timestamp_seconds",  # issue 14: the flag's age
+    # issue 16: notifications and change polling
+    "nfs_exportd_notifications_total",
+    "nfs_exportd_last_notification_timestamp_seconds",
+    "nfs_exportd_bus_connected",
+    "nfs_exportd_early_cycles_total",
+    "nfs_exportd_change_polls_total",
 }
 SERVICES = {"identity", "compute", "network"}
 # Labels of each metric besides the scrape target's own (instance, job); the values where
@@ -405,6 +411,9 @@ METRIC_LABELS: dict[str, dict[str, set[str] | None]] = {
     "nfs_exportd_api_requests_total": {"service": SERVICES, "status": None},
     "nfs_exportd_api_request_duration_seconds": {"service": SERVICES, "le": None},
     "nfs_exportd_maintenance": {"mode": set(daemon_metrics.MODES)},
+    "nfs_exportd_notifications_total": {"event_type": set(daemon_metrics.NOTIFICATION_TYPES)},
+    "nfs_exportd_early_cycles_total": {"trigger": set(daemon_metrics.TRIGGERS)},
+    "nfs_exportd_change_polls_total": {"result": set(daemon_metrics.POLL_RESULTS)},
 }
 TARGET_LABELS = {"instance", "job"}
 METRIC_RE = re.compile(r"\bnfs_exportd_[a-z_]+")

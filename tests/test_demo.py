@@ -26,6 +26,7 @@ from conftest import require_exportfs
 from lab_fixtures import require_root
 from nfs_exportd_sim.demo.datapath import SKIPPED, _lab_dir
 from nfs_exportd_sim.lab.netns import NETNS_DIR
+from nfs_exportd_sim.rabbit import PASSWORD as RABBIT_PASSWORD
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = [sys.executable, "-m", "nfs_exportd_sim.demo"]
@@ -111,6 +112,24 @@ def test_demo_applies_and_confirms_the_removal(demo_as_root: DemoRun) -> None:
     assert f"{root / 'srv' / 'tools' / 'home'}\t172.16.0.19(" in etab
 
 
+def test_demo_exports_an_instance_within_seconds_through_a_notification(
+    demo_as_root: DemoRun,
+) -> None:
+    """Step 8: ``run`` with notifications over a real RabbitMQ exports a new instance
+    within seconds, long before its 60 s interval (issue 16)."""
+    out = demo_as_root.proc.stdout
+    step = out[out.index("=== 8. run with notifications") : out.index("=== 9.")]
+    found = re.search(
+        r"172\.16\.0\.20 may mount \S+ after ([0-9.]+) s, through a notification", step
+    )
+    assert found, step
+    assert float(found.group(1)) < 10, step
+    assert "INFO early cycle: notification" in step
+    assert RABBIT_PASSWORD not in step and ":***@127.0.0.1" in step
+    etab = (demo_as_root.root / "sandbox" / "lib" / "etab").read_text()
+    assert f"{demo_as_root.root / 'srv' / 'tools' / 'home'}\t172.16.0.20(" in etab
+
+
 def test_demo_as_root_ends_with_a_vm_reading_and_another_refused(demo_as_root: DemoRun) -> None:
     """Both backends: Ganesha serves a real read over NFSv4 to the project's VM and
     refuses the other project's VM; rpc.mountd answers their MOUNT from the etab the
@@ -118,7 +137,7 @@ def test_demo_as_root_ends_with_a_vm_reading_and_another_refused(demo_as_root: D
     proc = demo_as_root.proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    data_path = out[out.index("=== 8. the data path") :]
+    data_path = out[out.index("=== 9. the data path") :]
     gan = "NFS-Ganesha at 198.51.100.130 (backend: ganesha)"
     knfs = "rpc.mountd at 198.51.100.242 (backend: exportfs)"
     a1, b1 = "vm-a1 198.51.100.11 (project tools)", "vm-b1 198.51.100.21 (project paws)"
@@ -208,7 +227,7 @@ def test_demo_says_why_and_fails_when_the_lab_cannot_start(tmp_path: Path) -> No
         proc.stderr
     )
     assert "planted failure, no bus here" in proc.stderr
-    assert "NFS-Ganesha at" in proc.stdout and "reads" not in proc.stdout.split("=== 8.")[1]
+    assert "NFS-Ganesha at" in proc.stdout and "reads" not in proc.stdout.split("=== 9.")[1]
     _assert_torn_down(*_lab(proc.stdout))
 
 
@@ -243,7 +262,7 @@ def test_demo_without_root_skips_the_data_path_in_one_line() -> None:
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert f"\n{SKIPPED}\n" in proc.stdout
-        assert "=== 8." not in proc.stdout and "nxl" not in proc.stdout
+        assert "=== 9." not in proc.stdout and "nxl" not in proc.stdout
         assert "NFS-EXPORTD OK - in sync" in proc.stdout  # the rest of the demo ran
     finally:
         shutil.rmtree(root, ignore_errors=True)

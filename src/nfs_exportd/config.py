@@ -274,6 +274,62 @@ class DiagnoseConfig(_Strict):
         return tuple(self.sources) if self.sources is not None else DEBIAN_SOURCES[backend]
 
 
+def _transport_url(value: str) -> str:
+    if not re.fullmatch(r"(rabbit|amqp|kombu\+[a-z]+)://\S+", value):
+        raise ValueError(
+            "expected an oslo.messaging transport URL like "
+            "'rabbit://USER:PASSWORD@HOST:5672/VHOST' (several hosts: comma-separated)"
+        )
+    return value
+
+
+Topic = Literal["notifications", "versioned_notifications"]
+
+
+def _default_topics() -> list[Topic]:
+    return ["notifications"]
+
+
+class NotificationsConfig(_Strict):
+    """Listen to the cloud's own notifications (oslo.messaging, as designate-sink and
+    ceilometer do) and run a cycle early when one says something changed.  A trigger,
+    never evidence: the full listing decides everything."""
+
+    enabled: bool = False
+    # a secret (its password): never logged, registered with the redaction filter
+    transport_url: Annotated[str, AfterValidator(_transport_url)] | None = None
+    topics: list[Topic] = Field(default_factory=lambda: _default_topics(), min_length=1)
+    exchanges: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        default_factory=lambda: ["nova", "neutron", "keystone"], min_length=1
+    )
+    # a queue of our own on each exchange: we get our copy, never steal others' messages;
+    # default nfs-exportd-<host name>
+    pool: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")] | None = None
+    retry_max_seconds: Number = Field(default=30, ge=1, le=HOUR)  # reconnect backoff cap
+    # ``check`` warns when the bus has been unusable this long
+    warning_after_seconds: Number = Field(default=600, gt=0, le=30 * DAY)
+
+
+class ChangePollingConfig(_Strict):
+    """Between full cycles, ask Nova (changes-since) and Neutron (changed_since) only what
+    changed; anything new runs a cycle early.  2 requests per region per poll."""
+
+    enabled: bool = False
+    poll_seconds: Number = Field(default=5, ge=1, le=HOUR)
+
+
+class EarlyCyclesConfig(_Strict):
+    """How triggers (notifications, change polling) turn into cycles."""
+
+    # events within this window after the first one make one cycle
+    debounce_seconds: Number = Field(default=0.5, ge=0, le=600)
+    # at least this long from the end of one cycle to the start of an early one
+    min_gap_seconds: Number = Field(default=2, ge=0, le=DAY)
+    # early cycles wait while the last minute's control-plane requests (cycles and
+    # change polls) plus one more cycle would exceed this
+    max_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+
+
 EXPORT_ID_MAX = 65535  # Export_Id is a uint16 in Ganesha 4.3 (90000 is refused)
 KERNEL_EXPORTS_DIR = Path("/etc/exports.d")
 
@@ -340,6 +396,9 @@ class Config(_Strict):
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     diagnose: DiagnoseConfig = Field(default_factory=DiagnoseConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    change_polling: ChangePollingConfig = Field(default_factory=ChangePollingConfig)
+    early_cycles: EarlyCyclesConfig = Field(default_factory=EarlyCyclesConfig)
 
     # Where this config came from; set by load_config, not a key in the file.
     source_path: Path = Field(default=Path("config.yaml"), exclude=True)
@@ -407,6 +466,20 @@ def load_config_text(text: str, path: Path) -> Config:
     if cfg.check.warning_after_seconds > cfg.check.critical_after_seconds:
         raise ConfigError(
             f"{path}: check.warning_after_seconds: must not exceed check.critical_after_seconds"
+        )
+    notes = cfg.notifications
+    if notes.enabled and notes.transport_url is None:
+        raise ConfigError(
+            f"{path}: notifications.transport_url: required when notifications.enabled is "
+            "true (e.g. rabbit://USER:PASSWORD@rabbitmq.svc:5672/)"
+        )
+    if cfg.change_polling.enabled and (
+        inv_cfg.source != "openstack" or inv_cfg.mode != "all-projects"
+    ):
+        raise ConfigError(
+            f"{path}: change_polling.enabled: needs inventory.source: openstack with "
+            "inventory.mode: all-projects (changes-since of all projects is an admin "
+            "listing; a static inventory has no change API); turn it off or use notifications"
         )
     for name in cfg.public_exports:
         try:

@@ -26,11 +26,11 @@ import socket
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
@@ -42,7 +42,10 @@ from .keystone import Keystone
 from .neutron import Neutron
 from .nova import Nova
 from .scenario import Address, Scenario, load_scenario, parse_scenario
-from .state import CloudState
+from .state import CloudState, ServerRec
+
+if TYPE_CHECKING:
+    from .bus import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,8 @@ class SimCloud:
         scenario: Scenario | dict[str, Any] | str | Path,
         port: int = 0,
         external_keystone: ExternalKeystone | None = None,
+        bus_url: str | None = None,
+        notification_format: str = "unversioned",
     ) -> None:
         if isinstance(scenario, str | Path):
             scenario = load_scenario(scenario)
@@ -172,6 +177,10 @@ class SimCloud:
         check = external_keystone.check if external_keystone is not None else None
         self.nova = Nova(self.state, check)
         self.neutron = Neutron(self.state, check)
+        # notifications on a real bus (``bus``), as Nova, Neutron and Keystone publish them
+        self.bus_url = bus_url
+        self.notification_format = notification_format
+        self.bus: Publisher | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,6 +202,13 @@ class SimCloud:
             name=f"simcloud:{port}",
         )
         self._thread.start()
+        if self.bus_url is not None and self.bus is None:
+            from .bus import Publisher
+
+            fmt = self.notification_format
+            if fmt not in ("unversioned", "versioned", "both"):
+                raise ValueError(f"notification_format {fmt!r}: unversioned, versioned or both")
+            self.bus = Publisher(self.bus_url, fmt)  # type: ignore[arg-type]
         return self.base_url
 
     def stop(self) -> None:
@@ -206,6 +222,9 @@ class SimCloud:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            bus.close()
 
     def __enter__(self) -> SimCloud:
         self.start()
@@ -321,16 +340,90 @@ class SimCloud:
     ) -> str:
         """Create a server (a fresh fixed IPv4 from 172.16.0.0/12 when ``addresses`` is
         None); returns its id.  An address already in use in the region is a ValueError."""
-        return self.state.create_server(name, project, region, addresses, status, server_id, down)
+        sid = self.state.create_server(name, project, region, addresses, status, server_id, down)
+        if self.bus is not None:
+            for port in self._ports_of(sid):
+                self._notify_port("create.end", port)
+            s = self.state.servers[sid]
+            self._notify(lambda b: self._instance(b, "create.end", s))
+        return sid
 
     def delete_server(self, server_id: str) -> None:
         """Delete a server: its ports go; ``changes-since`` lists it as DELETED."""
+        ports = self._ports_of(server_id) if self.bus is not None else []
         self.state.delete_server(server_id)
+        if self.bus is not None:
+            s = self.state.deleted[server_id]
+            for port in ports:
+                self._notify_port("delete.end", port)
+            self._notify(lambda b: self._instance(b, "delete.end", s))
 
     def move_ip(self, addr: str, to_server: str, network: str | None = None) -> None:
         """Give ``addr`` to ``to_server`` (any project), taking it from its current owner
         in the same region: how an IP is reused by another project."""
+        with self.state.lock:
+            target = self.state.servers[to_server]
+            owners = [
+                s.id
+                for s in self.state.servers.values()
+                if s.region == target.region and any(a.addr == addr for a in s.addresses)
+            ]
         self.state.move_ip(addr, to_server, network)
+        if self.bus is not None:
+            for sid in [*owners, to_server]:
+                for port in self._ports_of(sid):
+                    self._notify_port("update.end", port)
+
+    # ------------------------------------------------------------------ notifications
+
+    def _ports_of(self, server_id: str) -> list[dict[str, Any]]:
+        with self.state.lock:
+            s = self.state.servers.get(server_id)
+            if s is None:
+                return []
+            return [p for p in self.state.region_ports(s.region, s.project_id)
+                    if p["device_id"] == server_id]  # fmt: skip
+
+    def _instance(
+        self, bus: Publisher, event: str, s: ServerRec, old_state: str | None = None
+    ) -> None:
+        state = "deleted" if s.status == "DELETED" else s.status.lower()
+        bus.instance(
+            event,
+            s.id,
+            s.name,
+            s.project_id,
+            s.user_id,
+            "active" if state == "active" else state,
+            [a.addr for a in s.addresses if a.type == "fixed"],
+            old_state=old_state,
+        )
+
+    def _notify(self, send: Callable[[Publisher], None]) -> None:
+        """Publish one notification; a bus that is down loses it, as in a real cloud."""
+        bus = self.bus
+        if bus is None:
+            return
+        try:
+            send(bus)
+        except Exception as exc:
+            log.warning("sim: notification lost: %s: %s", type(exc).__name__, exc)
+
+    def connect_bus(self, url: str, notification_format: str = "unversioned") -> None:
+        """Publish notifications on ``url`` from now on (a cloud started without a bus)."""
+        from .bus import Publisher
+
+        if self.bus is not None:
+            self.bus.close()
+        self.bus_url, self.notification_format = url, notification_format
+        self.bus = Publisher(url, notification_format)  # type: ignore[arg-type]
+
+    def _notify_port(self, event: str, port: dict[str, Any]) -> None:
+        self._notify(lambda b: b.port(event, port))
+
+    def notify(self, exchange: str, event_type: str, payload: dict[str, Any], **kw: Any) -> None:
+        """Publish any notification (tests: event types the daemon ignores)."""
+        self._notify(lambda b: b.publish(exchange, event_type, payload, **kw))
 
     def add_port(
         self,
@@ -357,24 +450,34 @@ class SimCloud:
         self.state.set_down(server_ids, down)
 
     def set_status(self, server_id: str, status: str) -> None:
+        old = self.state.servers[server_id].status
         self.state.set_status(server_id, status)
+        s = self.state.servers[server_id]
+        self._notify(lambda b: self._instance(b, "update", s, old_state=old.lower()))
 
     def add_project(self, name: str, project_id: str | None = None, enabled: bool = True) -> str:
-        return self.state.add_project(name, project_id, enabled)
+        pid = self.state.add_project(name, project_id, enabled)
+        self._notify(lambda b: b.project("created", pid))
+        return pid
 
     def delete_project(self, name: str) -> None:
         """Delete a project from Keystone (its servers stay, as in a real cloud); its
         tokens stop working."""
+        pid = self.project_id(name)
         self.state.delete_project(name)
+        self._notify(lambda b: b.project("deleted", pid))
 
     def disable_project(self, name: str) -> None:
         self.state.set_project_enabled(name, False)
+        self._notify(lambda b: b.project("updated", self.project_id(name)))
 
     def enable_project(self, name: str) -> None:
         self.state.set_project_enabled(name, True)
+        self._notify(lambda b: b.project("updated", self.project_id(name)))
 
     def rename_project(self, name: str, new_name: str) -> None:
         self.state.rename_project(name, new_name)
+        self._notify(lambda b: b.project("updated", self.project_id(new_name)))
 
     def project_id(self, name: str) -> str:
         with self.state.lock:

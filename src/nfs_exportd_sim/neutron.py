@@ -5,7 +5,8 @@ columns, any top-level attribute filters (a repeated key means OR; an unknown at
 is a 400 because ``filter-validation`` is on), pages are ``limit``/``marker`` with
 ``ports_links``, the configured ``pagination_max_limit`` (``neutron_page_size``) pages
 even clients that did not ask for it, a marker that no longer exists is a 404, and a
-non-admin token sees only its own project.
+non-admin token sees only its own project.  ``changed_since`` (the timestamp extension)
+lists what was created or updated since then, never what was deleted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .http import Request, Response, fail, link, parse_bool
-from .state import CloudState, Token, TokenCheck
+from .state import CloudState, Token, TokenCheck, parse_time
 
 UNAUTHORIZED = "The request you have made requires authentication."
 PAGING_ARGS = frozenset({"limit", "marker", "page_reverse", "fields", "sort_key", "sort_dir"})
@@ -136,8 +137,13 @@ class Neutron:
         fields = req.args("fields")
         filters: dict[str, list[str]] = {}
         for k, v in req.query:
-            if k not in PAGING_ARGS:
+            if k not in PAGING_ARGS and k != "changed_since":
                 filters.setdefault(k, []).append(v)
+        since = self._changed_since(req)
+        if since is not None:
+            # the timestamp extension: updated_at >= changed_since; a deleted port is
+            # gone from the database, so no listing ever shows it again
+            records = [r for r in records if parse_time(str(r["updated_at"])) >= since]
         known = set(records[0]) if records else set(self._attributes(collection))
         for k in filters:
             if k not in known:
@@ -182,6 +188,20 @@ class Neutron:
                 links.append({"rel": "previous", "href": link(req.root, req.path, query)})
             body[f"{collection}_links"] = links
         return Response(200, body)
+
+    @staticmethod
+    def _changed_since(req: Request) -> float | None:
+        raw = req.arg("changed_since")
+        if raw is None:
+            return None
+        try:
+            return parse_time(raw)
+        except ValueError:
+            raise fail(
+                "network",
+                400,
+                f"Invalid input for changed_since. Reason: '{raw}' is not a valid timestamp.",
+            ) from None
 
     def _limit(self, req: Request) -> int:
         """Effective page size: the client's ``limit`` capped by ``pagination_max_limit``."""

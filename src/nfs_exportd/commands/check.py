@@ -10,6 +10,7 @@ import time
 
 from ..errors import NfsExportdError
 from ..memory import running
+from ..memory import triggers as triggers_file
 from ..ops import check
 from .common import live_status
 
@@ -45,6 +46,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{fallback.line(max_error=120)}; then: {verdict.text}",
                 verdict.perfdata,
             )
+        if cfg.notifications.enabled:
+            problem = check.bus_problem(
+                triggers_file.load(cfg.state_dir),
+                cfg.notifications.warning_after_seconds,
+                time.time(),
+            )
+            if problem is not None:
+                verdict = check.with_problem(verdict, check.WARNING, problem)
     except NfsExportdError as exc:
         verdict = check.Verdict(check.UNKNOWN, " ".join(str(exc).split()))
     except Exception as exc:  # a plugin must answer, whatever happens

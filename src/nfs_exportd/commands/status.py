@@ -6,12 +6,53 @@ import argparse
 import json
 import logging
 
-from ..errors import EXIT_OK
+from ..config import Config
+from ..errors import EXIT_OK, NfsExportdError
 from ..memory import running
 from ..memory import status as status_file
+from ..memory import triggers as triggers_file
 from .common import live_status, when
 
 log = logging.getLogger("nfs_exportd")
+
+
+def load_triggers(cfg: Config) -> triggers_file.Triggers | None:
+    """triggers.json when notifications or change polling are on (else stale or none)."""
+    if not (cfg.notifications.enabled or cfg.change_polling.enabled):
+        return None
+    try:
+        return triggers_file.load(cfg.state_dir)
+    except NfsExportdError as exc:
+        print(f"triggers: unreadable: {exc}")
+        return None
+
+
+def trigger_lines(cfg: Config, trig: triggers_file.Triggers | None) -> list[str]:
+    """The message bus and change polling, one line each, cause first."""
+    out: list[str] = []
+    if cfg.notifications.enabled:
+        if trig is None:
+            out.append("notifications: no run loop has reported yet (is 'run' running?)")
+        else:
+            b = trig.bus
+            since = f" since {when(b.since)}" if b.since else ""
+            state = b.state + since + (f": {b.detail}" if b.detail else "")
+            total = sum(b.events.values())
+            last = when(b.last_event) if b.last_event else "never"
+            out.append(
+                f"notifications: {state} ({b.target}, pool {b.pool}); {total} trigger events "
+                f"(last {last}), {b.ignored} ignored, {b.malformed} malformed; "
+                f"{trig.early_cycles} early cycles"
+            )
+    if cfg.change_polling.enabled and trig is not None:
+        p = trig.polling
+        last = when(p.last_poll) if p.last_poll else "never"
+        problem = f"; failing: {p.problem}" if p.problem else ""
+        out.append(
+            f"change polling: every {cfg.change_polling.poll_seconds:g} s, {p.polls} polls "
+            f"(last {last}), {p.changes} saw changes, {p.failures} failed{problem}"
+        )
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
     if fallback:
         log.warning("%s", fallback.line())
     st = live_status(cfg)
+    trig = load_triggers(cfg)
     if args.json:
-        shown = st or status_file.Status(last_cycle=None)
-        print(json.dumps(shown.to_json(), indent=1, sort_keys=True))
+        shown = (st or status_file.Status(last_cycle=None)).to_json()
+        if trig is not None:  # an extension: what brings cycles forward (run only)
+            shown["triggers"] = trig.to_json()
+        print(json.dumps(shown, indent=1, sort_keys=True))
         return EXIT_OK
     if fallback:
         print(fallback.line())
@@ -30,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(unjournaled.explain(f"since {when(unjournaled.since)}", f"state_dir {cfg.state_dir}"))
     if st is None or st.last_cycle is None:
         print(f"no cycle has run yet (state_dir {cfg.state_dir})")
+        for line in trigger_lines(cfg, trig):
+            print(line)
         return EXIT_OK
     last = st.last_cycle
     print(f"last cycle: {when(last.finished)}  result: {last.result}")
@@ -57,4 +103,6 @@ def run(args: argparse.Namespace) -> int:
         "in force: "
         + ", ".join(f"{counts[k]} {k}" for k in ("projects", "files", "exports", "pairs"))
     )
+    for line in trigger_lines(cfg, trig):
+        print(line)
     return EXIT_OK

@@ -19,6 +19,9 @@ the maintenance flag's age and the thresholds, so every state is easy to test.
   left by a sync, rollback or adopt whose journal could not be written), even before the
   first cycle (an ``adopt`` at the switch-over).
 * UNKNOWN: the config or the status cannot be read, or nothing has run yet.
+* WARNING too: ``notifications.enabled`` and the message bus unusable (down, refusing
+  our credentials) for longer than ``notifications.warning_after_seconds``.  Cycles go
+  on at their interval meanwhile, so it never pages louder than that.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..memory.status import LastCycle, Status
+from ..memory.triggers import Triggers
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -206,3 +210,32 @@ def _cycle_problems(
                 detail = " (after a rollback: 'nfs-exportd release' resumes changes)"
             problems.append((WARNING, f"held for {_age(since)}: {reasons}{detail}"))
     return problems
+
+
+def bus_problem(trig: Triggers | None, warning_after: float, now: float) -> str | None:
+    """The notification listener not connected for longer than ``warning_after``."""
+    if trig is None:
+        return None
+    bus = trig.bus
+    if bus.state in ("off", "connected") or bus.since is None:
+        return None
+    age = now - bus.since
+    if age <= warning_after:
+        return None
+    what = "refuses our credentials" if bus.state == "refused" else "is unreachable"
+    detail = f" ({bus.detail})" if bus.detail else ""
+    return (
+        f"message bus {bus.target} {what} for {_age(age)}{detail}: cycles keep their "
+        "interval; fix notifications.transport_url or the broker"
+    )
+
+
+def with_problem(verdict: Verdict, code: int, text: str) -> Verdict:
+    """``verdict`` with one more problem: the worse code, its text first when worse."""
+    if verdict.code == UNKNOWN:
+        return verdict
+    if verdict.code == OK and verdict.text.startswith(("in sync", "maintenance")):
+        return Verdict(code, f"{text}; {verdict.text}", verdict.perfdata)
+    if code > verdict.code:
+        return Verdict(code, f"{text}; {verdict.text}", verdict.perfdata)
+    return Verdict(verdict.code, f"{verdict.text}; {text}", verdict.perfdata)

@@ -31,6 +31,7 @@ from ..decide import HOLD_REASONS
 from ..errors import NfsExportdError
 from ..memory.status import Status
 from ..read.inventory import observe
+from .bus import TRIGGER_EVENTS
 
 log = logging.getLogger("nfs_exportd")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: the families are exactly METRIC_NAMES
@@ -60,12 +61,21 @@ METRIC_NAMES = frozenset(
         # when the maintenance flag was set (its mtime; 0: no flag): the age that check
         # measures, so that an alert can say "forgotten for 24 h" as check does
         "nfs_exportd_maintenance_flag_timestamp_seconds",
+        "nfs_exportd_notifications_total",
+        "nfs_exportd_last_notification_timestamp_seconds",
+        "nfs_exportd_bus_connected",
+        "nfs_exportd_early_cycles_total",
+        "nfs_exportd_change_polls_total",
     }
 )
 # written by ``diagnose`` to diagnose.metrics_textfile (a registry of its own)
 DIAGNOSE_METRIC_NAMES = frozenset(
     {"nfs_exportd_refusals", "nfs_exportd_diagnose_timestamp_seconds"}
 )
+# notifications by event type: those that trigger, plus "other" (ignored) and "malformed"
+NOTIFICATION_TYPES = (*sorted(TRIGGER_EVENTS), "other", "malformed")
+TRIGGERS = ("notification", "change-poll")
+POLL_RESULTS = ("changed", "unchanged", "error")
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -129,6 +139,37 @@ class Metrics:
             "When the maintenance flag file was last modified (0: no flag)",
             registry=r,
         )
+        self.notifications = Counter(
+            p + "notifications",
+            "Notifications received from the message bus, by event type ('other': ignored)",
+            ["event_type"],
+            registry=r,
+        )
+        self.last_notification = Gauge(
+            p + "last_notification_timestamp_seconds",
+            "When the last notification that triggers a cycle arrived",
+            registry=r,
+        )
+        self.bus_connected = Gauge(
+            p + "bus_connected",
+            "1 while the notification listener is connected (0 also when it is off)",
+            registry=r,
+        )
+        self.early_cycles = Counter(
+            p + "early_cycles",
+            "Cycles run before they were due, by what triggered them",
+            ["trigger"],
+            registry=r,
+        )
+        self.change_polls = Counter(
+            p + "change_polls", "Change polls, by result", ["result"], registry=r
+        )
+        for t in NOTIFICATION_TYPES:
+            self.notifications.labels(t)
+        for t in TRIGGERS:
+            self.early_cycles.labels(t)
+        for res in POLL_RESULTS:
+            self.change_polls.labels(res)
         for res in RESULTS:
             self.last_result.labels(res).set(0)
             self.cycles.labels(res)
@@ -182,6 +223,12 @@ class Metrics:
         for m in MODES:
             self.maintenance.labels(m).set(1 if m == status.maintenance.value else 0)
         self.rollback_hold.set(1 if status.rollback_hold else 0)
+
+    def notification(self, kind: str, event_type: str, now: float) -> None:
+        label = event_type if kind == "trigger" else "other" if kind == "ignored" else kind
+        self.notifications.labels(label).inc()
+        if kind == "trigger":
+            self.last_notification.set(now)
 
 
 class Exporter:
@@ -238,6 +285,21 @@ class Exporter:
         except OSError:  # no flag (one that cannot be stat'ed is no flag to age either)
             since = 0.0
         self.metrics.flag_since.set(since)
+
+    def notification(self, kind: str, event_type: str, now: float) -> None:
+        self.metrics.notification(kind, event_type, now)
+
+    def bus_connected(self, connected: bool) -> None:
+        self.metrics.bus_connected.set(1 if connected else 0)
+        self.write_textfile()
+
+    def early_cycle(self, triggers: tuple[str, ...]) -> None:
+        for t in triggers or ("notification",):
+            if t in TRIGGERS:
+                self.metrics.early_cycles.labels(t).inc()
+
+    def change_poll(self, result: str) -> None:
+        self.metrics.change_polls.labels(result).inc()
 
     def write_textfile(self) -> None:
         if self.textfile is None:

@@ -7,7 +7,9 @@ through the real openstacksdk path: the plan, a first sync applied with the real
 in a private mount namespace (exportfs-sandbox; the machine's own NFS state is never
 touched), an instance created and one deleted, Keystone answering 401 (the daemon holds
 and says why), then recovery until the removal is confirmed; the operator's view:
-``check``, ``explain`` and ``history``; finally, as root, the data path (``datapath``):
+``check``, ``explain`` and ``history``; ``run`` with notifications: a real RabbitMQ, the
+simulated cloud publishing what Nova and Neutron publish, an instance exported within
+seconds (``notifications``); finally, as root, the data path (``datapath``):
 VMs in network namespaces read from NFS-Ganesha and ask rpc.mountd, one allowed and one
 refused.
 """
@@ -27,6 +29,7 @@ from nfs_exportd.cli import main as cli
 from ..cloud import SimCloud
 from ..sandbox import SANDBOX
 from .datapath import interrupts, raise_if_interrupted, show_data_path
+from .notifications import show_notifications
 
 DATA = Path(__file__).with_name("data")
 ADMIN_PW = "demo-admin-secret"
@@ -186,6 +189,7 @@ def main(argv: list[str]) -> int:
         demo.run("explain", "172.16.0.19")
         demo.run("explain", "172.16.0.12")
         demo.run("history")
+        show_notifications(root, sim)
         code = show_data_path(root, sim, lambda config: demo.run("sync", config=config))
         counts = sim.counts()
         tokens = counts.pop("tokens_issued")

@@ -81,7 +81,7 @@ def show_data_path(root: Path, sim: SimCloud, sync: Sync) -> int:
         print(f"\n{SKIPPED}", flush=True)
         return 0
     print(
-        "\n=== 8. the data path: VMs that really mount, from NFS-Ganesha and rpc.mountd\n"
+        "\n=== 9. the data path: VMs that really mount, from NFS-Ganesha and rpc.mountd\n"
         f"    the cloud: {A1.instance} created in project {A1.project} with {A1.address}, "
         f"{B1.instance} in project {B1.project} with {B1.address}: the addresses of two VMs",
         flush=True,
