@@ -89,7 +89,7 @@ class OpenStackSettings:
     mode: str = "all-projects"
     regions: tuple[str, ...] | None = None
     timeout: float = 30.0
-    concurrency: int = 8
+    concurrency: int = 16  # the config default (config.py: measured)
     include_floating_ips: bool = False
     read_deadline: float | None = None  # default max(60, 10 x timeout)
 
