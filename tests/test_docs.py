@@ -110,3 +110,26 @@ def test_every_metric_is_described_in_the_install_guide() -> None:
     text = (DOCS / "install.md").read_text()
     missing = sorted(m for m in METRIC_NAMES if m not in text)
     assert not missing, f"metrics not described in docs/install.md: {missing}"
+
+
+def test_documented_integer_defaults_are_the_models() -> None:
+    """A default the docs table gives as a plain integer is the model's (the per-project
+    concurrency default changed by measurement: the table must say the new one)."""
+    text = (DOCS / "configuration.md").read_text()
+    rows = re.findall(r"^\| `([a-z_.]+)` \| [^|]+ \| `(\d+)`", text, flags=re.M)
+    assert any(key == "inventory.concurrency" for key, _ in rows)
+    checked = 0
+    for key, default in rows:
+        model: Any = Config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            field = model.model_fields.get(part)
+            model = field.annotation if field is not None else None
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                break
+        else:
+            field = model.model_fields.get(leaf)
+            if field is not None and isinstance(field.default, int):
+                assert field.default == int(default), key
+                checked += 1
+    assert checked >= 2

@@ -7,6 +7,7 @@ Expected addresses are written by hand from the scenario below.
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from collections.abc import Iterator
@@ -564,3 +565,34 @@ def test_a_read_past_its_deadline_is_abandoned_with_its_tokens(sim: SimCloud) ->
     problem = unknown(src.read())
     assert problem == "inventory read did not finish within 0.5 s; abandoned"
     assert not src._clients.conns
+    assert gc.isenabled()  # the collector the read paused is on again, the thread stuck
+
+
+def test_the_collector_is_paused_during_a_read_only(
+    sim: SimCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read pauses the cyclic garbage collector (it rescanned the heap of decoded
+    answers over and over: half the read's CPU at 100,000 instances) and turns it on
+    again after a read and after a crash."""
+    from nfs_exportd.read.inventory import openstack
+
+    seen: list[bool] = []
+    merge = openstack.merge_region
+
+    def watched(*args: Any, **kwargs: Any) -> None:
+        seen.append(gc.isenabled())
+        merge(*args, **kwargs)
+
+    monkeypatch.setattr(openstack, "merge_region", watched)
+    src = source("all-projects", read_deadline=300.0)
+    assert gc.isenabled()
+    assert_complete(src.read())
+    assert seen and not any(seen)
+    assert gc.isenabled()
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("planted")
+
+    monkeypatch.setattr(openstack, "merge_region", broken)
+    assert unknown(src.read()).startswith("inventory read crashed: KeyError")
+    assert gc.isenabled()

@@ -30,6 +30,7 @@ agree on a listed project, any other claim gives the address to nobody.
 from __future__ import annotations
 
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -37,7 +38,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,12 +91,43 @@ class OpenStackSettings:
     mode: str = "all-projects"
     regions: tuple[str, ...] | None = None
     timeout: float = 30.0
-    concurrency: int = 8
+    concurrency: int = 16  # the config default (config.py: measured)
     include_floating_ips: bool = False
     read_deadline: float | None = None  # default max(60, 10 x timeout)
 
 
 Connector = Callable[..., Any]  # openstack.connect-compatible
+
+
+class _GcPause:
+    """The cyclic garbage collector off while a read runs.  A read builds millions of
+    small dicts and lists (the JSON answers, then the merge) and drops them by reference
+    count; with the collector on, every few thousand of them it scanned the whole growing
+    heap again: at 100,000 instances as much CPU as decoding the answers.  The reader
+    that started it turns it back on, also when a read is abandoned at its deadline."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.lock:
+            if self.depth == 0:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.depth -= 1
+                if self.depth == 0 and self.was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 def _default_connect(**kwargs: Any) -> Any:
@@ -535,8 +567,9 @@ class OpenStackInventory:
                 )
 
         worker = threading.Thread(target=work, name="inventory-read", daemon=True)
-        worker.start()
-        worker.join(deadline)
+        with _gc_paused():
+            worker.start()
+            worker.join(deadline)
         if box:
             return box[0]
         if config:
@@ -1073,8 +1106,11 @@ class _RegionMerge:
         kind = device_owner if isinstance(device_owner, str) else ""
         proj = port.get("project_id") or port.get("tenant_id")
         project_id = proj if isinstance(proj, str) else None
-        device = f"device_owner {_label(kind)}" if kind else "no device_owner"
-        of_port = f"port {_label(pid)} ({device}) of {self.who(project_id)}"
+
+        def of_port() -> str:  # for messages only: most ports never need it
+            device = f"device_owner {_label(kind)}" if kind else "no device_owner"
+            return f"port {_label(pid)} ({device}) of {self.who(project_id)}"
+
         pairs = port.get("allowed_address_pairs") or []
         if not isinstance(pairs, list):
             raise InventoryBadData(
@@ -1086,13 +1122,13 @@ class _RegionMerge:
                 single = _pair_address(text)
             except AddressError as exc:
                 if not _unexportable(text):
-                    self.unknown(project_id, f"{region}: {of_port}: {exc}")
+                    self.unknown(project_id, f"{region}: {of_port()}: {exc}")
                 continue
             if single is None:
-                log.debug("%s: %s: allowed address pair %s not claimed", region, of_port, text)
+                log.debug("%s: %s: allowed address pair %s not claimed", region, of_port(), text)
             elif project_id:
                 self.lone_claims.append(
-                    (single, project_id, f"allowed address pair {single} of {of_port}")
+                    (single, project_id, f"allowed address pair {single} of {of_port()}")
                 )
         if kind == "network:floatingip":
             return  # the floating IP itself: owned through the floating IP listing
@@ -1103,10 +1139,10 @@ class _RegionMerge:
                     addr = parse_address(text)
                 except AddressError as exc:
                     if not _unexportable(text):
-                        self.unknown(project_id, f"{region}: {of_port}: fixed IP {exc}")
+                        self.unknown(project_id, f"{region}: {of_port()}: fixed IP {exc}")
                     continue
                 self.lone_claims.append(
-                    (addr, project_id or "", f"fixed IP {addr} of {of_port}, no instance's port")
+                    (addr, project_id or "", f"fixed IP {addr} of {of_port()}, no instance's port")
                 )
             return
         dev = _field(port, "device_id", str, "ports", req)
@@ -1228,18 +1264,21 @@ class _RegionMerge:
             server_owner = port_projects.pop() if len(port_projects) == 1 else None
         owner_name = self.name(server_owner)
         addrs: list[IPAddress] = []
-        on = f"on server {_label(sid)} of {self.who(server_owner)} in {self.region}"
+
+        def where(pt: _Port) -> str:  # for messages only: most servers never need it
+            on = f"on server {_label(sid)} of {self.who(server_owner)} in {self.region}"
+            return f"port {_label(pt.id)} of {self.who(pt.project)} {on}"
+
         for pt in server_ports:
-            of_port = f"port {_label(pt.id)} of {self.who(pt.project)}"
             for why in pt.refused:
                 for pname in sorted({owner_name, self.name(pt.project)} - {None}, key=str):
-                    self.incomplete.setdefault(str(pname), f"{of_port} {on}: {why}")
+                    self.incomplete.setdefault(str(pname), f"{where(pt)}: {why}")
             for addr, what, other in pt.addresses:
                 if pt.project == server_owner and other is None and owner_name is not None:
                     addrs.append(addr)
                     continue
                 of = f" of {self.who(other)}" if other is not None else ""
-                detail = f"{what} {addr}{of} of {of_port} {on}"
+                detail = f"{what} {addr}{of} of {where(pt)}"
                 involved = {pt.project, server_owner, other} - {None}
                 listed = tuple(sorted({n for n in map(self.name, involved) if n is not None}))
                 self.claims.setdefault(str(addr), []).append(

@@ -85,6 +85,47 @@ class InventoryFile(Record):
     incomplete_projects: list[str] | None = None  # the writer could not read these
 
 
+class _InventoryHead(Record):
+    """InventoryFile with the instances left unvalidated: they are validated one at a
+    time (``_instances``), so that 100,000 instance models are never alive at once (the
+    models of a whole large inventory cost as much memory as its YAML tree)."""
+
+    projects: list[ProjectEntry]
+    instances: list[Any]
+    incomplete_projects: list[str] | None = None
+
+
+# (id, name, project, status, addresses) of one validated instance entry
+_Entry = tuple[str, str, str, str, list[Any]]
+
+
+def _instances(items: list[Any]) -> list[_Entry]:
+    """Each instance entry validated as InstanceEntry, kept as a tuple of its fields;
+    ValidationError at the first invalid entry."""
+    validate = InstanceEntry.model_validate
+    out: list[_Entry] = []
+    append = out.append
+    for item in items:
+        e = validate(item)
+        append((e.id, e.name, e.project, e.status, e.addresses))
+    return out
+
+
+def _validated(data: dict[Any, Any], source: str) -> tuple[_InventoryHead, list[_Entry]]:
+    """The file checked as InventoryFile; on any error the whole file is validated as
+    InventoryFile once more, so that the message lists every error, as it always has."""
+    try:
+        head = _InventoryHead.model_validate(data)
+        return head, _instances(head.instances)
+    except ValidationError:
+        pass
+    try:
+        InventoryFile.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInventory(one_line(describe(exc, source, about=_about(data)))) from None
+    raise AssertionError("an instance entry failed alone but not within the file")
+
+
 def _about(data: dict[Any, Any]) -> Any:
     """Name the project or instance an error is in: its index alone is hard to find."""
 
@@ -108,10 +149,7 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
     """Pure: turn loaded YAML into a snapshot, raising InvalidInventory naming the key."""
     if not isinstance(data, dict):
         raise InvalidInventory(f"{source}: expected a mapping with 'projects' and 'instances'")
-    try:
-        inv = InventoryFile.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInventory(one_line(describe(exc, source, about=_about(data)))) from None
+    inv, entries = _validated(data, source)
     projects: dict[str, ProjectRecord] = {}
     ids: dict[str, str] = {}
     for i, p in enumerate(inv.projects):
@@ -132,17 +170,16 @@ def parse_static(data: object, source: str) -> InventorySnapshot:
         incomplete[name] = "marked incomplete by the inventory writer"
     instances: dict[str, list[InstanceRecord]] = {name: [] for name in projects}
     seen_ids: set[str] = set()
-    for i, inst in enumerate(inv.instances):
-        iid, iname, project = inst.id, inst.name, inst.project
+    for i, (iid, iname, project, status, addresses) in enumerate(entries):
         where = f"{source}: instances[{i}] (instance {iid!r} ({iname!r}))"
         if iid in seen_ids:
             raise InvalidInventory(f"{where}: id listed twice")
         seen_ids.add(iid)
         if project not in projects:
             raise InvalidInventory(f"{where}: project {project!r} is not in 'projects'")
-        status = inst.status.upper()
+        status = status.upper()
         addrs: list[IPAddress] = []
-        for j, a in enumerate(inst.addresses):
+        for j, a in enumerate(addresses):
             try:
                 addrs.append(parse_address(a))
             except AddressError as exc:
