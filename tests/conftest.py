@@ -177,6 +177,30 @@ def watch_held(
     return [seen[k] for k in sorted(seen)]
 
 
+def use_sim_cloud(lab: Lab, sim: Any, monkeypatch: pytest.MonkeyPatch, admin_pw: str) -> None:
+    """Point ``lab``'s config at the simulated cloud ``sim`` (a started SimCloud) in
+    all-projects mode: clouds.yaml entries ``nfs`` (the project-scoped admin, password
+    ``admin_pw``) and ``nfs-observer-system`` (a system-scoped reader for Keystone)."""
+    sim.clouds_yaml(
+        lab.root / "clouds.yaml",
+        {
+            "nfs": {"user": "admin", "password": admin_pw, "project": "admin"},
+            "nfs-observer-system": {
+                "user": "observer",
+                "password": "obs-pw",
+                "system_scope": "all",
+            },
+        },
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
+    lab.config["inventory"] = {
+        "source": "openstack",
+        "cloud": "nfs",
+        "identity_cloud": "nfs-observer-system",
+        "timeout_seconds": 5,
+    }
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

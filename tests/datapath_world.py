@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import Lab
+from conftest import Lab, use_sim_cloud
 from lab_fixtures import DataLab
 from nfs_exportd_sim import SimCloud
 
@@ -42,20 +42,7 @@ def cloud_world(lab: Lab, datalab: DataLab, monkeypatch: pytest.MonkeyPatch) -> 
     sim = SimCloud(SCENARIO)
     sim.start()
     try:
-        sim.clouds_yaml(
-            lab.root / "clouds.yaml",
-            {
-                "nfs": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
-                "nfs-observer": {"user": "observer", "password": "obs-pw", "system_scope": "all"},
-            },
-        )
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
-        lab.config["inventory"] = {
-            "source": "openstack",
-            "cloud": "nfs",
-            "identity_cloud": "nfs-observer",
-            "timeout_seconds": 5,
-        }
+        use_sim_cloud(lab, sim, monkeypatch, ADMIN_PW)
         lab.config["safety"]["removal_confirmations"] = 2
         lab.add_project("proja", 50001)
         lab.add_project("projb", 50002)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Lab, wait_for
+from conftest import Lab, use_sim_cloud, wait_for
 from nfs_exportd.ops.early import ChangePoller, EarlyCycles
 from nfs_exportd_sim import SimCloud
 
@@ -37,22 +37,7 @@ def cloud(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCloud]:
     sim = SimCloud(SCENARIO)
     sim.start()
     try:
-        sim.clouds_yaml(
-            lab.root / "clouds.yaml",
-            {
-                "nfs": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
-                "nfs-observer-system": {
-                    "user": "observer", "password": "obs-pw", "system_scope": "all",
-                },
-            },
-        )  # fmt: skip
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
-        lab.config["inventory"] = {
-            "source": "openstack",
-            "cloud": "nfs",
-            "identity_cloud": "nfs-observer-system",
-            "timeout_seconds": 5,
-        }
+        use_sim_cloud(lab, sim, monkeypatch, ADMIN_PW)
         lab.config["interval_seconds"] = 60
         lab.config["change_polling"] = {"enabled": True, "poll_seconds": 1}
         lab.config["early_cycles"] = {"debounce_seconds": 0.2, "min_gap_seconds": 0.5}

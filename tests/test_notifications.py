@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Lab, wait_for
+from conftest import Lab, use_sim_cloud, wait_for
 from nfs_exportd_sim import SimCloud
 from rabbit_lab.broker import PASSWORD, Broker
 
@@ -116,22 +116,7 @@ def site(lab: Lab, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     sim.start()
     s = Site(lab, sim, broker)
     try:
-        sim.clouds_yaml(
-            lab.root / "clouds.yaml",
-            {
-                "nfs": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
-                "nfs-observer-system": {
-                    "user": "observer", "password": "obs-pw", "system_scope": "all",
-                },
-            },
-        )  # fmt: skip
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
-        lab.config["inventory"] = {
-            "source": "openstack",
-            "cloud": "nfs",
-            "identity_cloud": "nfs-observer-system",
-            "timeout_seconds": 5,
-        }
+        use_sim_cloud(lab, sim, monkeypatch, ADMIN_PW)
         lab.config["interval_seconds"] = INTERVAL
         lab.config["early_cycles"] = {"debounce_seconds": 0.2, "min_gap_seconds": 0.5}
         lab.add_project("tools", 50380)

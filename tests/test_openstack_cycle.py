@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Lab, wait_for
+from conftest import Lab, use_sim_cloud, wait_for
 from nfs_exportd_sim import SimCloud
 
 ADMIN_PW = "admin-pw"
@@ -35,24 +35,7 @@ def cloud(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimCloud]:
     sim = SimCloud(SCENARIO)
     sim.start()
     try:
-        sim.clouds_yaml(
-            lab.root / "clouds.yaml",
-            {
-                "nfs": {"user": "admin", "password": ADMIN_PW, "project": "admin"},
-                "nfs-observer-system": {
-                    "user": "observer",
-                    "password": "obs-pw",
-                    "system_scope": "all",
-                },
-            },
-        )
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(lab.root / "clouds.yaml"))
-        lab.config["inventory"] = {
-            "source": "openstack",
-            "cloud": "nfs",
-            "identity_cloud": "nfs-observer-system",
-            "timeout_seconds": 5,
-        }
+        use_sim_cloud(lab, sim, monkeypatch, ADMIN_PW)
         lab.config["safety"]["removal_confirmations"] = 2
         lab.add_project("tools", 50380)
         lab.add_project("paws", 52771)

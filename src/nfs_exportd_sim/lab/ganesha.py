@@ -33,7 +33,14 @@ from jeepney import DBusAddress, new_method_call
 from jeepney.io.blocking import open_dbus_connection
 from jeepney.wrappers import DBusErrorResponse, unwrap_msg
 
-from nfs_exportd_sim.lab.proc import Daemon, LabError, listening, tail, wait_until
+from nfs_exportd_sim.lab.proc import (
+    Daemon,
+    LabError,
+    listening,
+    start_rpcbind,
+    tail,
+    wait_until,
+)
 
 GANESHA_BIN = "/usr/bin/ganesha.nfsd"
 NFS_PORT = 2049
@@ -252,20 +259,11 @@ LOG {{
         self.config_path.write_text(self.render_config())
         try:
             self.bus.start()
-            self._start_rpcbind()
+            start_rpcbind(self.rpcbind, self.run_dir, self.netns)
             self._start_ganesha()
         except BaseException:
             self.stop()
             raise
-
-    def _start_rpcbind(self) -> None:
-        for stale in ("rpcbind.sock", "rpcbind.lock"):
-            (self.run_dir / stale).unlink(missing_ok=True)
-        self.rpcbind.start()
-        sock = self.run_dir / "rpcbind.sock"
-        wait_until(lambda: sock.exists() or not self.rpcbind.alive(), 10)
-        if not sock.exists():
-            raise LabError(f"rpcbind did not come up in {self.netns}: {self.rpcbind.describe()}")
 
     def _start_ganesha(self) -> None:
         self.ganesha = self._ganesha_daemon()

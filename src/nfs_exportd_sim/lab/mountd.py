@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nfs_exportd_sim.lab.ganesha import require
-from nfs_exportd_sim.lab.proc import Daemon, LabError, listening, wait_until
+from nfs_exportd_sim.lab.proc import Daemon, LabError, listening, start_rpcbind, wait_until
 
 MOUNTD_PORT = 20048
 CHANNELS = ("auth.unix.ip", "nfsd.export")
@@ -133,7 +133,7 @@ class MountdServer:
             wait_until(lambda: sock.exists() or not self.syslog.alive(), 10)
             if not sock.exists():
                 raise LabError(f"the syslog catcher did not bind {sock}: {self.syslog.describe()}")
-            self._start_rpcbind()
+            start_rpcbind(self.rpcbind, self.run_dir, self.netns)
             self.mountd.start()
             ok = wait_until(
                 lambda: not self.mountd.alive() or listening(self.mountd.pid, MOUNTD_PORT),
@@ -149,15 +149,6 @@ class MountdServer:
         except BaseException:
             self.stop()
             raise
-
-    def _start_rpcbind(self) -> None:
-        for stale in ("rpcbind.sock", "rpcbind.lock"):
-            (self.run_dir / stale).unlink(missing_ok=True)
-        self.rpcbind.start()
-        sock = self.run_dir / "rpcbind.sock"
-        wait_until(lambda: sock.exists() or not self.rpcbind.alive(), 10)
-        if not sock.exists():
-            raise LabError(f"rpcbind did not come up in {self.netns}: {self.rpcbind.describe()}")
 
     def stop(self) -> None:
         """Stop rpc.mountd and rpcbind by their own pids; safe to call twice."""

@@ -135,3 +135,15 @@ def listening(pid: int, port: int) -> bool:
             if len(cols) > 3 and cols[1].endswith(want) and cols[3] == "0A":
                 return True
     return False
+
+
+def start_rpcbind(rpcbind: Daemon, run_dir: Path, netns: str) -> None:
+    """Start ``rpcbind`` (its /run is ``run_dir``) and wait for its socket: Ganesha
+    exits at start without it, rpc.mountd registers with it."""
+    for stale in ("rpcbind.sock", "rpcbind.lock"):
+        (run_dir / stale).unlink(missing_ok=True)
+    rpcbind.start()
+    sock = run_dir / "rpcbind.sock"
+    wait_until(lambda: sock.exists() or not rpcbind.alive(), 10)
+    if not sock.exists():
+        raise LabError(f"rpcbind did not come up in {netns}: {rpcbind.describe()}")
