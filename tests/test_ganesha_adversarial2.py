@@ -283,3 +283,37 @@ def test_our_export_id_named_by_a_foreign_file_is_held_and_shown(
         assert lab.cli("sync") == 3  # and the next cycles hold too, without failing
     finally:
         _reset(ganesha_lo)
+
+
+# ------------------------------------------------------------- found by the final review
+
+
+def test_a_second_conf_file_of_ours_for_one_path_changes_nothing(rig: Rig) -> None:
+    """Two files of ours for one path (a copy by hand, a restore from a backup): which
+    one is right is not known.  The backend used to keep the first by name order, hide
+    the other from every reader, and remove its export every cycle (access taken away
+    on no evidence).  Now it refuses to act, naming both files, and changes nothing."""
+    files = rig.files(tools=(("home", VM_A),))
+    rig.apply(files)
+    (only,) = rig.conf()
+    # the copy sorts first: by name order the live export 1000 was the one removed
+    text = rig.conf()[only].replace("1000", "10").replace(VM_A, VM_B)
+    (rig.server.conf_dir / "export-10.conf").write_text(text)
+    before = rig.live()
+    assert before == {1000: [f"{VM_A}/32"]}
+    with pytest.raises(StateError, match=r"export-10\.conf and export-1000\.conf both export"):
+        rig.apply(files)
+    with pytest.raises(StateError, match="both export"):
+        rig.backend.in_force()
+    assert rig.live() == before  # nothing removed from Ganesha
+    assert set(rig.conf()) == {"export-1000.conf", "export-10.conf"}
+
+
+def test_a_foreign_path_written_unnormalised_is_still_ours_to_hold(rig: Rig) -> None:
+    """A hand-written file exports "//.../paws/home/./": to Ganesha the same path as
+    ours; it must be held like the plain spelling, not added every cycle and refused."""
+    paws_home = str(rig.data / "paws/home")
+    odd = "/" + paws_home.replace("/home", "/./home/")
+    (rig.server.conf_dir / "local.conf").write_text(_foreign("5", odd))
+    conflicts = rig.backend.foreign_conflicts()
+    assert paws_home in conflicts and "local.conf" in conflicts[paws_home]

@@ -24,6 +24,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -112,7 +113,6 @@ class RecordOp:
 class ConfDir:
     ours: dict[str, ConfExport] = field(default_factory=dict)  # path -> its export
     texts: dict[int, str] = field(default_factory=dict)  # our Export_Id -> file text
-    extra: list[ConfExport] = field(default_factory=list)  # a second file for one path
     records: dict[str, ExportsFile] = field(default_factory=dict)  # files without lines
     record_texts: dict[str, str] = field(default_factory=dict)  # their record files' text
     foreign_ids: dict[int, str] = field(default_factory=dict)  # Export_Id -> its file
@@ -123,8 +123,8 @@ class ConfDir:
 def _numbers(word: str) -> set[int]:
     """The Export_Id(s) a number written in a foreign file may mean to Ganesha: hex,
     octal with a leading 0 (its decimal reading too, to be safe), else decimal."""
-    if len(word) > 12:
-        return set()  # far above the 16-bit range
+    if len(word.lstrip("0")) > 12:
+        return set()  # far above the 16-bit range (leading zeros do not count)
     if word[:2].lower() == "0x":
         return {int(word, 16)}
     out = {int(word)}
@@ -274,7 +274,9 @@ class GaneshaBackend:
                     for n in _numbers(i):
                         out.foreign_ids.setdefault(n, name)
                 for p in _FOREIGN_PATH.findall(text):
-                    out.foreign_paths.setdefault(p.rstrip("/") or "/", name)
+                    # "//srv/x/" and "/srv/./x" are /srv/x to Ganesha too
+                    key = posixpath.normpath("/" + p.lstrip("/"))
+                    out.foreign_paths.setdefault(key, name)
                 continue
             if RECORD_NAME_RE.fullmatch(name):
                 try:
@@ -301,10 +303,16 @@ class GaneshaBackend:
                     "the file again and takes the export back)"
                 ) from None
             out.texts[conf.export_id] = text
-            if conf.spec.path in out.ours:
-                out.extra.append(conf)
-            else:
-                out.ours[conf.spec.path] = conf
+            first = out.ours.get(conf.spec.path)
+            if first is not None:
+                # never pick one by name order and remove the other: which is right is
+                # not known, and what is not known must not take access away
+                raise StateError(
+                    f"{self.conf_dir}: {first.filename} and {name} both export "
+                    f"{conf.spec.path}; nothing was changed: remove the wrong one by hand "
+                    "(nfs-exportd writes one file per path)"
+                )
+            out.ours[conf.spec.path] = conf
         return out
 
     def in_force(self) -> dict[str, ExportsFile]:
@@ -340,7 +348,7 @@ class GaneshaBackend:
                 "that is not nfs-exportd's (Ganesha serves one EXPORT per path): remove "
                 "that export, or stop serving this volume here"
             )
-        for c in sorted([*conf.ours.values(), *conf.extra], key=lambda c: c.export_id):
+        for c in sorted(conf.ours.values(), key=lambda c: c.export_id):
             other = conf.foreign_ids.get(c.export_id)
             if other is not None and c.spec.path not in out:
                 out[c.spec.path] = (
@@ -542,14 +550,14 @@ class GaneshaBackend:
     ) -> tuple[list[Op], int]:
         """What to do, in order (removals, updates, additions); ids allocated (a path
         keeps its id for as long as its conf file exists), no change."""
-        ours_ids = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
+        ours_ids = {c.export_id for c in conf.ours.values()}
         taken = ours_ids | set(live) | set(conf.foreign_ids)
         # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
         foreign = {p for p in desired if p in conf.foreign_paths}
         new_paths = sorted(p for p in desired if p not in conf.ours and p not in foreign)
         # ids in force for the path of our file: an id of ours that Ganesha serves for
         # another path was taken by a foreign file at its start, and is never touched
-        path_of = {c.export_id: c.spec.path for c in [*conf.ours.values(), *conf.extra]}
+        path_of = {c.export_id: c.spec.path for c in conf.ours.values()}
         mine = {i for i, p in live.items() if path_of.get(i) == p}
         lost = self._lost_conf_files(new_paths, conf, live)
         new_paths = [p for p in new_paths if p not in lost]
@@ -564,20 +572,6 @@ class GaneshaBackend:
         removes: list[Op] = []
         updates: list[Op] = []
         adds: list[Op] = []
-        for extra in conf.extra:
-            removes.append(
-                Op(
-                    "remove",
-                    str(extra.spec),
-                    extra.export_id,
-                    conf.texts[extra.export_id],
-                    None,
-                    extra.export_id in mine,
-                    None,
-                    extra.spec,
-                    "a second conf file for one path",
-                )
-            )
         for path, c in sorted(conf.ours.items()):
             if path not in desired:
                 text = conf.texts[c.export_id]
@@ -676,7 +670,7 @@ class GaneshaBackend:
         for the same Path, which Ganesha refuses (one Pseudo), every cycle, while the lost
         export keeps serving its old clients."""
         low, high = self.cfg.export_id_min, self.cfg.export_id_max
-        claimed = {c.export_id for c in conf.ours.values()} | {c.export_id for c in conf.extra}
+        claimed = {c.export_id for c in conf.ours.values()}
         claimed |= set(conf.foreign_ids)
         strays: dict[str, list[int]] = {}
         for export_id, path in live.items():
