@@ -118,6 +118,22 @@ def test_timing_a_cycle_too_soon_after_the_last_counted_does_not_count() -> None
     assert when.note is not None and "10.0 s" in when.note
 
 
+def test_timing_default_spacing_counts_every_regular_cycle_and_no_early_one() -> None:
+    """The default spacing is bound to run's jitter: the soonest regular cycle (0.9 x the
+    interval after the last) counts; an early cycle (a notification, change polling, a
+    retry) at any point before it does not, so triggers never confirm faster than polling
+    (half the interval, the old default, let a stream of triggers confirm twice as fast)."""
+    from nfs_exportd.config import Config
+    from nfs_exportd.cycle import JITTER, confirmation_spacing
+
+    interval = 60.0
+    spacing = confirmation_spacing(Config.model_construct(interval_seconds=interval))
+    snap = snapshot({"tools": []})
+    for gap, counts in ((JITTER[0] * interval, True), (interval, True), (0.6 * interval, False)):
+        inp = DecideInput({}, (), snap, {}, memory=Memory(last_counted=1000.0), now=1000.0 + gap)
+        assert timing(inp, Policy(confirmation_spacing=spacing)).counting is counts, gap
+
+
 def test_timing_a_clock_that_went_back_counts_and_freeze_never_does() -> None:
     snap = snapshot({"tools": []})
     inp = DecideInput({}, (), snap, {}, memory=Memory(last_counted=100.0), now=50.0)

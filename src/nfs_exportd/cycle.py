@@ -146,11 +146,17 @@ def read_rollback_hold(state_dir: Path) -> str | None:
     return marker.detail() if marker is not None else None
 
 
+# ``run`` waits interval_seconds x uniform(JITTER) from the end of one cycle to the next
+JITTER = (0.9, 1.1)
+
+
 def confirmation_spacing(cfg: Config) -> float:
-    """safety.confirmation_spacing_seconds, or half of interval_seconds when not set: a
-    cycle run early (a signal, a retry, a human) may add, never confirm faster."""
+    """safety.confirmation_spacing_seconds, or, when not set, the shortest wait ``run``
+    makes between two regular cycles (JITTER[0] x interval_seconds): every regular cycle
+    counts, and a cycle run early (a notification, change polling, a signal, a retry, a
+    human) may add, never confirm faster than polling would."""
     given = cfg.safety.confirmation_spacing_seconds
-    return 0.5 * cfg.interval_seconds if given is None else given
+    return JITTER[0] * cfg.interval_seconds if given is None else given
 
 
 def make_plan(

@@ -15,7 +15,7 @@ import time
 from types import FrameType
 
 from ..config import Config, load_config
-from ..cycle import load_served, sync
+from ..cycle import JITTER, load_served, sync
 from ..decide import Hold, Reason
 from ..errors import EXIT_OK, NfsExportdError
 from ..memory import state
@@ -347,7 +347,7 @@ class Loop:
             self.cycle(early)
             early = False
             ended = time.monotonic()
-            jitter = random.uniform(0.9, 1.1)
+            jitter = random.uniform(*JITTER)
             last_save = ended
             while not self.stopping.is_set():
                 now = time.monotonic()
