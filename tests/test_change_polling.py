@@ -160,3 +160,85 @@ def test_change_poller_reports_only_what_is_new() -> None:
     assert p.poll(105.0, cycle_started=100.0) is True
     assert p.poll(106.0, cycle_started=100.0) is True
     assert asked == [98.0, 100.0, 101.0, 103.0]
+
+
+def test_reload_keeps_the_poller_the_early_rules_object_and_a_pending_trigger(
+    lab: Lab, cloud: SimCloud
+) -> None:
+    """SIGHUP's reload: the poller keeps what it has seen unless the polling settings or
+    the source change; the early-cycle rules change in place, so a trigger fired by the
+    listener's thread during the reload is never dropped with a replaced object."""
+    import argparse
+
+    from nfs_exportd.commands.run import Loop
+    from nfs_exportd.config import load_config
+    from nfs_exportd.cycle import load_served
+
+    lab.write()
+    cfg = load_config(lab.config_path)
+    loop = Loop(argparse.Namespace(config=lab.config_path), cfg, load_served(cfg))
+    loop.start_polling()
+    poller, early = loop.poller, loop.early
+    assert poller is not None
+    poller.since, poller.seen = 1234.0, frozenset({"server t1"})
+    early.fire(100.0, "notification")
+
+    loop.reload()  # same config
+    assert loop.poller is poller and poller.since == 1234.0
+    assert loop.early is early and early.pending["notification"] == 1
+
+    lab.config["early_cycles"] = {"debounce_seconds": 3, "min_gap_seconds": 0.5}
+    lab.write()
+    loop.reload()
+    assert loop.early is early and early.debounce == 3
+    assert early.due(100.0) == 103.0  # the pending trigger, under the new rule
+    assert loop.poller is poller
+
+    lab.config["change_polling"] = {"enabled": True, "poll_seconds": 2}
+    lab.write()
+    loop.reload()
+    assert loop.poller is not poller and loop.poller is not None
+
+
+def test_triggers_json_has_one_writer_at_a_time(lab: Lab, cloud: SimCloud) -> None:
+    """The listener's thread (a bus state change) and the loop both save triggers.json;
+    they share one temporary file, so unserialised saves fail or tear the file."""
+    import argparse
+    import logging
+    import threading
+
+    from nfs_exportd.commands.run import Loop
+    from nfs_exportd.config import load_config
+    from nfs_exportd.cycle import load_served
+    from nfs_exportd.memory import triggers as triggers_file
+
+    lab.write()
+    cfg = load_config(lab.config_path)
+    loop = Loop(argparse.Namespace(config=lab.config_path), cfg, load_served(cfg))
+    errors: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.getMessage())
+
+    handler = Catch(logging.ERROR)
+    logging.getLogger("nfs_exportd").addHandler(handler)
+    try:
+
+        def saver(n: int) -> None:
+            for i in range(n):
+                with loop.trig.lock:
+                    loop.trig.polls += 1
+                    loop.trig.poll_problem = "x" * (i % 500)  # records of varying size
+                loop.save_triggers()
+
+        threads = [threading.Thread(target=saver, args=(300,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        logging.getLogger("nfs_exportd").removeHandler(handler)
+    assert errors == []
+    rec = triggers_file.load(cfg.state_dir)
+    assert rec is not None and rec.polling.polls == 900

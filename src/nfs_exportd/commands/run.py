@@ -76,6 +76,9 @@ class Loop:
         # triggers: the cloud's notifications and change polling bring a cycle forward
         self.early = early_cycles(cfg)
         self.trig = LiveTriggers(pid=os.getpid())
+        # triggers.json is written by the loop and by the listener's thread (a state
+        # change): one writer at a time, each with a record no older than the last one
+        self.save_lock = threading.Lock()
         self.bus: BusListener | None = None
         self.poller: ChangePoller | None = None
         self.next_poll = 0.0
@@ -112,7 +115,8 @@ class Loop:
             log.error("config-invalid: keeping the running config: %s", exc)
             return
         clouds = clouds_fingerprint(cfg)
-        if cfg.inventory != self.cfg.inventory or clouds != self.clouds:
+        new_source = cfg.inventory != self.cfg.inventory or clouds != self.clouds
+        if new_source:
             self.source.reset()
             self.source = source_from_config(cfg)
             self.clouds = clouds
@@ -127,12 +131,15 @@ class Loop:
         old_cfg = self.cfg
         self.cfg, self.config_problem = cfg, None
         if cfg.early_cycles != old_cfg.early_cycles:
-            self.early = early_cycles(cfg, self.early)
+            e = cfg.early_cycles
+            self.early.configure(e.debounce_seconds, e.min_gap_seconds, e.max_requests_per_minute)
         if cfg.notifications != old_cfg.notifications:
             self.stop_bus()
             self.start_bus()
-        if cfg.change_polling != old_cfg.change_polling or self.poller is not None:
-            self.start_polling()  # also: a new inventory source
+        if cfg.change_polling != old_cfg.change_polling or new_source:
+            # a new source needs a new poller; otherwise the poller keeps what it has
+            # seen, so that a reload neither misses a change nor fires for an old one
+            self.start_polling()
         log.info("config reloaded from %s", self.args.config)
 
     # ------------------------------------------------------------------ triggers
@@ -213,12 +220,13 @@ class Loop:
         self.save_triggers()
 
     def save_triggers(self) -> None:
-        with self.trig.lock:
-            self.trig.early_deferred = self.early.deferred
-        try:
-            triggers_file.save(self.cfg.state_dir, self.trig.record(time.time()))
-        except NfsExportdError as exc:
-            log.error("%s", exc)
+        with self.save_lock:
+            with self.trig.lock:
+                self.trig.early_deferred = self.early.deferred
+            try:
+                triggers_file.save(self.cfg.state_dir, self.trig.record(time.time()))
+            except NfsExportdError as exc:
+                log.error("%s", exc)
 
     def poll_changes(self) -> None:
         """One change poll (2 requests per region); something new -> an early cycle."""
@@ -377,14 +385,10 @@ class Loop:
                     self.reload()  # coalesced: the next cycle comes when it is due
 
 
-def early_cycles(cfg: Config, old: EarlyCycles | None = None) -> EarlyCycles:
-    """The early-cycle rules from the config; a reload keeps what is pending."""
+def early_cycles(cfg: Config) -> EarlyCycles:
+    """The early-cycle rules from the config (a reload reconfigures the same object)."""
     e = cfg.early_cycles
-    new = EarlyCycles(e.debounce_seconds, e.min_gap_seconds, e.max_requests_per_minute)
-    if old is not None:
-        new.pending_since, new.pending, new.last_end = old.pending_since, old.pending, old.last_end
-        new.requests, new.deferred = old.requests, old.deferred
-    return new
+    return EarlyCycles(e.debounce_seconds, e.min_gap_seconds, e.max_requests_per_minute)
 
 
 def clouds_fingerprint(cfg: Config) -> tuple[tuple[str, bytes | None], ...]:

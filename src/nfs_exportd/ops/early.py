@@ -45,6 +45,13 @@ class EarlyCycles:
     _deferred_now: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def configure(self, debounce: float, min_gap: float, max_requests_per_minute: int) -> None:
+        """New rules from a reloaded config, in place: a trigger the listener's thread
+        fires meanwhile lands in this same object and is never lost."""
+        with self.lock:
+            self.debounce, self.min_gap = debounce, min_gap
+            self.max_requests_per_minute = max_requests_per_minute
+
     def fire(self, now: float, trigger: str) -> None:
         """A trigger arrived (any thread)."""
         with self.lock:
