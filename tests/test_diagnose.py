@@ -308,6 +308,14 @@ def test_a_path_not_served_and_a_pair_refused_while_exported() -> None:
     assert rep["verdict"]["code"] == 1
 
 
+def test_a_refusal_inside_a_network_in_force_is_refused_while_exported() -> None:
+    """A line in force for a network (as a public export writes) covers its addresses."""
+    rep = dx.diagnose(
+        inputs([ref("10.0.0.2", VOL[A])], in_force=in_force({A: ["10.0.0.0/24"], B: INST[B]}))
+    )
+    assert only(rep)["cause"] == "refused-while-exported"
+
+
 def test_an_instance_of_an_unreadable_project_is_not_exported() -> None:
     rep = dx.diagnose(
         inputs(

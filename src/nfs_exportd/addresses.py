@@ -186,3 +186,13 @@ def network_refusal(net: IPNetwork) -> str | None:
             "IPv4-mapped, link-local, site-local, multicast or reserved space)"
         )
     return None
+
+
+def client_covers(client: str, ip: IPAddress) -> bool:
+    """Whether an exports client (an address or a CIDR, as written in force) covers
+    ``ip``: how ``explain`` and ``diagnose`` find the line a refused or asked-for address
+    falls under.  A host name or wildcard covers nothing here (never ours to write)."""
+    try:
+        return ip in ipaddress.ip_network(client, strict=False)
+    except ValueError:
+        return False

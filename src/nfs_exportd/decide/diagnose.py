@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..addresses import client_covers
 from ..model import ExportsFile, InventorySnapshot, PublicExport, ServedExport
 from .plan import Action, Plan
 from .reconcile import PUBLIC_OWNER_PREFIX
@@ -202,14 +203,7 @@ def _client_in(address: str, clients: Iterable[str]) -> bool:
     if address in clients:
         return True
     ip = ipaddress.ip_address(address)
-    for c in clients:
-        if "/" in c:
-            try:
-                if ip in ipaddress.ip_network(c, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
+    return any(client_covers(c, ip) for c in clients if "/" in c)
 
 
 def diagnose(inp: Inputs) -> dict[str, Any]:

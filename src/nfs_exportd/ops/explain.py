@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..addresses import client_covers
 from ..decide import Action, Plan, Reason
 from ..decide.reconcile import PUBLIC_OWNER_PREFIX
 from ..memory.journal import Entry
@@ -52,13 +53,6 @@ def _has_file(ctx: Context, project: str) -> bool:
     return f is not None and f.is_project
 
 
-def _client_matches(client: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    try:
-        return ip in ipaddress.ip_network(client, strict=False)
-    except ValueError:
-        return False
-
-
 def _instances_with(snap: InventorySnapshot, ip: str) -> list[dict[str, Any]]:
     out = []
     for project, insts in sorted(snap.instances.items()):
@@ -85,7 +79,7 @@ def explain_ip(ctx: Context, text: str) -> dict[str, Any]:
     for name, f in sorted(ctx.in_force.items()):
         for line in f.lines:
             for client in line.clients:
-                if client == canon or (not f.is_project and _client_matches(client, ip)):
+                if client == canon or (not f.is_project and client_covers(client, ip)):
                     t, how = _since(ctx, _owner(f), line.path, client)
                     exports.append(
                         {
