@@ -131,6 +131,20 @@ def test_the_real_journalctl_accepts_the_command_line(tmp_path: Path) -> None:
     assert rf.read_journal(bad, 0, 30).report.error is not None
 
 
+def test_a_journalctl_that_warns_a_lot_is_still_read(tmp_path: Path) -> None:
+    """Its stderr is drained while its stdout is parsed: 300 kB of warnings (more than a
+    pipe holds) first, then the records."""
+    fake = tmp_path / "journalctl"
+    fake.write_text(
+        f"#!/bin/sh\nhead -c 300000 /dev/zero | tr '\\0' w >&2\ncat {FIX / 'journal.json'}\n"
+    )
+    fake.chmod(0o755)
+    src = DiagnoseSource(kind="journal", identifier="rpc.mountd")
+    got = rf.read_journal(src, 0, 10, command=str(fake))
+    assert got.report.error is None, got.report.error
+    assert len(got.refusals) == 3
+
+
 def test_a_missing_file_is_reported_by_name(tmp_path: Path) -> None:
     got = rf.read_file(tmp_path / "nope.log", 0, NOW)
     assert got.report.error and "nope.log" in got.report.error and got.refusals == []

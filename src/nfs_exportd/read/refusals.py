@@ -285,22 +285,30 @@ def parse_journal(records: Iterator[bytes], since: float) -> tuple[list[Refusal]
     return out, n
 
 
-def read_journal(src: DiagnoseSource, since: float, timeout: float) -> FileRead:
+def read_journal(
+    src: DiagnoseSource, since: float, timeout: float, command: str = "journalctl"
+) -> FileRead:
     name = src.label()
-    argv = journal_argv(src, since)
+    argv = journal_argv(src, since, command)
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         return FileRead([], SourceReport(name, error=f"cannot run {argv[0]}: {exc.strerror}"))
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
+    # stderr is drained beside stdout: a journalctl that warns a lot (unreadable journal
+    # files) would otherwise fill its pipe, stop, and look like a timeout
+    errs: list[bytes] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    drain = threading.Thread(target=lambda f=proc.stderr: errs.append(f.read()), daemon=True)
+    drain.start()
     try:
-        assert proc.stdout is not None and proc.stderr is not None
         refusals, n = parse_journal(iter(proc.stdout), since)
-        err = proc.stderr.read().decode("utf-8", "replace").strip()
         rc = proc.wait()
+        drain.join()
     finally:
         timer.cancel()
+    err = b"".join(errs).decode("utf-8", "replace").strip()
     if rc != 0:
         why = err.splitlines()[-1] if err else f"exit {rc}"
         if rc < 0:
