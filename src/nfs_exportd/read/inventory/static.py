@@ -78,21 +78,21 @@ class InstanceEntry(Record):
     addresses: list[Any]
 
 
-class InventoryFile(Record):
-    projects: list[ProjectEntry]
-    # required, even when empty: a file cut off after the project list is not "no instances"
-    instances: list[InstanceEntry]
-    incomplete_projects: list[str] | None = None  # the writer could not read these
-
-
 class _InventoryHead(Record):
     """InventoryFile with the instances left unvalidated: they are validated one at a
     time (``_instances``), so that 100,000 instance models are never alive at once (the
     models of a whole large inventory cost as much memory as its YAML tree)."""
 
     projects: list[ProjectEntry]
+    # required, even when empty: a file cut off after the project list is not "no instances"
     instances: list[Any]
-    incomplete_projects: list[str] | None = None
+    incomplete_projects: list[str] | None = None  # the writer could not read these
+
+
+class InventoryFile(_InventoryHead):
+    """The whole file, each instance entry validated (what an error message describes)."""
+
+    instances: list[InstanceEntry]
 
 
 # (id, name, project, status, addresses) of one validated instance entry
