@@ -499,13 +499,19 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("python3"),
         help="an interpreter with its dependencies, usable by nobody (default: %(default)s)",
     )
+    ap.add_argument("--nfs", help="NFS project counts, comma-separated (default: 100,1000)")
+    ap.add_argument("--latency-ms", help="added latencies, comma-separated (default: 0,20)")
     ap.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = ap.parse_args(argv)
     if args.command == "_warm":
         return warm_main(args)
     if args.command == "_reimpl":
         return reimpl_main(args)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.nfs:
+        sizes["nfs"] = tuple(int(x) for x in args.nfs.split(","))
+    if args.latency_ms:
+        sizes["latency"] = tuple(float(x) for x in args.latency_ms.split(","))
     runs = 1 if args.quick else args.runs
     original = None
     if args.original:
