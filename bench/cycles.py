@@ -345,7 +345,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians; requests as counted (the same in every run, or the row says so)."""
 
     def med(key: str) -> float:
-        return statistics.median(r[key] for r in records)
+        return float(statistics.median(r[key] for r in records))
 
     counts = [bench.split_counts(r["counts"]) for r in records]
     return {
