@@ -2,8 +2,8 @@
 read + decide + files written + ``exportfs -ra``, with the network wait and the daemon's
 own CPU apart.
 
-    .venv/bin/python bench/cycles.py [--original PATH] [--out FILE.json]   # root, ~15 min
-    .venv/bin/python bench/cycles.py --quick                               # ~15 s (the test)
+    .venv/bin/python bench/cycles.py [--original PATH] [--out FILE.json]   # root, ~20 min
+    .venv/bin/python bench/cycles.py --quick                               # ~10 s (the test)
 
 Cloud: ``generate(1000, 10000)`` (two regions) in the simulator's own process
 (``bench/requests.py``), 0 and 20 ms added to every request; the first 100 and 1,000 of
