@@ -61,6 +61,7 @@ CLOUDS = {
     "observer-system": {"user": "observer", "system_scope": "all"},
 }
 NO_PROXY = "127.0.0.1,localhost"
+ORIGINAL_USER, ORIGINAL_PROJECT = "novaobserver", "observer"  # the original daemon's login
 
 
 def log(msg: str) -> None:
@@ -70,11 +71,15 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- simulator
 
 
-def make_sim(projects: int, instances: int, seed: int = 0) -> Any:
+def make_sim(projects: int, instances: int, seed: int = 0, novaobserver: bool = False) -> Any:
     """A started SimCloud for ``generate(projects, instances)`` (2 regions) with a
-    control API under ``/_bench/`` that is neither counted nor delayed."""
+    control API under ``/_bench/`` that is neither counted nor delayed.  ``novaobserver``
+    adds what the original daemon logs in as (bench/cycles.py): a user ``novaobserver``
+    (password OBSERVER_PASSWORD), reader in every project and in a project ``observer``,
+    in a default domain named ``default``."""
     from nfs_exportd_sim import SimCloud, generate
     from nfs_exportd_sim.http import Response
+    from nfs_exportd_sim.scenario import Domain, Project, RoleAssignment, User
 
     class BenchSim(SimCloud):  # type: ignore[misc]
         def _serve(
@@ -108,14 +113,29 @@ def make_sim(projects: int, instances: int, seed: int = 0) -> Any:
                 d = self.state._derived()
                 return {
                     "projects": sorted(
-                        p.name for p in self.state.projects.values() if p.name != "admin"
+                        p.name for p in self.state.projects.values() if p.name not in hidden
                     ),
                     "regions": list(self.state.regions),
                     "servers": {r: len(v) for r, v in d["servers"].items()},
                     "ports": {r: len(v) for r, v in d["ports"].items()},
                 }
 
-    cloud = BenchSim(generate(projects, instances, regions=REGIONS, seed=seed))
+    scenario = generate(projects, instances, regions=REGIONS, seed=seed)
+    hidden = {"admin"}
+    if novaobserver:
+        from nfs_exportd_sim import OBSERVER_PASSWORD
+
+        hidden.add(ORIGINAL_PROJECT)
+        everyone = [*scenario.projects, Project(name=ORIGINAL_PROJECT)]
+        roles = [RoleAssignment(role="reader", project=p.name) for p in everyone]
+        user = User(name=ORIGINAL_USER, password=OBSERVER_PASSWORD, roles=roles)
+        # the original names its domains "default" (Keystone on MySQL matches names
+        # case-insensitively; the simulator exactly): name the default domain so
+        domains = [Domain(id="default", name="default")]
+        scenario = scenario.model_copy(
+            update={"projects": everyone, "users": [*scenario.users, user], "domains": domains}
+        )
+    cloud = BenchSim(scenario)
     cloud.start()
     return cloud
 
@@ -149,7 +169,7 @@ def sim_host_main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    cloud = make_sim(args.projects, args.instances, args.seed)
+    cloud = make_sim(args.projects, args.instances, args.seed, args.novaobserver)
     try:
         write_clouds_yaml(cloud, Path(args.clouds_yaml))
         cloud.info()  # build the derived views before the first timed request
@@ -163,7 +183,7 @@ def sim_host_main(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def sim_process(
-    projects: int, instances: int, seed: int, clouds_yaml: Path
+    projects: int, instances: int, seed: int, clouds_yaml: Path, novaobserver: bool = False
 ) -> Iterator[tuple[str, int]]:
     """The simulator in its own process: (base_url, pid); stopped by its pid."""
     cmd = [
@@ -175,6 +195,8 @@ def sim_process(
         f"--seed={seed}",
         f"--clouds-yaml={clouds_yaml}",
     ]
+    if novaobserver:
+        cmd.append("--novaobserver")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=_child_env(clouds_yaml))
     try:
         assert proc.stdout is not None
@@ -231,10 +253,13 @@ def _snapshot_facts(snap: Any, wanted: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def baseline_read(cloud: str, projects: list[str]) -> dict[str, Any]:
+def baseline_read(
+    cloud: str, projects: list[str], ips: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """The original daemon's read (Wikimedia's nfs-exportd.py): per project a fresh keystoneauth
     session (new token) scoped to it, then per region one Nova server listing through
-    openstacksdk, sequentially; every IPv4 address (fixed and floating) is kept."""
+    openstacksdk, sequentially; every IPv4 address (fixed and floating) is kept (and put in
+    ``ips[project]`` when given: bench/cycles.py writes them)."""
     import ipaddress
 
     import openstack
@@ -247,6 +272,7 @@ def baseline_read(cloud: str, projects: list[str]) -> dict[str, Any]:
     instances = addresses = 0
     failed: list[str] = []
     for name in projects:
+        kept = [] if ips is None else ips.setdefault(name, [])
         plugin = v3.Password(
             auth_url=auth["auth_url"],
             username=auth["username"],
@@ -270,6 +296,7 @@ def baseline_read(cloud: str, projects: list[str]) -> dict[str, Any]:
                             with contextlib.suppress(ValueError):
                                 if ipaddress.ip_address(entry["addr"]).version == 4:
                                     addresses += 1
+                                    kept.append(entry["addr"])
         except Exception as exc:  # the original died here; record and go on
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     return {
@@ -571,7 +598,8 @@ def derived(result: dict[str, Any]) -> list[str]:
                 if latency == 20:
                     verdict = f" (target >= {target:g}x: {'met' if x >= target else 'NOT met'})"
                 out.append(
-                    f"- {latency:g} ms, speedup of {variant} {cycle} over the baseline: "
+                    f"- {latency:g} ms, speedup of {variant} {cycle} over the baseline (the "
+                    "read alone, against the re-implementation; whole cycles: bench/cycles.py): "
                     f"{base:.2f} s / {t:.2f} s = {x:.1f}x{verdict}"
                 )
         with contextlib.suppress(KeyError):
@@ -604,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--instances", type=int, default=10000)
         q.add_argument("--seed", type=int, default=0)
     sim.add_argument("--clouds-yaml", required=True)
+    sim.add_argument("--novaobserver", action="store_true", help="add the original's login")
     p.add_argument("--projects", type=int, default=1000)
     p.add_argument("--instances", type=int, default=10000)
     p.add_argument("--latency-ms", default="0,20", help="comma-separated (default: %(default)s)")
