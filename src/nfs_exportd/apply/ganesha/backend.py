@@ -73,6 +73,14 @@ _TEMP_RE = re.compile(
 )
 
 
+# conf_dir -> {(file name, its whole text): its strict parse}: a file is parsed again
+# unless its text is exactly the text parsed before (a file changed in any way, even to
+# the same size and mtime, is parsed afresh: no stale parse is ever used).  Each read of a
+# conf_dir keeps only the files it found, so the cache holds one conf_dir's files; a
+# cycle (scan, foreign check, apply) and the next cycles of ``run`` parse only what changed.
+_PARSED: dict[Path, dict[tuple[str, str], ConfExport | ExportsFile]] = {}
+
+
 class GaneshaState(Record):
     """What the backend remembers between cycles (losing it is harmless: the next cycle
     re-checks every export, and ids come from the conf files)."""
@@ -251,6 +259,8 @@ class GaneshaBackend:
         """Our conf files (parsed strictly; a broken one is a StateError naming it), and
         the Export_Ids other files there name."""
         out = ConfDir()
+        before = _PARSED.get(self.conf_dir, {})
+        parsed: dict[tuple[str, str], ConfExport | ExportsFile] = {}
         try:
             names = sorted(os.listdir(self.conf_dir))
         except OSError as exc:
@@ -278,15 +288,17 @@ class GaneshaBackend:
                     key = posixpath.normpath("/" + p.lstrip("/"))
                     out.foreign_paths.setdefault(key, name)
                 continue
+            known = before.get((name, text))
             if RECORD_NAME_RE.fullmatch(name):
                 try:
-                    f = parse_record(name, text)
+                    f = known if isinstance(known, ExportsFile) else parse_record(name, text)
                 except ConfFileError as exc:
                     raise StateError(
                         f"{self.conf_dir}/{exc}; it is not what nfs-exportd writes: remove it "
                         "by hand (it exports nothing; the next sync writes it again)"
                     ) from None
                 out.records[f.filename], out.record_texts[f.filename] = f, text
+                parsed[name, text] = f
                 continue
             if not CONF_NAME_RE.fullmatch(name):
                 raise StateError(
@@ -295,7 +307,7 @@ class GaneshaBackend:
                     "writes such a file)"
                 )
             try:
-                conf = parse_conf(name, text)
+                conf = known if isinstance(known, ConfExport) else parse_conf(name, text)
             except ConfFileError as exc:
                 raise StateError(
                     f"{self.conf_dir}/{exc}; Ganesha may not load it at its next start: "
@@ -313,6 +325,9 @@ class GaneshaBackend:
                     "(nfs-exportd writes one file per path)"
                 )
             out.ours[conf.spec.path] = conf
+            parsed[name, text] = conf
+        _PARSED.clear()  # one conf_dir per daemon: the cache never grows past its files
+        _PARSED[self.conf_dir] = parsed
         return out
 
     def in_force(self) -> dict[str, ExportsFile]:
@@ -450,15 +465,22 @@ class GaneshaBackend:
         self._check_dirs()
         conf = self.read_conf_dir()
         desired = self._desired(targets, conf)
-        for path, spec in desired.items():  # every block checked before any DBus call
-            render_conf(spec, conf.ours[path].export_id if path in conf.ours else 1)
+        # every block that changes is rendered, parsed back and checked before any DBus
+        # call (a new path with a stand-in id: its own is allocated once Ganesha answered);
+        # an export equal to its conf file, parsed strictly, is what conf_dir holds already
+        rendered: dict[str, tuple[int, str]] = {}
+        for path, spec in desired.items():
+            old = conf.ours.get(path)
+            if old is None or old.spec != spec:
+                export_id = old.export_id if old is not None else 1
+                rendered[path] = (export_id, render_conf(spec, export_id))
         bare = _bare(targets)
         for f in bare.values():  # and every record file
             if f is not None:
                 render_record(f)
         bus = self.bus_factory()
         try:
-            return self._apply(bus, changed, desired, bare, conf, missing_paths)
+            return self._apply(bus, changed, desired, rendered, bare, conf, missing_paths)
         finally:
             bus.close()
 
@@ -467,6 +489,7 @@ class GaneshaBackend:
         bus: GaneshaBus,
         changed: Mapping[str, str | None],
         desired: Mapping[str, ExportSpec],
+        rendered: Mapping[str, tuple[int, str]],
         bare: Mapping[str, ExportsFile | None],
         conf: ConfDir,
         missing_paths: frozenset[str],
@@ -495,7 +518,9 @@ class GaneshaBackend:
         if full:
             log.warning("%s: checking every export of ours with DisplayExport", full)
         try:
-            ops, cursor = self._plan_ops(bus, desired, conf, live, missing_paths, state, bool(full))
+            ops, cursor = self._plan_ops(
+                bus, desired, rendered, conf, live, missing_paths, state, bool(full)
+            )
         except IdsExhausted as exc:
             raise ApplyError(str(exc)) from None
         except (GaneshaUnreachable, GaneshaCallError) as exc:
@@ -542,6 +567,7 @@ class GaneshaBackend:
         self,
         bus: GaneshaBus,
         desired: Mapping[str, ExportSpec],
+        rendered: Mapping[str, tuple[int, str]],
         conf: ConfDir,
         live: Mapping[int, str],
         missing_paths: frozenset[str],
@@ -549,7 +575,8 @@ class GaneshaBackend:
         full: bool,
     ) -> tuple[list[Op], int]:
         """What to do, in order (removals, updates, additions); ids allocated (a path
-        keeps its id for as long as its conf file exists), no change."""
+        keeps its id for as long as its conf file exists), no change.  ``rendered``: the
+        conf texts apply checked, by path (rendered again only under another id)."""
         ours_ids = {c.export_id for c in conf.ours.values()}
         taken = ours_ids | set(live) | set(conf.foreign_ids)
         # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
@@ -607,8 +634,16 @@ class GaneshaBackend:
                     live[export_id],
                 )
                 continue
-            text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
+            pre = rendered.get(path)
+            if pre is not None and pre[0] == export_id:
+                text = pre[1]
+            elif pre is None and old is not None:
+                # the same spec as its conf file, whose strict parse is exactly this text
+                # (rendered again below if it goes to Ganesha)
+                text = old
+            else:
+                text = render_conf(spec, export_id)
             is_live = export_id in mine
             old_spec = old_conf.spec if old_conf else None
             if path in lost:
@@ -639,6 +674,7 @@ class GaneshaBackend:
                 )
             elif not is_live:
                 log.warning("Ganesha export %d (%s) is not in force; re-adding it", export_id, spec)
+                text = render_conf(spec, export_id)  # checked before it goes to Ganesha
                 adds.append(
                     Op("add", str(spec), export_id, old, text, False, spec, old_spec, "re-added")
                 )
@@ -646,6 +682,7 @@ class GaneshaBackend:
                 problem = mismatch(spec, bus.display(export_id))
                 if problem is not None:
                     log.warning("Ganesha export %d (%s) %s; updating it", export_id, spec, problem)
+                    text = render_conf(spec, export_id)
                     updates.append(
                         Op(
                             "update",

@@ -152,6 +152,9 @@ def specs_of(blocks: dict[str, list[ClientBlock]]) -> dict[str, ExportSpec]:
     out: dict[str, ExportSpec] = {}
     for path, bs in sorted(blocks.items()):
         bs = sorted(bs, key=lambda b: b.record)
+        out[path] = ExportSpec(path, tuple(bs))
+        if len({b.record for b in bs}) < 2:
+            continue  # only blocks of different records are compared (one, nearly always)
         seen: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
         for b in bs:
             for c in b.clients:
@@ -167,7 +170,6 @@ def specs_of(blocks: dict[str, list[ClientBlock]]) -> dict[str, ExportSpec]:
                             "bug in nfs-exportd (an address has one owner): please report it"
                         )
                 seen.append((b.record, net))
-        out[path] = ExportSpec(path, tuple(bs))
     return out
 
 
