@@ -330,12 +330,13 @@ class GaneshaBackend:
         _PARSED[self.conf_dir] = parsed
         return out
 
-    def in_force(self) -> dict[str, ExportsFile]:
+    def in_force(self, conf: ConfDir | None = None) -> dict[str, ExportsFile]:
         """The managed files in force, rebuilt from conf_dir (what Ganesha serves at its
         start and what each apply verifies live): no other record is read, so a lost or
         emptied state_dir changes nothing in Ganesha.  Files without lines come from their
-        record files (with their Keystone id: a recreated project is still told apart)."""
-        conf = self.read_conf_dir()
+        record files (with their Keystone id: a recreated project is still told apart).
+        ``conf``: this cycle's read of conf_dir (default: read it now)."""
+        conf = self.read_conf_dir() if conf is None else conf
         try:
             return files_of(list(conf.ours.values()), list(conf.records.values()))
         except (ConfFileError, ValueError) as exc:
@@ -344,7 +345,7 @@ class GaneshaBackend:
                 "force; the next sync writes it again)"
             ) from None
 
-    def foreign_conflicts(self) -> dict[str, str]:
+    def foreign_conflicts(self, conf: ConfDir | None = None) -> dict[str, str]:
         """Paths that a file in conf_dir that is not ours contends for -> why (naming the
         file), for a path-unsafe hold: the cycle holds them instead of failing on them
         (and so failing every change), or serving nothing with only a log line.
@@ -354,8 +355,10 @@ class GaneshaBackend:
           next start);
         - the file names the Export_Id of our export of the path (decimal, hex or
           octal): at its start Ganesha serves the id for the file it reads first and
-          leaves the other out, so our export is not served (or, later, theirs)."""
-        conf = self.read_conf_dir()
+          leaves the other out, so our export is not served (or, later, theirs).
+
+        ``conf``: this cycle's read of conf_dir (default: read it now)."""
+        conf = self.read_conf_dir() if conf is None else conf
         out: dict[str, str] = {}
         for path, name in conf.foreign_paths.items():
             out[path] = (
