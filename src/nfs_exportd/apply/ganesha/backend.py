@@ -468,14 +468,16 @@ class GaneshaBackend:
         self._check_dirs()
         conf = self.read_conf_dir()
         desired = self._desired(targets, conf)
+        state = self._load_state()
+        likely = self._likely_ids(desired, conf, state)
         # every block that changes is rendered, parsed back and checked before any DBus
-        # call (a new path with a stand-in id: its own is allocated once Ganesha answered);
-        # an export equal to its conf file, parsed strictly, is what conf_dir holds already
+        # call (a new path under the id it will most likely get); an export equal to its
+        # conf file, parsed strictly, is what conf_dir holds already
         rendered: dict[str, tuple[int, str]] = {}
         for path, spec in desired.items():
             old = conf.ours.get(path)
             if old is None or old.spec != spec:
-                export_id = old.export_id if old is not None else 1
+                export_id = old.export_id if old is not None else likely.get(path, 1)
                 rendered[path] = (export_id, render_conf(spec, export_id))
         bare = _bare(targets)
         for f in bare.values():  # and every record file
@@ -483,7 +485,7 @@ class GaneshaBackend:
                 render_record(f)
         bus = self.bus_factory()
         try:
-            return self._apply(bus, changed, desired, rendered, bare, conf, missing_paths)
+            return self._apply(bus, changed, desired, rendered, bare, conf, missing_paths, state)
         finally:
             bus.close()
 
@@ -496,8 +498,8 @@ class GaneshaBackend:
         bare: Mapping[str, ExportsFile | None],
         conf: ConfDir,
         missing_paths: frozenset[str],
+        state: GaneshaState,
     ) -> ApplyResult:
-        state = self._load_state()
         interrupted = pending.interrupted(self.pending_marker) if self.pending_marker else None
         try:
             owner = bus.owner()
@@ -565,6 +567,22 @@ class GaneshaBackend:
         self._save_state(GaneshaState(bus_owner=owner, next_id=cursor))
         self._clear_marker()
         return result
+
+    def _likely_ids(
+        self, desired: Mapping[str, ExportSpec], conf: ConfDir, state: GaneshaState
+    ) -> dict[str, int]:
+        """The ids ``_plan_ops`` will most likely give the new paths: its allocation
+        without the ids only Ganesha knows of (it is asked later).  A new export is then
+        rendered once; one whose id turns out taken is rendered again under its own."""
+        low, high = self.cfg.export_id_min, self.cfg.export_id_max
+        ours_ids = {c.export_id for c in conf.ours.values()}
+        new_paths = sorted(p for p in desired if p not in conf.ours and p not in conf.foreign_paths)
+        cursor = next_cursor(state.next_id, ours_ids, low, high)
+        try:
+            fresh, _ = allocate(len(new_paths), ours_ids | set(conf.foreign_ids), low, high, cursor)
+        except IdsExhausted:
+            return {}  # _plan_ops says so, after Ganesha answered
+        return dict(zip(new_paths, fresh, strict=True))
 
     def _plan_ops(
         self,
