@@ -262,17 +262,18 @@ class GaneshaBackend:
         before = _PARSED.get(self.conf_dir, {})
         parsed: dict[tuple[str, str], ConfExport | ExportsFile] = {}
         try:
-            names = sorted(os.listdir(self.conf_dir))
+            with os.scandir(self.conf_dir) as it:  # its entries say whether each is a file
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             raise StateError(
                 f"{self.conf_dir}: cannot list ganesha.conf_dir ({exc.strerror or exc}); "
                 "nothing was changed: it holds the exports in force, create it or fix its "
                 "permissions"
             ) from None
-        for name in names:
-            path = self.conf_dir / name
+        for entry in entries:
+            name, path = entry.name, self.conf_dir / entry.name
             try:
-                if not path.is_file():
+                if not entry.is_file():
                     continue
                 with open(path, "rb") as fh:
                     text = fh.read(CONF_MAX_BYTES).decode("utf-8", errors="replace")
@@ -480,12 +481,18 @@ class GaneshaBackend:
                 export_id = old.export_id if old is not None else likely.get(path, 1)
                 rendered[path] = (export_id, render_conf(spec, export_id))
         bare = _bare(targets)
-        for f in bare.values():  # and every record file
-            if f is not None:
-                render_record(f)
+        # and every record file that may be written: of a target no export carries
+        carried = {b.record for spec in desired.values() for b in spec.blocks}
+        record_texts = {
+            name: render_record(f)
+            for name, f in bare.items()
+            if f is not None and name not in carried
+        }
         bus = self.bus_factory()
         try:
-            return self._apply(bus, changed, desired, rendered, bare, conf, missing_paths, state)
+            return self._apply(
+                bus, changed, desired, rendered, (bare, record_texts), conf, missing_paths, state
+            )
         finally:
             bus.close()
 
@@ -495,7 +502,7 @@ class GaneshaBackend:
         changed: Mapping[str, str | None],
         desired: Mapping[str, ExportSpec],
         rendered: Mapping[str, tuple[int, str]],
-        bare: Mapping[str, ExportsFile | None],
+        records_of: tuple[Mapping[str, ExportsFile | None], Mapping[str, str]],
         conf: ConfDir,
         missing_paths: frozenset[str],
         state: GaneshaState,
@@ -530,7 +537,7 @@ class GaneshaBackend:
             raise ApplyError(str(exc)) from None
         except (GaneshaUnreachable, GaneshaCallError) as exc:
             raise self._unavailable(bus, exc) from None
-        records = _record_ops(bare, conf, ops)
+        records = _record_ops(*records_of, conf, ops)
         result = ApplyResult()
         for name, text in sorted(changed.items()):
             (result.removed if text is None else result.written).append(name)
@@ -902,18 +909,24 @@ def _describe(exc: BaseException, op: Op | None) -> str:
 
 
 def _record_ops(
-    bare: Mapping[str, ExportsFile | None], conf: ConfDir, ops: list[Op]
+    bare: Mapping[str, ExportsFile | None],
+    checked: Mapping[str, str],
+    conf: ConfDir,
+    ops: list[Op],
 ) -> list[RecordOp]:
     """The record files to write or remove once ``ops`` are done: a target that no
     block carries after them keeps one (its owner and Keystone id); the others have
-    none.  Record files of files that are not targets stay as they are."""
+    none.  Record files of files that are not targets stay as they are.  ``checked``:
+    the record texts apply rendered and checked already, by file name."""
     after: dict[int, ExportSpec | None] = {c.export_id: c.spec for c in conf.ours.values()}
     for op in ops:
         after[op.export_id] = op.spec
     carried = {b.record for spec in after.values() if spec is not None for b in spec.blocks}
     out: list[RecordOp] = []
     for name, f in sorted(bare.items()):
-        new = render_record(f) if f is not None and name not in carried else None
+        new: str | None = None
+        if f is not None and name not in carried:
+            new = checked.get(name) or render_record(f)
         old = conf.record_texts.get(name)
         if new is not None and record_name(name) in conf.foreign_names:
             log.warning(

@@ -52,11 +52,13 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ...addresses import AddressError, parse_network
 from ...config import EXPORT_ID_MAX, check_options
 from ...exportsfile import RenderRefused
-from ...ganesha_options import SEC_FLAVOURS, UINT32_MAX, ClientPerms, OptionError, ganesha_perms
+from ...ganesha_options import SEC_FLAVOURS, UINT32_MAX, ClientPerms, OptionError
+from ...ganesha_options import ganesha_perms as _ganesha_perms
 from ...model import EXPORTS_SUFFIX, ExportLine, ExportsFile, FileKind
 from ...validate import KEYSTONE_ID_RE, NAME_RE, normalise_path
 
@@ -70,6 +72,9 @@ _ID = r"[1-9][0-9]{0,4}"
 _CLIENTS_RE = re.compile(r"[0-9A-Fa-f.:/]+(, [0-9A-Fa-f.:/]+)*")
 # characters that would change the meaning of a comment or a block: never in a token
 _UNSAFE = frozenset(" \t\n\r\v\f\\*()#\"';{}")
+# an option string means the same permissions every time (a refused one is not cached:
+# it raises every time): worked out once, not once per line, render and parse
+ganesha_perms = lru_cache(maxsize=4096)(_ganesha_perms)
 
 
 @dataclass(frozen=True)
