@@ -28,6 +28,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -141,6 +142,13 @@ def _numbers(word: str) -> set[int]:
     return out
 
 
+@lru_cache(maxsize=65536)
+def _network(client: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A client as a network (ValueError: not one), worked out once per client string:
+    every read-back compares every client of its export."""
+    return ipaddress.ip_network(client, strict=False)
+
+
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
     """How the export Ganesha serves differs from ``spec`` (None: it matches).  Compared:
     the Path, the client list, and each client's permissions against its own CLIENT
@@ -150,9 +158,9 @@ def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
         return "is not in force"
     if shown.path != spec.path:
         return f"is in force with Path {shown.path}, not {spec.path}"
-    owner = {ipaddress.ip_network(c, strict=False): b for b in spec.blocks for c in b.clients}
+    owner = {_network(c): b for b in spec.blocks for c in b.clients}
     try:
-        got = {ipaddress.ip_network(c, strict=False) for c in shown.clients}
+        got = {_network(c) for c in shown.clients}
     except ValueError:
         return f"is in force with clients {', '.join(shown.clients)} (not addresses)"
     if got != set(owner):
@@ -164,7 +172,7 @@ def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
         )
     for entry in shown.raw_clients:
         try:
-            block = owner[ipaddress.ip_network(str(entry[0]), strict=False)]
+            block = owner[_network(str(entry[0]))]
         except (IndexError, ValueError, KeyError):
             return f"is in force with an unreadable client entry {entry!r}"
         problem = _perms_problem(block.perms, entry)

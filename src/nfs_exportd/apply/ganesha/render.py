@@ -300,8 +300,15 @@ def _refuse(what_of: str, what: str) -> RenderRefused:
 
 
 def _canonical(client: object) -> bool:
+    return isinstance(client, str) and _canonical_str(client)
+
+
+@lru_cache(maxsize=65536)
+def _canonical_str(client: str) -> bool:
+    """An address or network written as parse_network writes it (asked once per client
+    and cycle by the render and again by its parse back: worked out once)."""
     try:
-        return isinstance(client, str) and str(parse_network(client)) == client
+        return str(parse_network(client)) == client
     except AddressError:
         return False
 
@@ -496,11 +503,13 @@ def _parse_block(src: _Lines) -> ClientBlock:
         raise ConfFileError(f"{where}: Clients {found['clients']!r} are not addresses")
     clients = tuple(found["clients"].split(", "))
     for c in clients:
+        if _canonical_str(c):
+            continue
         try:
-            if str(parse_network(c)) != c:
-                raise AddressError(f"{c!r} is not canonical")
+            parse_network(c)
         except AddressError as exc:
             raise ConfFileError(f"{where}: client {exc}") from None
+        raise ConfFileError(f"{where}: client {c!r} is not canonical")
     sec = tuple(found["sec"].split(", "))
     if any(s not in SEC_FLAVOURS for s in sec):
         raise ConfFileError(f"{where}: SecType {found['sec']!r} not known")
