@@ -12,7 +12,9 @@ the floor it cannot avoid, and how long a cloud change takes to reach a VM.  Nee
    ``exportfs -ra`` on the same files in the same sandbox (from an empty etab for (a), after
    writing the one changed file for (b)), and the bare DBus calls alone (AddExport of the
    same conf files already written, UpdateExport of the one changed) on one connection.
-   Medians of ``--runs`` runs, ratios of the medians.
+   Medians of ``--runs`` runs, ratios of the medians.  ``GaneshaBackend.apply``'s time is
+   also split into its DBus calls (all of them, read-backs too), its conf-file writes and
+   the rest, its own work.
 2. **Cloud change -> VM**, per backend, over ``--changes`` changes each: a new instance of
    project A gets a VM's address (-> that VM reads A's volume), then that instance is
    deleted and the address given to an instance of project B (-> the VM is refused A's
