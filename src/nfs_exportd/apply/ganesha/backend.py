@@ -129,6 +129,20 @@ class ConfDir:
     foreign_paths: dict[str, str] = field(default_factory=dict)  # Path/Pseudo -> its file
 
 
+def _read_head(path: str) -> bytes:
+    """A file's first CONF_MAX_BYTES, without a buffer of that size per file (conf_dir is
+    read three times a cycle): its size, then one read of it (more if it grew)."""
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = fh.read(min(size + 1, CONF_MAX_BYTES)) or b""
+        while size < len(data) < CONF_MAX_BYTES:  # it grew since: read on to the limit
+            more = fh.read(CONF_MAX_BYTES - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+
 def _numbers(word: str) -> set[int]:
     """The Export_Id(s) a number written in a foreign file may mean to Ganesha: hex,
     octal with a leading 0 (its decimal reading too, to be safe), else decimal."""
@@ -279,12 +293,11 @@ class GaneshaBackend:
                 "permissions"
             ) from None
         for entry in entries:
-            name, path = entry.name, self.conf_dir / entry.name
+            name, path = entry.name, entry.path  # a str: no Path built per file
             try:
                 if not entry.is_file():
                     continue
-                with open(path, "rb") as fh:
-                    text = fh.read(CONF_MAX_BYTES).decode("utf-8", errors="replace")
+                text = _read_head(path).decode("utf-8", errors="replace")
             except OSError as exc:
                 raise StateError(f"{path}: cannot read: {exc}") from None
             if not is_ours(text):
