@@ -131,7 +131,7 @@ class ConfDir:
 
 def _read_head(path: str) -> bytes:
     """A file's first CONF_MAX_BYTES, without a buffer of that size per file (conf_dir is
-    read three times a cycle): its size, then one read of it (more if it grew)."""
+    read twice a cycle, every file): its size, then one read of it (more if it grew)."""
     with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         data = fh.read(min(size + 1, CONF_MAX_BYTES)) or b""
