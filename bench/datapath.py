@@ -12,7 +12,9 @@ the floor it cannot avoid, and how long a cloud change takes to reach a VM.  Nee
    ``exportfs -ra`` on the same files in the same sandbox (from an empty etab for (a), after
    writing the one changed file for (b)), and the bare DBus calls alone (AddExport of the
    same conf files already written, UpdateExport of the one changed) on one connection.
-   Medians of ``--runs`` runs, ratios of the medians.
+   Medians of ``--runs`` runs, ratios of the medians.  ``GaneshaBackend.apply``'s time is
+   also split into its DBus calls (all of them, read-backs too), its conf-file writes and
+   the rest, its own work.
 2. **Cloud change -> VM**, per backend, over ``--changes`` changes each: a new instance of
    project A gets a VM's address (-> that VM reads A's volume), then that instance is
    deleted and the address given to an instance of project B (-> the VM is refused A's
@@ -222,7 +224,49 @@ def apply_cost(
         floor_dir = work / "ganesha-floor"  # not %dir-included: Ganesha reads it only when told
         floor_dir.mkdir()
         state_file = work / "ganesha.json"
-        gan = GaneshaBackend(cfg, state_file)
+        spent = {"dbus": 0.0, "files": 0.0}  # inside GaneshaBackend.apply, per part
+
+        class TimedBus(GaneshaBus):
+            """Every DBus round trip of the backend timed (GetNameOwner, ShowExports,
+            Add/Update/RemoveExport, the DisplayExport read-backs)."""
+
+            def _send(self, method: str, msg: Any) -> tuple[Any, ...]:
+                t0 = time.perf_counter()
+                try:
+                    return super()._send(method, msg)
+                finally:
+                    spent["dbus"] += time.perf_counter() - t0
+
+        class TimedBackend(GaneshaBackend):
+            """Its durable conf-file writes and removals timed."""
+
+            def _write_file(self, name: str, text: str) -> None:
+                t0 = time.perf_counter()
+                try:
+                    super()._write_file(name, text)
+                finally:
+                    spent["files"] += time.perf_counter() - t0
+
+            def _remove_file(self, name: str) -> None:
+                t0 = time.perf_counter()
+                try:
+                    super()._remove_file(name)
+                finally:
+                    spent["files"] += time.perf_counter() - t0
+
+        gan = TimedBackend(
+            cfg, state_file, bus=lambda: TimedBus(cfg.dbus_address, cfg.timeout_seconds)
+        )
+        parts: dict[str, list[float]] = {
+            f"{k}_{p}": [] for k in ("initial", "change") for p in ("dbus", "files", "own")
+        }
+
+        def split(kind: str, total: float) -> None:
+            """The apply's time: its DBus calls, its file writes, and the rest (its own)."""
+            parts[f"{kind}_dbus"].append(spent["dbus"])
+            parts[f"{kind}_files"].append(spent["files"])
+            parts[f"{kind}_own"].append(total - spent["dbus"] - spent["files"])
+            spent.update(dbus=0.0, files=0.0)
 
         def path_specs(files: Iterable[ExportsFile]) -> list[ExportSpec]:
             """The exports (one per path) the backend makes of these files."""
@@ -299,12 +343,16 @@ def apply_cost(
             in_force["dbus_floor_exports"] = sum(1 for i in g.exports() if i)
             # the Ganesha backend, from an empty Ganesha
             ganesha_empty()
+            spent.update(dbus=0.0, files=0.0)
             dt, res = _timed(lambda: gan.apply(base, {}))
+            split("initial", dt)
             samples["ganesha_initial"].append(dt)
             summaries["ganesha_initial"] = res.summary
             in_force["ganesha_initial_exports"] = sum(1 for i in g.exports() if i)
             current = {n: render(f) for n, f in gan.in_force().items()}
+            spent.update(dbus=0.0, files=0.0)
             dt, res = _timed(lambda: gan.apply(changed, current))  # noqa: B023
+            split("change", dt)
             samples["ganesha_change"].append(dt)
             summaries["ganesha_change"] = res.summary
             in_force["ganesha_exports"] = sum(1 for i in g.exports() if i)
@@ -329,6 +377,11 @@ def apply_cost(
         "ratios": ratios,
         "in_force": in_force,
         "summaries": summaries,
+        # GaneshaBackend.apply's time split: its DBus calls, its conf-file writes, the rest
+        "ganesha_parts_s": {
+            "samples": parts,
+            "median": {k: statistics.median(v) for k, v in parts.items()},
+        },
     }
 
 
@@ -711,8 +764,22 @@ def markdown(result: dict[str, Any]) -> str:
                 ratio("ganesha_initial/dbus_initial"),
                 ratio("ganesha_change/dbus_change", 1),
             ),
-            "",
         ]
+        gp = a.get("ganesha_parts_s", {}).get("median")
+        if gp:
+            lines += [
+                row(
+                    f"of which: {what}",
+                    _ms(gp[f"initial_{part}"]),
+                    _ms(gp[f"change_{part}"]),
+                )
+                for what, part in (
+                    ("its DBus calls (with ShowExports and the DisplayExport read-backs)", "dbus"),
+                    ("its durable conf-file writes", "files"),
+                    ("its own work (the rest)", "own"),
+                )
+            ]
+        lines.append("")
     lat = result.get("latency")
     if lat:
         lines += [

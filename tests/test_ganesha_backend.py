@@ -22,9 +22,10 @@ from jeepney.wrappers import DBusErrorResponse
 from lab_fixtures import ganesha_lo, scratch_tree
 from nfs_exportd.apply.ganesha.backend import GaneshaBackend
 from nfs_exportd.apply.ganesha.dbus import GaneshaBus
+from nfs_exportd.apply.ganesha.render import blocks_of, render_conf, specs_of
 from nfs_exportd.config import GaneshaConfig, load_config
 from nfs_exportd.cycle import scan_in_force
-from nfs_exportd.errors import ApplyError, BackendUnavailable
+from nfs_exportd.errors import ApplyError, BackendUnavailable, StateError
 from nfs_exportd.exportsfile import render
 from nfs_exportd.model import ExportLine, ExportsFile, FileKind
 from nfs_exportd_sim.lab.clients import nfs_cat
@@ -361,3 +362,37 @@ def test_nfs_exportd_sync_with_backend_ganesha_against_the_simulated_cloud(
         assert "ganesha: 0 added, " in status["last_cycle"]["message"]
     finally:
         _reset(ganesha_lo)
+
+
+def test_a_conf_file_changed_between_two_reads_is_parsed_again(tmp_path: Path) -> None:
+    """conf_dir parses are reused across reads only for the very same text: a file
+    rewritten in place to the same size, its mtime put back, is seen as it now is (the
+    cache must never hand back what the file said before)."""
+    conf_dir = tmp_path / "exports.d"
+    conf_dir.mkdir()
+    backend = GaneshaBackend(GaneshaConfig(conf_dir=conf_dir), tmp_path / "ganesha.json")
+
+    def text(client: str) -> str:
+        line = ExportLine("/srv/tools/home", OPTS, (client,))
+        f = ExportsFile("tools.exports", FileKind.PROJECT, "tools", (line,))
+        (spec,) = specs_of({p: [b] for p, b in blocks_of(f).items()}).values()
+        return render_conf(spec, 1000)
+
+    before, after = text(VM_A), text(VM_B)
+    assert len(before) == len(after) and before != after
+    path = conf_dir / "export-1000.conf"
+    path.write_text(before)
+    first = backend.read_conf_dir()
+    assert first.ours["/srv/tools/home"].spec.clients == (VM_A,)
+    assert backend.read_conf_dir().ours["/srv/tools/home"] is first.ours["/srv/tools/home"]
+    st = os.stat(path)
+    with open(path, "r+") as fh:  # in place: same inode, same size
+        fh.write(after)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = os.stat(path)
+    assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    assert backend.read_conf_dir().ours["/srv/tools/home"].spec.clients == (VM_B,)
+    assert backend.in_force()["tools.exports"].lines[0].clients == (VM_B,)
+    path.write_text(after.replace("Squash = root_squash", "Squash = all_squash"))
+    with pytest.raises(StateError, match=r"export-1000\.conf"):  # and a broken one is refused
+        backend.read_conf_dir()

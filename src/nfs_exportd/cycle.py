@@ -14,7 +14,7 @@ from typing import Protocol
 
 from .apply.exportfs import ApplyResult, ExportfsBackend
 from .apply.ganesha.backend import STATE_FILE as GANESHA_STATE
-from .apply.ganesha.backend import GaneshaBackend
+from .apply.ganesha.backend import ConfDir, GaneshaBackend
 from .config import Config
 from .decide import Action, DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
@@ -87,7 +87,10 @@ def read_facts(
 ) -> Facts:
     """Read everything a decision needs.  ``source`` is kept by ``run`` across cycles so
     that connections and tokens are reused; one-shot commands make their own."""
-    dir_scan = scan_in_force(cfg)
+    # ganesha: conf_dir read once for the scan and the foreign-file check (apply reads
+    # it again: it must act on what is there when it changes anything)
+    conf = ganesha_backend(cfg).read_conf_dir() if cfg.backend == "ganesha" else None
+    dir_scan = scan_in_force(cfg, conf)
     interest = frozenset(served.private) | frozenset(
         f.owner for f in dir_scan.managed.values() if f.is_project
     )
@@ -100,8 +103,8 @@ def read_facts(
     paths |= {p.path for p in served.public}
     missing = frozenset(p for p in paths if not Path(p).exists())
     safety = check_served_paths(paths, cfg.serve.roots)
-    if cfg.backend == "ganesha":
-        safety = _foreign_held(cfg, paths, safety)
+    if conf is not None:
+        safety = _foreign_held(cfg, paths, safety, conf)
     for why in (*safety.unsafe.values(), *safety.held.values()):
         log.warning("path-unsafe: %s", why)
     return Facts(
@@ -115,13 +118,13 @@ def read_facts(
     )
 
 
-def _foreign_held(cfg: Config, paths: set[str], safety: PathSafety) -> PathSafety:
+def _foreign_held(cfg: Config, paths: set[str], safety: PathSafety, conf: ConfDir) -> PathSafety:
     """ganesha: a served path that a file in conf_dir not ours exports, or whose
     Export_Id of ours it names, is held (nothing added; what is in force stays): Ganesha
     would refuse our EXPORT of it, which failed (and undid) every change of every cycle,
     or serves the foreign export under our id, which was only a log line while sync
     said ok."""
-    foreign = ganesha_backend(cfg).foreign_conflicts()
+    foreign = ganesha_backend(cfg).foreign_conflicts(conf)
     held = dict(safety.held)
     for path in sorted(paths):
         if path in foreign and path not in safety.unsafe:
@@ -129,14 +132,15 @@ def _foreign_held(cfg: Config, paths: set[str], safety: PathSafety) -> PathSafet
     return PathSafety(safety.unsafe, held)
 
 
-def scan_in_force(cfg: Config) -> DirScan:
+def scan_in_force(cfg: Config, conf: ConfDir | None = None) -> DirScan:
     """The managed files in force, for every reader (sync, plan, status, explain,
     rollback, adopt).  exportfs: the files in exports_dir (the kernel server reads them).
     ganesha: rebuilt from ganesha.conf_dir, which Ganesha serves at its start and each
     apply verifies live; exports_dir is not read (nor written), so losing state_dir
-    cannot make decide see nothing in force and remove every export."""
+    cannot make decide see nothing in force and remove every export.  ``conf``: this
+    cycle's read of ganesha.conf_dir (default: read it now)."""
     if cfg.backend == "ganesha":
-        managed = ganesha_backend(cfg).in_force()
+        managed = ganesha_backend(cfg).in_force(conf)
         return DirScan(managed, frozenset(), {n: render(f) for n, f in managed.items()})
     return scan(cfg.exports_dir)
 

@@ -28,6 +28,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -71,6 +72,14 @@ _FOREIGN_PATH = re.compile(r"\b(?:Path|Pseudo)\s*=\s*\"?([^\";\s{}]+)", re.I)
 _TEMP_RE = re.compile(
     r"^\.nfs-exportd\.(?:export-[0-9]+|record-[A-Za-z0-9_.-]+)\.conf\.tmp-(?P<pid>[0-9]+)$"
 )
+
+
+# conf_dir -> {(file name, its whole text): its strict parse}: a file is parsed again
+# unless its text is exactly the text parsed before (a file changed in any way, even to
+# the same size and mtime, is parsed afresh: no stale parse is ever used).  Each read of a
+# conf_dir keeps only the files it found, so the cache holds one conf_dir's files; a
+# cycle (scan, foreign check, apply) and the next cycles of ``run`` parse only what changed.
+_PARSED: dict[Path, dict[tuple[str, str], ConfExport | ExportsFile]] = {}
 
 
 class GaneshaState(Record):
@@ -120,6 +129,20 @@ class ConfDir:
     foreign_paths: dict[str, str] = field(default_factory=dict)  # Path/Pseudo -> its file
 
 
+def _read_head(path: str) -> bytes:
+    """A file's first CONF_MAX_BYTES, without a buffer of that size per file (conf_dir is
+    read twice a cycle, every file): its size, then one read of it (more if it grew)."""
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = fh.read(min(size + 1, CONF_MAX_BYTES)) or b""
+        while size < len(data) < CONF_MAX_BYTES:  # it grew since: read on to the limit
+            more = fh.read(CONF_MAX_BYTES - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+
 def _numbers(word: str) -> set[int]:
     """The Export_Id(s) a number written in a foreign file may mean to Ganesha: hex,
     octal with a leading 0 (its decimal reading too, to be safe), else decimal."""
@@ -133,6 +156,13 @@ def _numbers(word: str) -> set[int]:
     return out
 
 
+@lru_cache(maxsize=65536)
+def _network(client: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A client as a network (ValueError: not one), worked out once per client string:
+    every read-back compares every client of its export."""
+    return ipaddress.ip_network(client, strict=False)
+
+
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
     """How the export Ganesha serves differs from ``spec`` (None: it matches).  Compared:
     the Path, the client list, and each client's permissions against its own CLIENT
@@ -142,9 +172,9 @@ def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
         return "is not in force"
     if shown.path != spec.path:
         return f"is in force with Path {shown.path}, not {spec.path}"
-    owner = {ipaddress.ip_network(c, strict=False): b for b in spec.blocks for c in b.clients}
+    owner = {_network(c): b for b in spec.blocks for c in b.clients}
     try:
-        got = {ipaddress.ip_network(c, strict=False) for c in shown.clients}
+        got = {_network(c) for c in shown.clients}
     except ValueError:
         return f"is in force with clients {', '.join(shown.clients)} (not addresses)"
     if got != set(owner):
@@ -156,7 +186,7 @@ def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:
         )
     for entry in shown.raw_clients:
         try:
-            block = owner[ipaddress.ip_network(str(entry[0]), strict=False)]
+            block = owner[_network(str(entry[0]))]
         except (IndexError, ValueError, KeyError):
             return f"is in force with an unreadable client entry {entry!r}"
         problem = _perms_problem(block.perms, entry)
@@ -251,21 +281,23 @@ class GaneshaBackend:
         """Our conf files (parsed strictly; a broken one is a StateError naming it), and
         the Export_Ids other files there name."""
         out = ConfDir()
+        before = _PARSED.get(self.conf_dir, {})
+        parsed: dict[tuple[str, str], ConfExport | ExportsFile] = {}
         try:
-            names = sorted(os.listdir(self.conf_dir))
+            with os.scandir(self.conf_dir) as it:  # its entries say whether each is a file
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             raise StateError(
                 f"{self.conf_dir}: cannot list ganesha.conf_dir ({exc.strerror or exc}); "
                 "nothing was changed: it holds the exports in force, create it or fix its "
                 "permissions"
             ) from None
-        for name in names:
-            path = self.conf_dir / name
+        for entry in entries:
+            name, path = entry.name, entry.path  # a str: no Path built per file
             try:
-                if not path.is_file():
+                if not entry.is_file():
                     continue
-                with open(path, "rb") as fh:
-                    text = fh.read(CONF_MAX_BYTES).decode("utf-8", errors="replace")
+                text = _read_head(path).decode("utf-8", errors="replace")
             except OSError as exc:
                 raise StateError(f"{path}: cannot read: {exc}") from None
             if not is_ours(text):
@@ -278,15 +310,17 @@ class GaneshaBackend:
                     key = posixpath.normpath("/" + p.lstrip("/"))
                     out.foreign_paths.setdefault(key, name)
                 continue
+            known = before.get((name, text))
             if RECORD_NAME_RE.fullmatch(name):
                 try:
-                    f = parse_record(name, text)
+                    f = known if isinstance(known, ExportsFile) else parse_record(name, text)
                 except ConfFileError as exc:
                     raise StateError(
                         f"{self.conf_dir}/{exc}; it is not what nfs-exportd writes: remove it "
                         "by hand (it exports nothing; the next sync writes it again)"
                     ) from None
                 out.records[f.filename], out.record_texts[f.filename] = f, text
+                parsed[name, text] = f
                 continue
             if not CONF_NAME_RE.fullmatch(name):
                 raise StateError(
@@ -295,7 +329,7 @@ class GaneshaBackend:
                     "writes such a file)"
                 )
             try:
-                conf = parse_conf(name, text)
+                conf = known if isinstance(known, ConfExport) else parse_conf(name, text)
             except ConfFileError as exc:
                 raise StateError(
                     f"{self.conf_dir}/{exc}; Ganesha may not load it at its next start: "
@@ -313,14 +347,18 @@ class GaneshaBackend:
                     "(nfs-exportd writes one file per path)"
                 )
             out.ours[conf.spec.path] = conf
+            parsed[name, text] = conf
+        _PARSED.clear()  # one conf_dir per daemon: the cache never grows past its files
+        _PARSED[self.conf_dir] = parsed
         return out
 
-    def in_force(self) -> dict[str, ExportsFile]:
+    def in_force(self, conf: ConfDir | None = None) -> dict[str, ExportsFile]:
         """The managed files in force, rebuilt from conf_dir (what Ganesha serves at its
         start and what each apply verifies live): no other record is read, so a lost or
         emptied state_dir changes nothing in Ganesha.  Files without lines come from their
-        record files (with their Keystone id: a recreated project is still told apart)."""
-        conf = self.read_conf_dir()
+        record files (with their Keystone id: a recreated project is still told apart).
+        ``conf``: this cycle's read of conf_dir (default: read it now)."""
+        conf = self.read_conf_dir() if conf is None else conf
         try:
             return files_of(list(conf.ours.values()), list(conf.records.values()))
         except (ConfFileError, ValueError) as exc:
@@ -329,7 +367,7 @@ class GaneshaBackend:
                 "force; the next sync writes it again)"
             ) from None
 
-    def foreign_conflicts(self) -> dict[str, str]:
+    def foreign_conflicts(self, conf: ConfDir | None = None) -> dict[str, str]:
         """Paths that a file in conf_dir that is not ours contends for -> why (naming the
         file), for a path-unsafe hold: the cycle holds them instead of failing on them
         (and so failing every change), or serving nothing with only a log line.
@@ -339,8 +377,10 @@ class GaneshaBackend:
           next start);
         - the file names the Export_Id of our export of the path (decimal, hex or
           octal): at its start Ganesha serves the id for the file it reads first and
-          leaves the other out, so our export is not served (or, later, theirs)."""
-        conf = self.read_conf_dir()
+          leaves the other out, so our export is not served (or, later, theirs).
+
+        ``conf``: this cycle's read of conf_dir (default: read it now)."""
+        conf = self.read_conf_dir() if conf is None else conf
         out: dict[str, str] = {}
         for path, name in conf.foreign_paths.items():
             out[path] = (
@@ -450,15 +490,30 @@ class GaneshaBackend:
         self._check_dirs()
         conf = self.read_conf_dir()
         desired = self._desired(targets, conf)
-        for path, spec in desired.items():  # every block checked before any DBus call
-            render_conf(spec, conf.ours[path].export_id if path in conf.ours else 1)
+        state = self._load_state()
+        likely = self._likely_ids(desired, conf, state)
+        # every block that changes is rendered, parsed back and checked before any DBus
+        # call (a new path under the id it will most likely get); an export equal to its
+        # conf file, parsed strictly, is what conf_dir holds already
+        rendered: dict[str, tuple[int, str]] = {}
+        for path, spec in desired.items():
+            old = conf.ours.get(path)
+            if old is None or old.spec != spec:
+                export_id = old.export_id if old is not None else likely.get(path, 1)
+                rendered[path] = (export_id, render_conf(spec, export_id))
         bare = _bare(targets)
-        for f in bare.values():  # and every record file
-            if f is not None:
-                render_record(f)
+        # and every record file that may be written: of a target no export carries
+        carried = {b.record for spec in desired.values() for b in spec.blocks}
+        record_texts = {
+            name: render_record(f)
+            for name, f in bare.items()
+            if f is not None and name not in carried
+        }
         bus = self.bus_factory()
         try:
-            return self._apply(bus, changed, desired, bare, conf, missing_paths)
+            return self._apply(
+                bus, changed, desired, rendered, (bare, record_texts), conf, missing_paths, state
+            )
         finally:
             bus.close()
 
@@ -467,11 +522,12 @@ class GaneshaBackend:
         bus: GaneshaBus,
         changed: Mapping[str, str | None],
         desired: Mapping[str, ExportSpec],
-        bare: Mapping[str, ExportsFile | None],
+        rendered: Mapping[str, tuple[int, str]],
+        records_of: tuple[Mapping[str, ExportsFile | None], Mapping[str, str]],
         conf: ConfDir,
         missing_paths: frozenset[str],
+        state: GaneshaState,
     ) -> ApplyResult:
-        state = self._load_state()
         interrupted = pending.interrupted(self.pending_marker) if self.pending_marker else None
         try:
             owner = bus.owner()
@@ -495,12 +551,14 @@ class GaneshaBackend:
         if full:
             log.warning("%s: checking every export of ours with DisplayExport", full)
         try:
-            ops, cursor = self._plan_ops(bus, desired, conf, live, missing_paths, state, bool(full))
+            ops, cursor = self._plan_ops(
+                bus, desired, rendered, conf, live, missing_paths, state, bool(full)
+            )
         except IdsExhausted as exc:
             raise ApplyError(str(exc)) from None
         except (GaneshaUnreachable, GaneshaCallError) as exc:
             raise self._unavailable(bus, exc) from None
-        records = _record_ops(bare, conf, ops)
+        records = _record_ops(*records_of, conf, ops)
         result = ApplyResult()
         for name, text in sorted(changed.items()):
             (result.removed if text is None else result.written).append(name)
@@ -538,10 +596,27 @@ class GaneshaBackend:
         self._clear_marker()
         return result
 
+    def _likely_ids(
+        self, desired: Mapping[str, ExportSpec], conf: ConfDir, state: GaneshaState
+    ) -> dict[str, int]:
+        """The ids ``_plan_ops`` will most likely give the new paths: its allocation
+        without the ids only Ganesha knows of (it is asked later).  A new export is then
+        rendered once; one whose id turns out taken is rendered again under its own."""
+        low, high = self.cfg.export_id_min, self.cfg.export_id_max
+        ours_ids = {c.export_id for c in conf.ours.values()}
+        new_paths = sorted(p for p in desired if p not in conf.ours and p not in conf.foreign_paths)
+        cursor = next_cursor(state.next_id, ours_ids, low, high)
+        try:
+            fresh, _ = allocate(len(new_paths), ours_ids | set(conf.foreign_ids), low, high, cursor)
+        except IdsExhausted:
+            return {}  # _plan_ops says so, after Ganesha answered
+        return dict(zip(new_paths, fresh, strict=True))
+
     def _plan_ops(
         self,
         bus: GaneshaBus,
         desired: Mapping[str, ExportSpec],
+        rendered: Mapping[str, tuple[int, str]],
         conf: ConfDir,
         live: Mapping[int, str],
         missing_paths: frozenset[str],
@@ -549,7 +624,8 @@ class GaneshaBackend:
         full: bool,
     ) -> tuple[list[Op], int]:
         """What to do, in order (removals, updates, additions); ids allocated (a path
-        keeps its id for as long as its conf file exists), no change."""
+        keeps its id for as long as its conf file exists), no change.  ``rendered``: the
+        conf texts apply checked, by path (rendered again only under another id)."""
         ours_ids = {c.export_id for c in conf.ours.values()}
         taken = ours_ids | set(live) | set(conf.foreign_ids)
         # a path a foreign file in conf_dir exports: no new id, no AddExport (refused)
@@ -607,8 +683,16 @@ class GaneshaBackend:
                     live[export_id],
                 )
                 continue
-            text = render_conf(spec, export_id)
             old = conf.texts.get(export_id) if old_conf else None
+            pre = rendered.get(path)
+            if pre is not None and pre[0] == export_id:
+                text = pre[1]
+            elif pre is None and old is not None:
+                # the same spec as its conf file, whose strict parse is exactly this text
+                # (rendered again below if it goes to Ganesha)
+                text = old
+            else:
+                text = render_conf(spec, export_id)
             is_live = export_id in mine
             old_spec = old_conf.spec if old_conf else None
             if path in lost:
@@ -639,6 +723,7 @@ class GaneshaBackend:
                 )
             elif not is_live:
                 log.warning("Ganesha export %d (%s) is not in force; re-adding it", export_id, spec)
+                text = render_conf(spec, export_id)  # checked before it goes to Ganesha
                 adds.append(
                     Op("add", str(spec), export_id, old, text, False, spec, old_spec, "re-added")
                 )
@@ -646,6 +731,7 @@ class GaneshaBackend:
                 problem = mismatch(spec, bus.display(export_id))
                 if problem is not None:
                     log.warning("Ganesha export %d (%s) %s; updating it", export_id, spec, problem)
+                    text = render_conf(spec, export_id)
                     updates.append(
                         Op(
                             "update",
@@ -844,18 +930,24 @@ def _describe(exc: BaseException, op: Op | None) -> str:
 
 
 def _record_ops(
-    bare: Mapping[str, ExportsFile | None], conf: ConfDir, ops: list[Op]
+    bare: Mapping[str, ExportsFile | None],
+    checked: Mapping[str, str],
+    conf: ConfDir,
+    ops: list[Op],
 ) -> list[RecordOp]:
     """The record files to write or remove once ``ops`` are done: a target that no
     block carries after them keeps one (its owner and Keystone id); the others have
-    none.  Record files of files that are not targets stay as they are."""
+    none.  Record files of files that are not targets stay as they are.  ``checked``:
+    the record texts apply rendered and checked already, by file name."""
     after: dict[int, ExportSpec | None] = {c.export_id: c.spec for c in conf.ours.values()}
     for op in ops:
         after[op.export_id] = op.spec
     carried = {b.record for spec in after.values() if spec is not None for b in spec.blocks}
     out: list[RecordOp] = []
     for name, f in sorted(bare.items()):
-        new = render_record(f) if f is not None and name not in carried else None
+        new: str | None = None
+        if f is not None and name not in carried:
+            new = checked.get(name) or render_record(f)
         old = conf.record_texts.get(name)
         if new is not None and record_name(name) in conf.foreign_names:
             log.warning(

@@ -52,11 +52,13 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ...addresses import AddressError, parse_network
 from ...config import EXPORT_ID_MAX, check_options
 from ...exportsfile import RenderRefused
-from ...ganesha_options import SEC_FLAVOURS, UINT32_MAX, ClientPerms, OptionError, ganesha_perms
+from ...ganesha_options import SEC_FLAVOURS, UINT32_MAX, ClientPerms, OptionError
+from ...ganesha_options import ganesha_perms as _ganesha_perms
 from ...model import EXPORTS_SUFFIX, ExportLine, ExportsFile, FileKind
 from ...validate import KEYSTONE_ID_RE, NAME_RE, normalise_path
 
@@ -70,6 +72,9 @@ _ID = r"[1-9][0-9]{0,4}"
 _CLIENTS_RE = re.compile(r"[0-9A-Fa-f.:/]+(, [0-9A-Fa-f.:/]+)*")
 # characters that would change the meaning of a comment or a block: never in a token
 _UNSAFE = frozenset(" \t\n\r\v\f\\*()#\"';{}")
+# an option string means the same permissions every time (a refused one is not cached:
+# it raises every time): worked out once, not once per line, render and parse
+ganesha_perms = lru_cache(maxsize=4096)(_ganesha_perms)
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,9 @@ def specs_of(blocks: dict[str, list[ClientBlock]]) -> dict[str, ExportSpec]:
     out: dict[str, ExportSpec] = {}
     for path, bs in sorted(blocks.items()):
         bs = sorted(bs, key=lambda b: b.record)
+        out[path] = ExportSpec(path, tuple(bs))
+        if len({b.record for b in bs}) < 2:
+            continue  # only blocks of different records are compared (one, nearly always)
         seen: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
         for b in bs:
             for c in b.clients:
@@ -167,7 +175,6 @@ def specs_of(blocks: dict[str, list[ClientBlock]]) -> dict[str, ExportSpec]:
                             "bug in nfs-exportd (an address has one owner): please report it"
                         )
                 seen.append((b.record, net))
-        out[path] = ExportSpec(path, tuple(bs))
     return out
 
 
@@ -293,8 +300,15 @@ def _refuse(what_of: str, what: str) -> RenderRefused:
 
 
 def _canonical(client: object) -> bool:
+    return isinstance(client, str) and _canonical_str(client)
+
+
+@lru_cache(maxsize=65536)
+def _canonical_str(client: str) -> bool:
+    """An address or network written as parse_network writes it (asked once per client
+    and cycle by the render and again by its parse back: worked out once)."""
     try:
-        return isinstance(client, str) and str(parse_network(client)) == client
+        return str(parse_network(client)) == client
     except AddressError:
         return False
 
@@ -489,11 +503,13 @@ def _parse_block(src: _Lines) -> ClientBlock:
         raise ConfFileError(f"{where}: Clients {found['clients']!r} are not addresses")
     clients = tuple(found["clients"].split(", "))
     for c in clients:
+        if _canonical_str(c):
+            continue
         try:
-            if str(parse_network(c)) != c:
-                raise AddressError(f"{c!r} is not canonical")
+            parse_network(c)
         except AddressError as exc:
             raise ConfFileError(f"{where}: client {exc}") from None
+        raise ConfFileError(f"{where}: client {c!r} is not canonical")
     sec = tuple(found["sec"].split(", "))
     if any(s not in SEC_FLAVOURS for s in sec):
         raise ConfFileError(f"{where}: SecType {found['sec']!r} not known")
