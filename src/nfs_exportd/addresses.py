@@ -80,8 +80,15 @@ def shown(text: object) -> str:
 
 # A cycle meets each address several times (the inventory, every file in force, every
 # rendered line): answers for text are remembered, bounded (a pure function of the text;
-# refusals are not remembered and are computed again).
+# refusals are not remembered and are computed again).  ``run`` forgets them after every
+# cycle (``clear_caches``): a long-running daemon keeps no addresses of cycles past.
 CACHE_SIZE = 1 << 18
+
+
+def clear_caches() -> None:
+    """Forget every remembered answer (the next cycle computes them again)."""
+    _parse_address.cache_clear()
+    _parse_network.cache_clear()
 
 
 def parse_address(text: object) -> IPAddress:

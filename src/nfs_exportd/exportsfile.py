@@ -9,8 +9,6 @@ Files without the header are never rewritten or removed.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from .addresses import AddressError, parse_network
 from .config import check_options
 from .errors import NfsExportdError, StateError
@@ -94,11 +92,7 @@ def _canonical_client(text: str) -> bool:
     """Exactly the canonical text of a unicast address or network, nothing more."""
     if not isinstance(text, str):
         return False
-    return _canonical_text(text)
-
-
-@lru_cache(maxsize=1 << 18)  # every client of every rendered file: once per text
-def _canonical_text(text: str) -> bool:
+    # not remembered here: parse_network remembers each text already
     if _UNSAFE_CHARS.intersection(text) or "%" in text:
         return False
     try:
