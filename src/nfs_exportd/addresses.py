@@ -89,6 +89,7 @@ def clear_caches() -> None:
     """Forget every remembered answer (the next cycle computes them again)."""
     _parse_address.cache_clear()
     _parse_network.cache_clear()
+    _network_text.cache_clear()
 
 
 def parse_address(text: object) -> IPAddress:
@@ -159,6 +160,19 @@ def parse_network(text: object) -> IPAddress | IPNetwork:
     if not isinstance(text, str) or "/" not in text:
         return parse_address(text)
     return _parse_network(text)
+
+
+def canonical_network(text: object) -> str:
+    """``parse_network`` as canonical text: what a client in a file in force is compared
+    as, and what the renderer demands each client token be exactly."""
+    if not isinstance(text, str):
+        return str(parse_network(text))  # raises AddressError naming it
+    return _network_text(text)
+
+
+@lru_cache(maxsize=CACHE_SIZE)  # each client is read in force, then rendered: once per text
+def _network_text(text: str) -> str:
+    return str(parse_network(text))
 
 
 @lru_cache(maxsize=CACHE_SIZE)
