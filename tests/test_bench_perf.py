@@ -62,3 +62,10 @@ def test_the_plan_rows_report_cpu_and_peak_rss(result: dict[str, Any]) -> None:
         if r["row"].startswith("plan"):
             assert r["cpu_s"] > 0 and r["rss_mb"] > 10, r
     assert set(result["verdicts"]) >= {*ROWS, "plan-10k-rss", "plan-100k-rss"}
+
+
+def test_the_one_change_row_reports_the_daemons_own_part(result: dict[str, Any]) -> None:
+    one = result["rows"][1]
+    assert one["row"] == "onechange"
+    assert 0 < one["own_s"] < one["now_s"]  # the sync's wall minus its exportfs -ra
+    assert "own part" in result["markdown"]

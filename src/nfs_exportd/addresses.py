@@ -80,8 +80,16 @@ def shown(text: object) -> str:
 
 # A cycle meets each address several times (the inventory, every file in force, every
 # rendered line): answers for text are remembered, bounded (a pure function of the text;
-# refusals are not remembered and are computed again).
+# refusals are not remembered and are computed again).  ``run`` forgets them after every
+# cycle (``clear_caches``): a long-running daemon keeps no addresses of cycles past.
 CACHE_SIZE = 1 << 18
+
+
+def clear_caches() -> None:
+    """Forget every remembered answer (the next cycle computes them again)."""
+    _parse_address.cache_clear()
+    _parse_network.cache_clear()
+    _network_text.cache_clear()
 
 
 def parse_address(text: object) -> IPAddress:
@@ -152,6 +160,19 @@ def parse_network(text: object) -> IPAddress | IPNetwork:
     if not isinstance(text, str) or "/" not in text:
         return parse_address(text)
     return _parse_network(text)
+
+
+def canonical_network(text: object) -> str:
+    """``parse_network`` as canonical text: what a client in a file in force is compared
+    as, and what the renderer demands each client token be exactly."""
+    if not isinstance(text, str):
+        return str(parse_network(text))  # raises AddressError naming it
+    return _network_text(text)
+
+
+@lru_cache(maxsize=CACHE_SIZE)  # each client is read in force, then rendered: once per text
+def _network_text(text: str) -> str:
+    return str(parse_network(text))
 
 
 @lru_cache(maxsize=CACHE_SIZE)

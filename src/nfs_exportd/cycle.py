@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from .addresses import clear_caches
 from .apply.exportfs import ApplyResult, ExportfsBackend
 from .apply.ganesha.backend import STATE_FILE as GANESHA_STATE
 from .apply.ganesha.backend import ConfDir, GaneshaBackend
@@ -23,7 +24,7 @@ from .fsutil import remove_stale_temporaries
 from .killpoints import kill_point
 from .memory import journal, running, state
 from .memory import status as status_file
-from .model import ExportsFile, InventorySnapshot, Maintenance
+from .model import ExportsFile, InventorySnapshot, Maintenance, client_sort_key
 from .ops.check import QUIET, hold_key
 from .read.exportsdir import DirScan, scan
 from .read.inventory import InventorySource, source_from_config
@@ -143,6 +144,14 @@ def scan_in_force(cfg: Config, conf: ConfDir | None = None) -> DirScan:
         managed = ganesha_backend(cfg).in_force(conf)
         return DirScan(managed, frozenset(), {n: render(f) for n, f in managed.items()})
     return scan(cfg.exports_dir)
+
+
+def forget_texts() -> None:
+    """After a cycle of ``run``: drop what the address parser and the client sort key
+    remember per text (up to 2^18 entries each, ~130 MB at the end of a long ``run``);
+    a cycle fills them again in a fraction of its time."""
+    clear_caches()
+    client_sort_key.cache_clear()
 
 
 def read_rollback_hold(state_dir: Path) -> str | None:
@@ -545,7 +554,7 @@ def apply_and_record(
             remember()
         except StateError as exc:
             rec.unsaved.append(str(exc))
-    rendered = {n: render(f) for n, f in files.items() if f is not None}
+    rendered = applied.rendered or {n: render(f) for n, f in files.items() if f is not None}
     in_force = rendered if after is None else after
     try:
         if applied.ran_exportfs or after is not None:

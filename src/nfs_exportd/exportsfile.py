@@ -9,9 +9,7 @@ Files without the header are never rewritten or removed.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from .addresses import AddressError, parse_network
+from .addresses import AddressError, canonical_network
 from .config import check_options
 from .errors import NfsExportdError, StateError
 from .model import (
@@ -94,15 +92,10 @@ def _canonical_client(text: str) -> bool:
     """Exactly the canonical text of a unicast address or network, nothing more."""
     if not isinstance(text, str):
         return False
-    return _canonical_text(text)
-
-
-@lru_cache(maxsize=1 << 18)  # every client of every rendered file: once per text
-def _canonical_text(text: str) -> bool:
     if _UNSAFE_CHARS.intersection(text) or "%" in text:
         return False
-    try:
-        return str(parse_network(text)) == text
+    try:  # remembered per text (canonical_network), shared with the files read in force
+        return canonical_network(text) == text
     except AddressError:
         return False
 
@@ -116,7 +109,7 @@ def _client(text: str, where: str) -> str:
     ``::ffff:a.b.c.d`` in force is compared as ``a.b.c.d``); a token that fails it (a zone
     id, loopback, ...) is an error naming file:line, never silently kept or dropped."""
     try:
-        return str(parse_network(text))
+        return canonical_network(text)
     except AddressError as exc:
         raise ManagedFileError(
             f"{where}: client {exc}; remove it from the file by hand (never written by "

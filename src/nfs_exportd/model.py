@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,9 +23,21 @@ EXPORTS_SUFFIX = ".exports"
 PUBLIC_FILE_PREFIX = "public-"
 
 
+# exactly the dotted quads ``ipaddress`` accepts (ASCII digits, 0-255, no leading zero)
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
 @lru_cache(maxsize=1 << 18)  # asked for every client of every rendered line: once per text
 def client_sort_key(client: str) -> tuple[int, int, str]:
-    """IPv4 first, then IPv6, each in numeric order; networks after single addresses."""
+    """IPv4 first, then IPv6, each in numeric order; networks after single addresses.
+
+    A plain IPv4 address (nearly every client) is keyed from its four numbers: the same
+    key ``ipaddress`` gives, at a fraction of its cost (a cycle keys every client)."""
+    m = _IPV4.fullmatch(client)
+    if m is not None:
+        a, b, c, d = (int(g) for g in m.groups())
+        return (4, 0, f"{(a << 24) | (b << 16) | (c << 8) | d:040d}/032")
     try:
         net = ipaddress.ip_network(client, strict=False)
     except ValueError:

@@ -118,15 +118,21 @@ def _in_exports_d(path: str) -> bool:
 
 
 def parse_etab(text: str) -> dict[tuple[str, str], frozenset[str]]:
-    """``path<TAB>client(opt,opt,...)`` lines -> {(path, client): options}."""
+    """``path<TAB>client(opt,opt,...)`` lines -> {(path, client): options}.
+
+    One option set per distinct option text (50,000 lines share a handful)."""
     out: dict[tuple[str, str], frozenset[str]] = {}
+    sets: dict[str, frozenset[str]] = {}
     for line in text.splitlines():
         if not line.strip():
             continue
         path, _, rest = line.rpartition("\t")
         client, _, opts = rest.partition("(")
         path = path.strip().replace("\\040", " ")
-        out[(path, client.strip())] = frozenset(opts.rstrip(")").split(","))
+        got = sets.get(opts)
+        if got is None:
+            got = sets[opts] = frozenset(opts.rstrip(")").split(","))
+        out[(path, client.strip())] = got
     return out
 
 
@@ -137,6 +143,9 @@ class ApplyResult:
     ran_exportfs: bool = False  # the backend changed what is in force (exportfs ran, DBus calls)
     warnings: list[str] = field(default_factory=list)
     summary: str = ""  # what another backend did, for the sync line (instead of "exportfs ran")
+    # the text of every target file as rendered by apply (empty when the backend did not
+    # render them), so that the caller does not render 2,500 files a second time
+    rendered: dict[str, str] = field(default_factory=dict)
 
 
 class ExportfsBackend:
@@ -250,7 +259,7 @@ class ExportfsBackend:
         new_text = {n: (render(f) if f is not None else None) for n, f in targets.items()}
         changed = {n: t for n, t in new_text.items() if t != current_raw.get(n)}
         changed = {n: t for n, t in changed.items() if not (t is None and n not in current_raw)}
-        result = ApplyResult()
+        result = ApplyResult(rendered={n: t for n, t in new_text.items() if t is not None})
         ours = {n: f for n, f in targets.items() if f is not None}
         interrupted = pending.interrupted(self.pending_marker) if self.pending_marker else None
         failure = None
@@ -302,7 +311,9 @@ class ExportfsBackend:
                 f"cannot write {self.exports_dir / name}: {exc.strerror or exc}; "
                 f"{undo}, exportfs not run"
             ) from None
-        removed_pairs = self._removed_pairs(current_raw, ours)
+        # a file kept as it is drops none of its pairs; one the targets do not name, all
+        rewritten = [*changed, *(n for n in current_raw if n not in targets)]
+        removed_pairs = self._removed_pairs(current_raw, ours, rewritten)
         try:
             result.ran_exportfs = True
             kill_point("exportfs")
@@ -369,7 +380,10 @@ class ExportfsBackend:
     def _reload(
         self, our_files: set[str], ours: Mapping[str, ExportsFile], missing_paths: frozenset[str]
     ) -> list[str]:
+        began = time.monotonic()
         proc = self.run("-ra")
+        # the cycle's time apart from exportfs's own (bench/perf.py reads it)
+        log.debug("exportfs -ra: %.3f s", time.monotonic() - began)
         failed = command_failed(proc)
         if failed:
             raise BackendUnavailable(failed)
@@ -426,10 +440,17 @@ class ExportfsBackend:
 
     @staticmethod
     def _removed_pairs(
-        current_raw: Mapping[str, str], ours: Mapping[str, ExportsFile]
+        current_raw: Mapping[str, str],
+        ours: Mapping[str, ExportsFile],
+        names: Iterable[str] | None = None,
     ) -> dict[tuple[str, str], str]:
+        """The pairs of the files in force that ``ours`` drops: of ``names`` only, when
+        given (the files apply rewrites or removes; a file kept as it is drops nothing)."""
         out: dict[tuple[str, str], str] = {}
-        for name, text in current_raw.items():
+        pick = (
+            current_raw if names is None else {n: current_raw[n] for n in names if n in current_raw}
+        )
+        for name, text in pick.items():
             try:
                 old = parse(name, text)
             except ManagedFileError:

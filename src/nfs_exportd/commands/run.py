@@ -15,7 +15,7 @@ import time
 from types import FrameType
 
 from ..config import Config, load_config
-from ..cycle import JITTER, load_served, sync
+from ..cycle import JITTER, forget_texts, load_served, sync
 from ..decide import Hold, Reason
 from ..errors import EXIT_OK, NfsExportdError
 from ..memory import state
@@ -303,6 +303,7 @@ class Loop:
         except Exception:
             log.exception("cycle failed unexpectedly")
         finally:
+            forget_texts()
             duration = time.monotonic() - self.cycle_started
             self.cycle_started = None
             st = status_file.load_or_empty(self.cfg.state_dir)

@@ -184,7 +184,10 @@ def entries(state_dir: Path) -> list[Entry]:
 def pair_diff(
     before: Mapping[str, str], after: Mapping[str, str]
 ) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]], set[tuple[str, str, str]]]:
-    """(added, removed, options changed) (owner, path, client) between two sets of files."""
+    """(added, removed, options changed) (owner, path, client) between two sets of files.
+
+    Only the files whose text differs are parsed: a file with the same text on both
+    sides has the same pairs on both (its owner is in each key), so it adds nothing."""
 
     def pairs(files: Mapping[str, str]) -> dict[tuple[str, str, str], str]:
         out: dict[tuple[str, str, str], str] = {}
@@ -201,7 +204,9 @@ def pair_diff(
                     out[(owner, line.path, c)] = line.options
         return out
 
-    old, new = pairs(before), pairs(after)
+    same = {n for n, t in before.items() if after.get(n) == t}
+    old = pairs({n: t for n, t in before.items() if n not in same})
+    new = pairs({n: t for n, t in after.items() if n not in same})
     added = set(new) - set(old)
     removed = set(old) - set(new)
     updated = {k for k in set(old) & set(new) if old[k] != new[k]}

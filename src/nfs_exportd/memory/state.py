@@ -160,22 +160,36 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
 
     ``.complete`` exists only while the copy is whole: it goes first and comes back last,
     so a copy that could not be finished (a full disk, a crash) is never taken for a
-    verified state (an undo would return to it)."""
+    verified state (an undo would return to it).  Only the files whose text differs are
+    written (a change to one project rewrote and fsynced all 2,500 of them); a copy that
+    already holds exactly ``files`` is not touched."""
     vdir = state_dir / VERIFIED
     try:
         vdir.mkdir(parents=True, exist_ok=True)
+        names = os.listdir(vdir)
+        stale = [n for n in names if n not in files and not n.startswith(".")]
+        changed = [n for n, t in files.items() if _differs(vdir / n, t)]
+        if VERIFIED_COMPLETE in names and not stale and not changed:
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(vdir / VERIFIED_COMPLETE)
-        for name, text in files.items():
-            atomic_write(vdir / name, text)
-        for old in os.listdir(vdir):
-            if old not in files and not old.startswith("."):
-                (vdir / old).unlink()
+        for name in changed:
+            atomic_write(vdir / name, files[name])
+        for old in stale:
+            (vdir / old).unlink()
         fsync_dir(vdir)
         os.close(os.open(vdir / VERIFIED_COMPLETE, os.O_WRONLY | os.O_CREAT, 0o644))
         fsync_dir(vdir)
     except OSError as exc:
         raise StateError(f"{vdir}: cannot keep the last verified files: {exc}") from None
+
+
+def _differs(path: Path, text: str) -> bool:
+    """Whether ``path`` does not hold exactly ``text`` (missing or unreadable: differs)."""
+    try:
+        return path.read_bytes() != text.encode("utf-8")
+    except OSError:
+        return True
 
 
 def verified_matches(state_dir: Path, files: Mapping[str, str]) -> bool:
