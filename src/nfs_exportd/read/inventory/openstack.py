@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from ...addresses import ADDRESS_CHARS, AddressError, parse_address, shown
@@ -1105,6 +1105,7 @@ class _RegionMerge:
     # only), project id -> listed name
     known: dict[str, IPAddress] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    fast: ClassVar[bool] = True  # False: the checked paths alone (the test compares them)
 
     def __post_init__(self) -> None:
         self.names = {pid: p.name for pid, p in self.projects.items()}
@@ -1135,9 +1136,9 @@ class _RegionMerge:
         ``read_port``, the checked path, from the start: the fast path changes nothing
         before it has seen the whole port, so results and messages are the same."""
         by_server, by_id, known = self.by_server, self.by_id, self.known
-        read_port = self.read_port
+        read_port, fast = self.read_port, self.fast
         for port in ports:
-            if type(port) is dict:
+            if fast and type(port) is dict:
                 pid = port.get("id")
                 kind = port.get("device_owner")
                 proj = port.get("project_id") or port.get("tenant_id")
@@ -1276,9 +1277,9 @@ class _RegionMerge:
         first_seen: dict[str, str | None] = {}
         by_server, known = self.by_server, self.known
         server_project, server_names = self.server_project, self.server_names
-        read_server = self.read_server
+        read_server, fast = self.read_server, self.fast
         for srv in servers:
-            if type(srv) is dict:
+            if fast and type(srv) is dict:
                 sid = srv.get("id")
                 status = srv.get("status")
                 proj = srv.get("tenant_id") or srv.get("project_id")
@@ -1403,11 +1404,11 @@ class _RegionMerge:
         another project: its instance with every address of its ports, and no claim."""
         listed_twice, server_project, names = self.listed_twice, self.server_project, self.names
         server_names, instances = self.server_names, self.instances
-        own = self.own_server_addresses
+        own, fast = self.own_server_addresses, self.fast
         for sid, server_ports in self.by_server.items():
             owner = server_project.get(sid)
             owner_name = names.get(owner) if owner is not None else None
-            if owner_name is not None and sid not in listed_twice:
+            if fast and owner_name is not None and sid not in listed_twice:
                 addrs: list[IPAddress] = []
                 for pt in server_ports:
                     if pt.project != owner or pt.refused:
