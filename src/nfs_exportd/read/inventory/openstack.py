@@ -992,7 +992,7 @@ def _label(text: object) -> str:
     return text if isinstance(text, str) and LABEL.fullmatch(text) else shown(text)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Port:
     id: str
     server: str
@@ -1105,6 +1105,9 @@ class _RegionMerge:
     # only), project id -> listed name
     known: dict[str, IPAddress] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    # address text -> the server of the last port the fast path read with it: Nova's
+    # same text on that server is an address its ports show
+    shown_text: dict[str, str] = field(default_factory=dict)
     fast: ClassVar[bool] = True  # False: the checked paths alone (the test compares them)
 
     def __post_init__(self) -> None:
@@ -1136,6 +1139,7 @@ class _RegionMerge:
         ``read_port``, the checked path, from the start: the fast path changes nothing
         before it has seen the whole port, so results and messages are the same."""
         by_server, by_id, known = self.by_server, self.by_id, self.known
+        shown_text = self.shown_text
         read_port, fast = self.read_port, self.fast
         for port in ports:
             if fast and type(port) is dict:
@@ -1163,6 +1167,9 @@ class _RegionMerge:
                             if addr is None:
                                 break  # a refusal: the checked path says it
                         addresses.append((addr, "fixed IP", None))
+                        # true even when the checked path takes this port: it keeps the
+                        # port for ``dev`` with every address it accepts
+                        shown_text[text] = dev
                     else:
                         rec = _Port(pid, dev, proj, addresses, [])
                         on_server = by_server.get(dev)
@@ -1275,7 +1282,7 @@ class _RegionMerge:
         already accepted).  Anything else takes ``read_server``, the checked path, from
         the start."""
         first_seen: dict[str, str | None] = {}
-        by_server, known = self.by_server, self.known
+        by_server, shown_text = self.by_server, self.shown_text
         server_project, server_names = self.server_project, self.server_names
         read_server, fast = self.read_server, self.fast
         for srv in servers:
@@ -1295,36 +1302,30 @@ class _RegionMerge:
                     and type(nets) is dict
                     and sid not in first_seen
                     and sid in by_server
-                    and self._shows_only_its_ports(nets, by_server[sid], known)
                 ):
-                    first_seen[sid] = proj
-                    server_project[sid] = proj
-                    server_names[sid] = (name, status)
-                    continue
-            read_server(srv, types, first_seen)
-
-    @staticmethod
-    def _shows_only_its_ports(
-        nets: dict[str, Any], server_ports: list[_Port], known: dict[str, IPAddress]
-    ) -> bool:
-        """Whether every address Nova shows is a fixed IP, of accepted text, that one of
-        the server's ports shows (nothing to claim, refuse or name)."""
-        for entries in nets.values():
-            if type(entries) is not list:
-                return False
-            for e in entries:
-                if type(e) is not dict or e.get("OS-EXT-IPS:type", "fixed") != "fixed":
-                    return False
-                text = e.get("addr")
-                addr = known.get(text) if type(text) is str else None
-                if addr is None:
-                    return False
-                for pt in server_ports:
-                    if any(addr is a or addr == a for a, _, _ in pt.addresses):
+                    # every address a fixed IP, in the text a port of this server shows
+                    for entries in nets.values():
+                        if type(entries) is not list:
+                            break
+                        for e in entries:
+                            if type(e) is not dict:
+                                break
+                            text = e.get("addr")
+                            if (
+                                type(text) is not str
+                                or shown_text.get(text) != sid
+                                or e.get("OS-EXT-IPS:type", "fixed") != "fixed"
+                            ):
+                                break
+                        else:
+                            continue
                         break
-                else:
-                    return False
-        return True
+                    else:
+                        first_seen[sid] = proj
+                        server_project[sid] = proj
+                        server_names[sid] = (name, status)
+                        continue
+            read_server(srv, types, first_seen)
 
     def read_server(
         self, srv: dict[str, Any], types: set[str], first_seen: dict[str, str | None]
@@ -1404,7 +1405,7 @@ class _RegionMerge:
         another project: its instance with every address of its ports, and no claim."""
         listed_twice, server_project, names = self.listed_twice, self.server_project, self.names
         server_names, instances = self.server_names, self.instances
-        own, fast = self.own_server_addresses, self.fast
+        own, fast, _new = self.own_server_addresses, self.fast, object.__new__
         for sid, server_ports in self.by_server.items():
             owner = server_project.get(sid)
             owner_name = names.get(owner) if owner is not None else None
@@ -1422,7 +1423,14 @@ class _RegionMerge:
                     break
                 else:
                     sname, status = server_names.get(sid, ("", "UNLISTED"))
-                    record = InstanceRecord(sid, sname, owner_name, status, tuple(addrs))
+                    record = _new(InstanceRecord)  # its __init__ without 5 frozen setattrs
+                    record.__dict__.update(
+                        id=sid,
+                        name=sname,
+                        project=owner_name,
+                        status=status,
+                        addresses=tuple(addrs),
+                    )
                     of_project = instances.get(owner_name)
                     if of_project is None:
                         instances[owner_name] = [record]
