@@ -999,6 +999,9 @@ class _Port:
     project: str  # project id, from Neutron
     addresses: list[tuple[IPAddress, str, str | None]]  # (address, what, other project id)
     refused: list[str]
+    # on a server's first port: its instance, when the fast path of ``read_servers`` could
+    # tell it (``own_servers`` adds it unless the server is listed twice)
+    instance: InstanceRecord | None = None
 
 
 def _unexportable(text: object) -> bool:
@@ -1161,7 +1164,9 @@ class _RegionMerge:
                     addresses: list[tuple[IPAddress, str, str | None]] = []
                     for fixed in fixed_ips:
                         text = fixed.get("ip_address") if type(fixed) is dict else None
-                        addr = known.get(text) if type(text) is str else None
+                        if type(text) is not str:
+                            break  # the checked path says what it is
+                        addr = known.get(text)
                         if addr is None:
                             addr = self.parsed(text)
                             if addr is None:
@@ -1282,9 +1287,9 @@ class _RegionMerge:
         already accepted).  Anything else takes ``read_server``, the checked path, from
         the start."""
         first_seen: dict[str, str | None] = {}
-        by_server, shown_text = self.by_server, self.shown_text
+        by_server, shown_text, names = self.by_server, self.shown_text, self.names
         server_project, server_names = self.server_project, self.server_names
-        read_server, fast = self.read_server, self.fast
+        read_server, fast, _new = self.read_server, self.fast, object.__new__
         for srv in servers:
             if fast and type(srv) is dict:
                 sid = srv.get("id")
@@ -1301,7 +1306,7 @@ class _RegionMerge:
                     and type(name) is str
                     and type(nets) is dict
                     and sid not in first_seen
-                    and sid in by_server
+                    and (server_ports := by_server.get(sid)) is not None
                 ):
                     # every address a fixed IP, in the text a port of this server shows
                     for entries in nets.values():
@@ -1324,6 +1329,33 @@ class _RegionMerge:
                         first_seen[sid] = proj
                         server_project[sid] = proj
                         server_names[sid] = (name, status)
+                        owner_name = names.get(proj)
+                        if owner_name is None:
+                            continue
+                        # its instance, as ``own_server_addresses`` makes it: the ports
+                        # (and floating IPs) are all read, the server is listed once so
+                        # far, so only a second listing can change it (``own_servers``)
+                        addrs: list[IPAddress] = []
+                        for pt in server_ports:
+                            if pt.project != proj or pt.refused:
+                                break
+                            for addr, _, other in pt.addresses:
+                                if other is not None:
+                                    break
+                                addrs.append(addr)
+                            else:
+                                continue
+                            break
+                        else:
+                            record = _new(InstanceRecord)  # __init__ without 5 frozen setattrs
+                            record.__dict__.update(
+                                id=sid,
+                                name=name,
+                                project=owner_name,
+                                status=status,
+                                addresses=tuple(addrs),
+                            )
+                            server_ports[0].instance = record
                         continue
             read_server(srv, types, first_seen)
 
@@ -1399,44 +1431,21 @@ class _RegionMerge:
                     self.lone_claims.append((addr, proj, f"address {addr} Nova shows on {on}"))
 
     def own_servers(self) -> None:
-        """``own_server_addresses`` for every server Neutron shows ports for, in order.
-        Fast path for the common server: Nova's project (listed once), listed by
-        Keystone, on every one of its ports, no refused address and no floating IP of
-        another project: its instance with every address of its ports, and no claim."""
-        listed_twice, server_project, names = self.listed_twice, self.server_project, self.names
-        server_names, instances = self.server_names, self.instances
-        own, fast, _new = self.own_server_addresses, self.fast, object.__new__
+        """``own_server_addresses`` for every server Neutron shows ports for, in order;
+        the instance the fast path of ``read_servers`` made is kept as it is unless the
+        server was listed twice (Nova's project, listed by Keystone, on every one of its
+        ports, no refused address and no floating IP of another project)."""
+        listed_twice, instances = self.listed_twice, self.instances
+        own = self.own_server_addresses
         for sid, server_ports in self.by_server.items():
-            owner = server_project.get(sid)
-            owner_name = names.get(owner) if owner is not None else None
-            if fast and owner_name is not None and sid not in listed_twice:
-                addrs: list[IPAddress] = []
-                for pt in server_ports:
-                    if pt.project != owner or pt.refused:
-                        break
-                    for addr, _, other in pt.addresses:
-                        if other is not None:
-                            break
-                        addrs.append(addr)
-                    else:
-                        continue
-                    break
+            record = server_ports[0].instance
+            if record is not None and sid not in listed_twice:
+                of_project = instances.get(record.project)
+                if of_project is None:
+                    instances[record.project] = [record]
                 else:
-                    sname, status = server_names.get(sid, ("", "UNLISTED"))
-                    record = _new(InstanceRecord)  # its __init__ without 5 frozen setattrs
-                    record.__dict__.update(
-                        id=sid,
-                        name=sname,
-                        project=owner_name,
-                        status=status,
-                        addresses=tuple(addrs),
-                    )
-                    of_project = instances.get(owner_name)
-                    if of_project is None:
-                        instances[owner_name] = [record]
-                    else:
-                        of_project.append(record)
-                    continue
+                    of_project.append(record)
+                continue
             own(sid, server_ports)
 
     def own_server_addresses(self, sid: str, server_ports: list[_Port]) -> None:
