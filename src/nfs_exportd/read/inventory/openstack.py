@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -387,7 +386,6 @@ def list_all(
     params: Mapping[str, Any],
     page: int,
     what: str,
-    each: Callable[[list[dict[str, Any]]], None] | None = None,
     **kw: Any,
 ) -> list[dict[str, Any]]:
     """Every item of a paged listing, or InventoryError.
@@ -395,10 +393,6 @@ def list_all(
     Follows ``<key>_links`` rel=next (Nova, Neutron) by marker; a repeated marker or a
     next link without items is broken pagination.  An answer without links is the last
     page (also what a server with pagination disabled returns).
-
-    With ``each``, every page's items go to ``each`` as soon as the page is read and the
-    listing returns no items: a page is used while it is fresh in memory and freed
-    before the next one is decoded, instead of 200 MB of answers kept to the end.
     """
     items: list[dict[str, Any]] = []
     seen_markers: set[str] = set()
@@ -417,10 +411,7 @@ def list_all(
         for item in batch:
             if not isinstance(item, dict):
                 raise InventoryBadData(f"{what}: a '{key}' item is not an object", request)
-        if each is None:
-            items.extend(batch)
-        else:
-            each(batch)
+        items.extend(batch)
         links = body.get(f"{key}_links") or []
         if not isinstance(links, list):
             raise InventoryBadData(f"{what}: '{key}_links' is not a list", request)
@@ -753,22 +744,13 @@ class OpenStackInventory:
             net = self._adapter(conn, "network", region)
             nova = self._adapter(conn, "compute", region)
             what = f"{region} ports"
-            # merge_region's steps, each page merged as it is read (``list_all``); the
-            # servers too unless floating IPs are read (they are merged before servers,
-            # and listed after them).  A step that fails is raised where merge_region
-            # would have raised it: after every listing of the region, which may fail
-            # first; the steps after it do not run.
-            m = _RegionMerge(region, projects, instances, incomplete, claims)
-            failed: list[Exception] = []
-            streamed = not self.settings.include_floating_ips
-            list_all(
+            ports = list_all(
                 net.get,
                 "/v2.0/ports",
                 "ports",
                 {"fields": list(PORT_FIELDS)},
                 NEUTRON_PAGE,
                 what,
-                each=_deferred(m.read_ports, failed),
             )
             servers = list_all(
                 nova.get,
@@ -777,9 +759,6 @@ class OpenStackInventory:
                 {"all_tenants": "True"},
                 NOVA_PAGE,
                 f"{region} servers",
-                each=_deferred(partial(m.read_servers, types={"fixed"}), failed)
-                if streamed
-                else None,
                 microversion=NOVA_MICROVERSION,
             )
             fips: list[dict[str, Any]] = []
@@ -792,12 +771,9 @@ class OpenStackInventory:
                     NEUTRON_PAGE,
                     f"{region} floating IPs",
                 )
-            if failed:
-                raise failed[0]
             merge_region(
-                region, projects, [], [] if streamed else servers, fips, instances,
-                incomplete, claims, floating, started=m,
-            )  # fmt: skip
+                region, projects, ports, servers, fips, instances, incomplete, claims, floating
+            )
         return instances, incomplete
 
     # ------------------------------------------------------------------ change polling
@@ -942,22 +918,6 @@ class OpenStackInventory:
                 del self._clients.conns[key]
 
 
-def _deferred(
-    step: Callable[[list[dict[str, Any]]], None], failed: list[Exception]
-) -> Callable[[list[dict[str, Any]]], None]:
-    """``step`` for ``list_all(each=...)``: its first exception is kept in ``failed``
-    (and the pages after it are skipped), to be raised when the listings are done."""
-
-    def each(batch: list[dict[str, Any]]) -> None:
-        if not failed:
-            try:
-                step(batch)
-            except Exception as exc:
-                failed.append(exc)
-
-    return each
-
-
 def _epoch(text: object) -> float | None:
     """An API timestamp (``2026-01-02T03:04:05Z``, naive = UTC) in epoch seconds."""
     if not isinstance(text, str):
@@ -1081,7 +1041,6 @@ def merge_region(
     incomplete: dict[str, str],
     claims: dict[str, list[AddressClaim]],
     floating: dict[str, str] | None = None,
-    started: _RegionMerge | None = None,
 ) -> None:
     """One region's Neutron ports (and floating IPs) and Nova servers, owned per address.
 
@@ -1110,14 +1069,18 @@ def merge_region(
     The steps run in this order, and the first reason a project is unknown is the one
     kept: ports, floating IPs, Nova's servers, each server's addresses, the addresses
     Nova alone refused, the claims of one project alone.
-
-    ``started``: the same merge with the first steps already done on earlier pages
-    (``_all_projects`` merges each page as it is read); ``ports`` and ``servers`` are
-    then what is left of them.
     """
-    m = started or _RegionMerge(region, projects, instances, incomplete, claims)
+    m = _RegionMerge(region, projects, instances, incomplete, claims)
     m.read_ports(ports)
-    m.finish(fips, servers, floating)
+    for fip in fips:
+        m.read_floating_ip(fip)
+    m.read_servers(servers, {"fixed", "floating"} if fips else {"fixed"})
+    m.own_servers()
+    for project_id, why in m.nova_refused:  # after the ports' (they name the port)
+        m.unknown(project_id, why)
+    m.add_lone_claims()
+    if floating is not None:
+        floating.update(m.floating)
 
 
 @dataclass
@@ -1148,7 +1111,6 @@ class _RegionMerge:
     # address text -> the server of the last port the fast path read with it: Nova's
     # same text on that server is an address its ports show
     shown_text: dict[str, str] = field(default_factory=dict)
-    first_seen: dict[str, str | None] = field(default_factory=dict)  # server id -> project
     fast: ClassVar[bool] = True  # False: the checked paths alone (the test compares them)
 
     def __post_init__(self) -> None:
@@ -1157,24 +1119,6 @@ class _RegionMerge:
     @property
     def req(self) -> str:
         return f"{self.region} listings"
-
-    def finish(
-        self,
-        fips: Sequence[dict[str, Any]],
-        servers: Sequence[dict[str, Any]],
-        floating: dict[str, str] | None,
-    ) -> None:
-        """``merge_region``'s steps after the ports (servers read page by page before
-        it, with fixed IPs only, come only with no floating IPs listed)."""
-        for fip in fips:
-            self.read_floating_ip(fip)
-        self.read_servers(servers, {"fixed", "floating"} if fips else {"fixed"})
-        self.own_servers()
-        for project_id, why in self.nova_refused:  # after the ports' (they name the port)
-            self.unknown(project_id, why)
-        self.add_lone_claims()
-        if floating is not None:
-            floating.update(self.floating)
 
     def name(self, pid: str | None) -> str | None:
         return self.projects[pid].name if pid is not None and pid in self.projects else None
@@ -1342,7 +1286,7 @@ class _RegionMerge:
         Neutron shows ports for, whose addresses are all fixed IPs its ports show (text
         already accepted).  Anything else takes ``read_server``, the checked path, from
         the start."""
-        first_seen = self.first_seen  # across pages
+        first_seen: dict[str, str | None] = {}
         by_server, shown_text, names = self.by_server, self.shown_text, self.names
         server_project, server_names = self.server_project, self.server_names
         read_server, fast, _new = self.read_server, self.fast, object.__new__
