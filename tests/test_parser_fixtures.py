@@ -9,6 +9,7 @@ they come from), so a new case is two files and no code.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,12 @@ import yaml
 from nfs_exportd import errors
 from nfs_exportd.apply.exportfs import parse_etab, parse_stderr
 from nfs_exportd.model import AddressClaim, InstanceRecord, ProjectRecord
-from nfs_exportd.read.inventory.openstack import merge_region, parse_projects, servers_of
+from nfs_exportd.read.inventory.openstack import (
+    _RegionMerge,
+    merge_region,
+    parse_projects,
+    servers_of,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -165,3 +171,109 @@ def test_a_keystone_id_outside_the_grammar_is_bad_data(bad_id: str) -> None:
     }
     with pytest.raises(InventoryBadData, match=r"paws.*malformed id"):
         parse_projects(body)
+
+
+# --------------------------------------------------------------------------- merge fast paths
+
+ADDRESS_TEXTS = [
+    "10.0.0.1", "10.0.0.2", "10.0.0.3", "fd00::2", "FD00::2", "::ffff:10.0.0.1",
+    "fe80::1", "127.0.0.1", "10.0.0.4%eth0", "10.0.0.1/32", "10.0.0.0/24", 7, None,
+]  # fmt: skip
+
+
+STATUSES = ["ACTIVE"] * 6 + ["SHUTOFF", "active", "UNKNOWN", "DELETED", "BUILD", "ERROR"]
+
+
+def random_region(rng: random.Random) -> tuple[dict[str, ProjectRecord], dict[str, Any]]:
+    """A small region where most ports and servers are the common case and the rest is
+    anything ``merge_region`` must refuse, claim or name: ports without instances, pairs,
+    unlisted projects, a port of one project on a server of another, servers listed
+    twice, down or deleted, with addresses no port shows, floating IPs."""
+    pids = [f"p{i}" for i in range(4)]
+    projects = {pid: ProjectRecord(pid, f"name-{pid}", True) for pid in pids[:3]}
+    pick, coin = rng.choice, rng.random
+    ports, servers, fips = [], [], []
+    for n in range(rng.randrange(1, 12)):
+        sid, proj = f"srv{n % 9}", pick(pids)
+        fixed: list[Any] = [{"ip_address": f"10.1.{n}.{k + 1}"} for k in range(rng.randrange(3))]
+        if coin() < 0.3:
+            fixed.append({"ip_address": pick(ADDRESS_TEXTS)} if coin() < 0.8 else "10.0.0.3")
+        port: dict[str, Any] = {
+            "id": f"port{n}" if coin() < 0.95 else n,
+            "device_id": sid,
+            "device_owner": "compute:nova" if coin() < 0.8 else pick(["network:dhcp", ""]),
+            "project_id": proj if coin() < 0.9 else pick(["", None]),
+            "fixed_ips": fixed,
+        }
+        if coin() < 0.2:
+            port["allowed_address_pairs"] = [{"ip_address": pick(ADDRESS_TEXTS)}]
+        if coin() < 0.1:
+            port["tenant_id"] = pick(pids)
+        ports.append(port)
+        if coin() < 0.3:
+            fips.append(
+                {"id": f"fip{n}", "port_id": port["id"], "project_id": pick(pids),
+                 "floating_ip_address": f"203.0.113.{n + 1}"}
+            )  # fmt: skip
+    for n in range(rng.randrange(1, 12)):
+        sid = f"srv{rng.randrange(10)}"
+        shown = [f["ip_address"] for p in ports if p["device_id"] == sid for f in p["fixed_ips"]
+                 if isinstance(f, dict)]  # fmt: skip
+        entries: list[Any] = [{"addr": a, "OS-EXT-IPS:type": "fixed"} for a in shown]
+        if coin() < 0.3:
+            entries.append(
+                {"addr": pick(ADDRESS_TEXTS), "OS-EXT-IPS:type": pick(["fixed", "floating"])}
+            )
+        if coin() < 0.1:
+            entries.append({"addr": pick(ADDRESS_TEXTS)})
+        srv: dict[str, Any] = {
+            "id": sid,
+            "name": f"vm{n}" if coin() < 0.9 else None,
+            "status": pick(STATUSES),
+            "tenant_id": pick(pids),
+            "addresses": {"net": entries} if coin() < 0.9 else pick([None, {}, {"net": "x"}]),
+        }  # fmt: skip
+        servers.append(srv)
+    return projects, {
+        "ports": ports,
+        "servers": servers,
+        "floatingips": fips if coin() < 0.5 else [],
+    }
+
+
+def merged(projects: dict[str, ProjectRecord], page: dict[str, Any], fast: bool) -> tuple[Any, ...]:
+    """``merge_region``'s results (or its error) with the fast paths on or off."""
+    instances: dict[str, list[InstanceRecord]] = {}
+    incomplete: dict[str, str] = {}
+    claims: dict[str, list[AddressClaim]] = {}
+    floating: dict[str, str] = {}
+    saved, _RegionMerge.fast = _RegionMerge.fast, fast
+    try:
+        merge_region(
+            "r1", projects, page["ports"], page["servers"], page.get("floatingips", []),
+            instances, incomplete, claims, floating,
+        )  # fmt: skip
+    except errors.InventoryError as exc:
+        return (type(exc), str(exc))
+    finally:
+        _RegionMerge.fast = saved
+    return (instances, incomplete, claims, floating)
+
+
+def test_merge_fast_paths_answer_as_the_checked_paths() -> None:
+    """The fast paths of ``merge_region`` (the common port, server and instance) give the
+    same instances, unknown projects (same first reason), claims and errors as the
+    checked paths alone: on the fixture and on many random regions."""
+    fixtures = [
+        ({pid: ProjectRecord(pid, p["name"], True) for pid, p in
+          want["given"]["projects"].items()}, json.loads(given.read_text()))
+        for given, want in (c.values for c in cases("neutron_region"))
+    ]  # fmt: skip
+    rng = random.Random(15)
+    regions = fixtures + [random_region(rng) for _ in range(1000)]
+    fast_taken = 0
+    for projects, page in regions:
+        want = merged(projects, page, fast=False)
+        assert merged(projects, page, fast=True) == want, page
+        fast_taken += isinstance(want[0], dict) and bool(want[0])
+    assert fast_taken > 300  # the common case is common here too
