@@ -234,6 +234,15 @@ def exportfs_seconds(err: str) -> float:
     return sum(float(m) for m in EXPORTFS_TOOK.findall(err))
 
 
+IMPORT_TIME = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$", re.M)
+
+
+def import_seconds(err: str) -> float:
+    """The imports of a process run with ``-X importtime``: the cumulative time of each
+    top-level import (the nested ones are inside it)."""
+    return sum(int(us) for us, _name in IMPORT_TIME.findall(err)) / 1e6
+
+
 def must(res: dict[str, Any], what: str, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
     if res["rc"] not in ok:
         raise RuntimeError(f"{what} exited {res['rc']}: {res['err'][-2000:]}")
@@ -471,6 +480,28 @@ def row_start(work: Path, runs: int) -> dict[str, Any]:
         must(res, "check", ok=(0, 1, 2))
         chk.append(res["wall"])
     log(f"start: python {median(py):.3f} s, import {median(imp):.3f} s, check {median(chk):.3f} s")
+    # a one-shot sync (the static lab: no change), its imports apart from the rest: every
+    # module is imported once per process, the first cycle of `run` pays the same
+    sync = daemon(config, "sync")
+    sync.insert(1, "-X")
+    sync.insert(2, "importtime")
+    sync_wall, sync_imp = [], []
+    for _ in range(max(runs, 3)):
+        res = must(run_child(sync, env), "sync", ok=(0, 1))
+        sync_wall.append(res["wall"])
+        sync_imp.append(import_seconds(res["err"]))
+
+    # what the OpenStack source adds to that (openstacksdk and keystoneauth), once per process
+    def imports(code: str) -> float:
+        cmd = [sys.executable, "-X", "importtime", "-c", code]
+        return import_seconds(must(run_child(cmd, env), "import")["err"])
+
+    os_imp = [imports("import nfs_exportd.cli, openstack") - imports("import nfs_exportd.cli")
+              for _ in range(3)]  # fmt: skip
+    log(
+        f"start: one-shot sync {median(sync_wall):.3f} s, of it imports {median(sync_imp):.3f} "
+        f"s; the OpenStack source's imports {median(os_imp):.3f} s"
+    )
     return {
         "row": "start",
         "work": "`check` (the Icinga plugin, every minute), whole process",
@@ -478,6 +509,9 @@ def row_start(work: Path, runs: int) -> dict[str, Any]:
         "floor_s": median(py),
         "now_s": median(chk),
         "import_s": median(imp),
+        "sync_s": median(sync_wall),
+        "sync_import_s": median(sync_imp),
+        "openstack_import_s": median(os_imp),
         "runs_now": chk,
         "runs_floor": py,
     }
@@ -512,6 +546,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             extra = f" ({r['cpu_s']:.2f} s CPU, {r['rss_mb']:.0f} MB peak RSS)"
         if "import_s" in r:
             extra = f" (importing nfs_exportd.cli: {r['import_s']:.3f} s)"
+            if "sync_s" in r:
+                extra += (
+                    f"; a one-shot no-change sync {r['sync_s']:.3f} s, of it imports "
+                    f"{r['sync_import_s']:.3f} s (the OpenStack source adds "
+                    f"{r['openstack_import_s']:.3f} s)"
+                )
         if "wall_s" in r:
             extra = f" ({r['wall_s']:.2f} s wall)"
         if "own_s" in r:

@@ -69,3 +69,10 @@ def test_the_one_change_row_reports_the_daemons_own_part(result: dict[str, Any])
     assert one["row"] == "onechange"
     assert 0 < one["own_s"] < one["now_s"]  # the sync's wall minus its exportfs -ra
     assert "own part" in result["markdown"]
+
+
+def test_the_start_row_measures_a_syncs_imports_apart(result: dict[str, Any]) -> None:
+    start = result["rows"][-1]
+    assert start["row"] == "start"
+    assert 0 < start["sync_import_s"] < start["sync_s"], start  # -X importtime, summed
+    assert start["openstack_import_s"] > 0.01, start  # openstacksdk is not nothing
