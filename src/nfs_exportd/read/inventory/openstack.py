@@ -357,7 +357,13 @@ def _read_whole(resp: Any, *args: Any, **kwargs: Any) -> Any:
     if kwargs.get("stream") or resp._content is not False or resp._content_consumed:
         return resp  # asked to stream, or already read
     length = resp.headers.get("Content-Length")
-    if not isinstance(length, str) or not length.isdigit() or resp.status_code == 0:
+    # ASCII digits only: http.client decodes headers as Latin-1, where "\xb2" (a
+    # superscript two) is ``isdigit`` but no ``int`` (requests reads that body to the close)
+    if (
+        not isinstance(length, str)
+        or not (length.isascii() and length.isdigit())
+        or resp.status_code == 0
+    ):
         return resp
     if resp.raw is not None:
         size = min(max(int(length), 1), ONE_READ_MAX)
