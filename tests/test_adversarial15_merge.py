@@ -217,3 +217,34 @@ def test_read_whole_short_body_fails_as_requests_does(raw_server: tuple[list[byt
     want = _get(url, hook=False)
     assert want[0] == "error"
     assert _get(url, hook=True) == want
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # gzip: the length is the compressed body's; the answer is the decoded one
+        b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(_gzip(BODY)), _gzip(BODY)),
+        # chunked with a (wrong) Content-Length too: the chunks win
+        b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+        % (len(BODY), BODY),
+        # a body longer than its Content-Length: cut at the length (bad JSON both ways)
+        b"Content-Length: 10\r\n\r\n" + BODY,
+        b"Content-Length: 0\r\n\r\n" + BODY,
+    ],
+    ids=["gzip", "chunked", "longer", "zero"],
+)
+def test_read_whole_answers_as_requests_for_odd_bodies(
+    raw_server: tuple[list[bytes], str], answer: bytes
+) -> None:
+    heads, url = raw_server
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    heads.extend([head + answer, head + answer])
+    want = _get(url, hook=False)
+    assert _get(url, hook=True) == want
