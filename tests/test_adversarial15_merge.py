@@ -229,8 +229,7 @@ def _gzip(data: bytes) -> bytes:
     "answer",
     [
         # gzip: the length is the compressed body's; the answer is the decoded one
-        b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
-        % (len(_gzip(BODY)), _gzip(BODY)),
+        b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(_gzip(BODY)), _gzip(BODY)),
         # chunked with a (wrong) Content-Length too: the chunks win
         b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
         % (len(BODY), BODY),
