@@ -21,7 +21,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nfs_exportd import addresses
@@ -268,6 +268,16 @@ def _reference_canonical(text: object) -> str | type[AddressError]:
 
 
 @settings(max_examples=2000, deadline=None)
+@example("2001:DB8::1")
+@example("2001:db8::0:1")
+@example("2001:0db8::1")
+@example("192.0.2.1/32")
+@example("::ffff:192.0.2.1")
+@example("198.51.100.1/24")
+@example("198.51.100.0/24")
+@example("2001:db8::/32")
+@example("2001:DB8::/32")
+@example("192.0.2.1\n")
 @given(st.text(alphabet="0123456789abcdefABCDEF.:/%\n ", max_size=24))
 def test_canonical_network_is_str_of_parse_network(text: str) -> None:
     addresses.clear_caches()

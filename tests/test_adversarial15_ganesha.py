@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from nfs_exportd import cycle
@@ -54,9 +54,12 @@ def random_spec(rng: random.Random, path: str = "/srv/tools/home") -> ExportSpec
 
 
 def _edits(rng: random.Random, text: str) -> str:
-    """A small edit of a conf text: a character dropped, doubled, swapped or replaced."""
+    """A small edit of a conf text: a character dropped, doubled, swapped, replaced or
+    inserted."""
     i = rng.randrange(len(text))
-    op = rng.randrange(4)
+    op = rng.randrange(5)
+    if op == 4:
+        return text[:i] + rng.choice(" \t\r0;,.#") + text[i:]
     if op == 0:
         return text[:i] + text[i + 1 :]
     if op == 1:
@@ -182,6 +185,16 @@ def _network_reference(client: str) -> object:
 
 
 @settings(max_examples=1500, deadline=None)
+@example("2001:DB8::1")
+@example("2001:db8::0:1")
+@example("2001:0db8::1")
+@example("192.0.2.1/32")
+@example("::ffff:192.0.2.1")
+@example("198.51.100.1/24")
+@example("198.51.100.0/24")
+@example("2001:db8::/32")
+@example("2001:DB8::/32")
+@example("192.0.2.1\n")
 @given(st.text(alphabet="0123456789abcdefABCDEF.:/%\n ", max_size=24))
 def test_client_string_caches_answer_as_the_uncached_code(client: str) -> None:
     for _ in range(2):
@@ -205,3 +218,21 @@ def test_forget_texts_empties_the_ganesha_client_caches_too() -> None:
     assert grender._canonical_str.cache_info().currsize == 0
     assert gbackend._network.cache_info().currsize == 0
     assert grender._canonical_str("192.0.2.77") and not grender._canonical_str("192.0.2.077")
+
+
+# ---------------------------------------------------------------- _read_head
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097])
+def test_read_head_reads_what_a_buffered_read_of_the_limit_reads(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its size, then one read: the same bytes as ``read(CONF_MAX_BYTES)`` for a file
+    under, at and over the limit (4096 here), and for a procfs file whose size says 0."""
+    monkeypatch.setattr(gbackend, "CONF_MAX_BYTES", 4096)
+    p = tmp_path / "f"
+    p.write_bytes(bytes(random.Random(size).randrange(256) for _ in range(size)))
+    for path in (str(p), "/proc/version"):
+        with open(path, "rb") as fh:
+            want = fh.read(4096)
+        assert gbackend._read_head(path) == want
