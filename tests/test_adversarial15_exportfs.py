@@ -298,3 +298,23 @@ def test_canonical_network_refuses_non_strings_naming_them(value: object) -> Non
         str(parse_network(value))
     assert str(fast.value) == str(checked.value)
     assert "is not a string" in str(fast.value)
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_linked_file_in_the_copy_is_replaced_by_its_own_file(tmp_path: Path, link: str) -> None:
+    """Before issue 15 every save replaced every file; now a file with the same text is
+    kept, which must not keep a symlink or a hard link made by hand: the verified copy
+    would then change with the file it points at (an undo would return to that)."""
+    state.save_verified(tmp_path, OLD)
+    p = tmp_path / state.VERIFIED / "a.exports"
+    other = tmp_path / "elsewhere.exports"
+    other.write_text(OLD["a.exports"])
+    p.unlink()
+    if link == "symlink":
+        p.symlink_to(other)
+    else:
+        os.link(other, p)
+    state.save_verified(tmp_path, OLD)
+    assert not p.is_symlink() and p.stat().st_nlink == 1
+    other.write_text(OLD["a.exports"].replace("192.0.2.1", "192.0.2.66"))
+    assert state.load_verified(tmp_path) == OLD
