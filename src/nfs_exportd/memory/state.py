@@ -216,7 +216,7 @@ def verified_matches(state_dir: Path, files: Mapping[str, str]) -> bool:
             return False
         for name in names:
             want = files.get(name)
-            if want is None or (vdir / name).read_bytes() != want.encode("utf-8"):
+            if want is None or _differs(vdir / name, want):
                 return False
     except OSError:
         return False
