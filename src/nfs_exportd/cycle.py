@@ -15,7 +15,7 @@ from typing import Protocol
 from .addresses import clear_caches
 from .apply.exportfs import ApplyResult, ExportfsBackend
 from .apply.ganesha.backend import STATE_FILE as GANESHA_STATE
-from .apply.ganesha.backend import ConfDir, GaneshaBackend
+from .apply.ganesha.backend import ConfDir, GaneshaBackend, forget_clients
 from .config import Config
 from .decide import Action, DecideInput, Hold, Plan, Policy, decide
 from .errors import EXIT_HELD, EXIT_OK, NotRecorded, PlanMismatch, StateError
@@ -147,11 +147,12 @@ def scan_in_force(cfg: Config, conf: ConfDir | None = None) -> DirScan:
 
 
 def forget_texts() -> None:
-    """After a cycle of ``run``: drop what the address parser and the client sort key
-    remember per text (up to 2^18 entries each, ~130 MB at the end of a long ``run``);
-    a cycle fills them again in a fraction of its time."""
+    """After a cycle of ``run``: drop what the address parser, the client sort key and
+    the Ganesha render and read-back remember per text (up to 2^18 entries each, ~130 MB
+    at the end of a long ``run``); a cycle fills them again in a fraction of its time."""
     clear_caches()
     client_sort_key.cache_clear()
+    forget_clients()
 
 
 def read_rollback_hold(state_dir: Path) -> str | None:

@@ -447,9 +447,10 @@ class ExportfsBackend:
         """The pairs of the files in force that ``ours`` drops: of ``names`` only, when
         given (the files apply rewrites or removes; a file kept as it is drops nothing)."""
         out: dict[tuple[str, str], str] = {}
-        pick = (
-            current_raw if names is None else {n: current_raw[n] for n in names if n in current_raw}
-        )
+        keep = None if names is None else set(names)
+        # in current_raw's order, as when every file was read: a pair two files drop is
+        # named by the same file in the read-back's message
+        pick = {n: t for n, t in current_raw.items() if keep is None or n in keep}
         for name, text in pick.items():
             try:
                 old = parse(name, text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,9 +186,18 @@ def save_verified(state_dir: Path, files: Mapping[str, str]) -> None:
 
 
 def _differs(path: Path, text: str) -> bool:
-    """Whether ``path`` does not hold exactly ``text`` (missing or unreadable: differs)."""
+    """Whether ``path`` does not hold exactly ``text`` (missing or unreadable: differs).
+
+    Only a regular file with one link can be kept: a symlink or a hard link (a hand-made
+    one) would let the copy change with another file, so it is replaced, as every file
+    was when all were rewritten."""
     try:
-        return path.read_bytes() != text.encode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                return True
+            return fh.read() != text.encode("utf-8")
     except OSError:
         return True
 
@@ -206,7 +216,7 @@ def verified_matches(state_dir: Path, files: Mapping[str, str]) -> bool:
             return False
         for name in names:
             want = files.get(name)
-            if want is None or (vdir / name).read_bytes() != want.encode("utf-8"):
+            if want is None or _differs(vdir / name, want):
                 return False
     except OSError:
         return False

@@ -51,6 +51,7 @@ from .render import (
     ConfFileError,
     ExportSpec,
     blocks_of,
+    clear_caches,
     conf_name,
     files_of,
     is_ours,
@@ -161,6 +162,14 @@ def _network(client: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A client as a network (ValueError: not one), worked out once per client string:
     every read-back compares every client of its export."""
     return ipaddress.ip_network(client, strict=False)
+
+
+def forget_clients() -> None:
+    """Forget what the render and the read-back remember per client string: ``run``
+    keeps no addresses of cycles past (conf_dir's parses, ``_PARSED``, stay: they are
+    of the files there now)."""
+    _network.cache_clear()
+    clear_caches()
 
 
 def mismatch(spec: ExportSpec, shown: Displayed | None) -> str | None:

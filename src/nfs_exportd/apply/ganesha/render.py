@@ -303,6 +303,11 @@ def _canonical(client: object) -> bool:
     return isinstance(client, str) and _canonical_str(client)
 
 
+def clear_caches() -> None:
+    """Forget the client strings remembered (``run``, after each cycle)."""
+    _canonical_str.cache_clear()
+
+
 @lru_cache(maxsize=65536)
 def _canonical_str(client: str) -> bool:
     """An address or network written as parse_network writes it (asked once per client
