@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -236,3 +237,34 @@ def test_read_head_reads_what_a_buffered_read_of_the_limit_reads(
         with open(path, "rb") as fh:
             want = fh.read(4096)
         assert gbackend._read_head(path) == want
+
+
+def test_read_head_reads_on_after_a_short_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read may return less than asked (FUSE, a signal): the rest is read, never a
+    truncated conf file taken for the whole (it could hide a foreign EXPORT block)."""
+    monkeypatch.setattr(gbackend, "CONF_MAX_BYTES", 4096)
+    p = tmp_path / "f"
+    data = bytes(random.Random(7).randrange(256) for _ in range(3000))
+    p.write_bytes(data)
+    real_open = open
+
+    class Short:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def __enter__(self) -> Short:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+        def fileno(self) -> int:
+            return int(self.fh.fileno())
+
+        def read(self, n: int) -> bytes:
+            return bytes(self.fh.read(min(n, 700)))
+
+    monkeypatch.setattr(gbackend, "open", lambda *a, **k: Short(real_open(*a, **k)), raising=False)
+    assert gbackend._read_head(str(p)) == data

@@ -132,16 +132,22 @@ class ConfDir:
 
 def _read_head(path: str) -> bytes:
     """A file's first CONF_MAX_BYTES, without a buffer of that size per file (conf_dir is
-    read twice a cycle, every file): its size, then one read of it (more if it grew)."""
+    read every cycle, every file): one read of its size, then small reads to the end (a
+    read may return less than asked, on FUSE or when a signal interrupts it; a file may
+    have grown): never a truncated text taken for the whole file."""
     with open(path, "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
-        data = fh.read(min(size + 1, CONF_MAX_BYTES)) or b""
-        while size < len(data) < CONF_MAX_BYTES:  # it grew since: read on to the limit
-            more = fh.read(CONF_MAX_BYTES - len(data))
+        chunks: list[bytes] = []
+        n = 0
+        ask = min(size + 1, CONF_MAX_BYTES)
+        while n < CONF_MAX_BYTES:
+            more = fh.read(ask)
             if not more:
                 break
-            data += more
-        return data
+            chunks.append(more)
+            n += len(more)
+            ask = min(1 << 16, CONF_MAX_BYTES - n)
+        return b"".join(chunks)
 
 
 def _numbers(word: str) -> set[int]:
