@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from nfs_exportd import errors
-from nfs_exportd.model import AddressClaim, InstanceRecord, ProjectRecord
-from nfs_exportd.read.inventory.openstack import _RegionMerge, merge_region
+from nfs_exportd.model import ProjectRecord
+from nfs_exportd.read.inventory.openstack import _RegionMerge
+from test_parser_fixtures import merged
 
 # texts that are the same address written differently, other servers' addresses,
 # refused ones and non-strings
@@ -93,24 +93,6 @@ def hostile_region(rng: random.Random) -> tuple[dict[str, ProjectRecord], dict[s
         "servers": servers,
         "floatingips": fips if coin() < 0.6 else [],
     }
-
-
-def merged(projects: dict[str, ProjectRecord], page: dict[str, Any], fast: bool) -> tuple[Any, ...]:
-    instances: dict[str, list[InstanceRecord]] = {}
-    incomplete: dict[str, str] = {}
-    claims: dict[str, list[AddressClaim]] = {}
-    floating: dict[str, str] = {}
-    saved, _RegionMerge.fast = _RegionMerge.fast, fast
-    try:
-        merge_region(
-            "r1", projects, page["ports"], page["servers"], page["floatingips"],
-            instances, incomplete, claims, floating,
-        )  # fmt: skip
-    except errors.InventoryError as exc:
-        return (type(exc), str(exc))
-    finally:
-        _RegionMerge.fast = saved
-    return (instances, incomplete, claims, floating)
 
 
 @pytest.fixture

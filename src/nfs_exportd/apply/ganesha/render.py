@@ -263,17 +263,22 @@ _RECORD_LINES = (
 )
 
 
+def _whole_lines(filename: str, text: str) -> list[str]:
+    """A file of ours as lines; a file without its last newline was cut short."""
+    lines = text.split("\n")
+    if lines[-1] != "":
+        raise ConfFileError(f"{filename}: does not end with a newline (cut short?)")
+    lines.pop()
+    return lines
+
+
 def parse_record(filename: str, text: str) -> ExportsFile:
     """Parse a record file of ours, strictly: the file without lines it keeps;
     ConfFileError names file:line."""
     m = RECORD_NAME_RE.fullmatch(filename)
     if m is None:
         raise ConfFileError(f"{filename}: not a record file name (record-FILE.exports.conf)")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    else:
-        raise ConfFileError(f"{filename}: does not end with a newline (cut short?)")
+    lines = _whole_lines(filename, text)
     src = _Lines(filename, lines)
     found: dict[str, str] = {}
     for rx in _RECORD_LINES:
@@ -551,11 +556,7 @@ def _parse_block(src: _Lines) -> ClientBlock:
 
 def parse_conf(filename: str, text: str) -> ConfExport:
     """Parse a conf file of ours (``is_ours``), strictly; ConfFileError names file:line."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    else:
-        raise ConfFileError(f"{filename}: does not end with a newline (cut short?)")
+    lines = _whole_lines(filename, text)
     src = _Lines(filename, lines)
     found: dict[str, str] = {}
     for rx in _HEAD:
