@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib
 import os
 import shutil
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .lab.proc import die_with_parent, remove_orphaned_workdirs
+
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 EPMD = "epmd"
 START_TIMEOUT = 90.0
@@ -37,13 +38,10 @@ PASSWORD = "bus-secret-7f3a"
 VHOST = "nfs-test"
 WORKDIR_PREFIX = "nfs-exportd-rabbit-"
 
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-PR_SET_PDEATHSIG = 1
-
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     """A session (process group) of its own, and SIGTERM when the parent dies."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
     os.setsid()
 
 
@@ -252,22 +250,10 @@ class Broker:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _remove_orphaned_workdirs() -> None:
-    """Work directories of test processes that were killed (their teardown never ran)."""
-    for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        try:
-            owner = int((d / "owner.pid").read_text())
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):
-            continue
-
-
 def launch() -> Broker:
     """Configure and start a broker; the caller ``close()``s it.  Raises BrokerFailed,
     after cleaning up what it started."""
-    _remove_orphaned_workdirs()
+    remove_orphaned_workdirs(WORKDIR_PREFIX)
     broker = Broker(Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX)))
     (broker.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
     atexit.register(broker.close)

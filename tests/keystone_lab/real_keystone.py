@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import fcntl
 import grp
 import hashlib
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from nfs_exportd_sim.lab.proc import die_with_parent, remove_orphaned_workdirs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -185,15 +186,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    """The server gets SIGTERM if the test process dies, even by SIGKILL."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class RealKeystone:
     """One Keystone, its files in ``workdir``; ``url`` is its ``/v3`` (the auth_url)."""
 
@@ -316,7 +308,7 @@ backend = dogpile.cache.memory
                 stderr=subprocess.STDOUT,
                 env=_env(OS_KEYSTONE_CONFIG_DIR=str(self.workdir / "etc")),
                 start_new_session=True,  # its own process group: stopped as one
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -471,23 +463,11 @@ backend = dogpile.cache.memory
 WORKDIR_PREFIX = "nfs-exportd-keystone-"
 
 
-def _remove_orphaned_workdirs() -> None:
-    """Work directories of test processes that were killed (their teardown never ran)."""
-    for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        try:
-            owner = int((d / "owner.pid").read_text())
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (OSError, ValueError):
-            continue  # being created right now, or not ours to judge
-
-
 def launch() -> RealKeystone:
     """Install (or reuse), configure, bootstrap, start and seed a Keystone; the caller
     ``close()``s it.  Raises StepFailed, after cleaning up what it started."""
     venv, install_s = ensure_venv()
-    _remove_orphaned_workdirs()
+    remove_orphaned_workdirs(WORKDIR_PREFIX)
     ks = RealKeystone(venv, Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX)))
     (ks.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
     ks.timings["install"] = install_s
