@@ -29,6 +29,7 @@ agree on a listed project, any other claim gives the address to nobody.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import ipaddress
@@ -57,12 +58,12 @@ from ...errors import (
 from ...logs import register_secret
 from ...model import AddressClaim, InstanceRecord, InventorySnapshot, IPAddress, ProjectRecord
 from ...validate import KEYSTONE_ID_RE
-from . import observe
+from . import observe, pages
 
 log = logging.getLogger(__name__)
 
 NOVA_PAGE = 1000  # Nova's default [api] max_limit
-NEUTRON_PAGE = 1000
+NEUTRON_PAGE = 10000  # Neutron pages by pagination_max_limit: unlimited by default
 CHANGE_PAGE = 100  # change polling reads one page: a full one means "much changed"
 NOVA_MICROVERSION = "2.69"  # down-cell servers are returned as UNKNOWN, not omitted
 PORT_FIELDS = (
@@ -74,6 +75,7 @@ PORT_FIELDS = (
     "allowed_address_pairs",
 )
 FIP_FIELDS = ("id", "floating_ip_address", "port_id", "project_id")
+
 # Nova states in which a server owns a port and shows its addresses.
 ADDRESSED = frozenset(
     {
@@ -174,8 +176,11 @@ LIST_PROJECTS_ROLE = (
 )
 
 
-def _json_or_error(resp: Any, what: str) -> Any:
+def _json_or_error(resp: Any, what: str, decoders: pages.Decoders = ()) -> Any:
     """Turn a response into JSON or a typed InventoryError naming the request.
+
+    ``decoders``: a listing page's (``pages.PORTS``...), tried in order on a UTF-8 body;
+    a page none of them takes is decoded by ``resp.json()``, which says what is wrong.
 
     Keystone answers 404 to a request whose token is scoped to a project that was
     disabled or deleted since, and keystoneauth re-authenticates only on 401: that 404 is
@@ -193,10 +198,25 @@ def _json_or_error(resp: Any, what: str) -> Any:
         raise InventoryUnavailable(f"{what}: HTTP {code}", req)
     if code >= 400:
         raise InventoryBadData(f"{what}: HTTP {code} {resp.text[:200]}", req)
+    if decoders and _utf8(resp.encoding):
+        body = pages.decode(resp.content, decoders)
+        if body is not None:
+            return body
     try:
         return resp.json()
     except (ValueError, json.JSONDecodeError) as exc:
         raise InventoryBadData(f"{what}: malformed JSON ({exc})", req) from None
+
+
+def _utf8(encoding: object) -> bool:
+    """True for the charset requests decodes a JSON body with when it is UTF-8 (or none
+    is declared: requests then guesses, and a valid UTF-8 JSON text is guessed UTF-8)."""
+    if encoding is None:
+        return True
+    try:
+        return isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _error_message(resp: Any) -> str:
@@ -392,9 +412,12 @@ def list_all(
     params: Mapping[str, Any],
     page: int,
     what: str,
+    decoders: pages.Decoders = (),
     **kw: Any,
-) -> list[dict[str, Any]]:
-    """Every item of a paged listing, or InventoryError.
+) -> list[Any]:
+    """Every item of a paged listing, or InventoryError.  ``decoders``: see
+    ``_json_or_error`` (the items then hold only the fields they read: dicts, or
+    ``pages`` Structs).
 
     Follows ``<key>_links`` rel=next (Nova, Neutron) by marker; a repeated marker or a
     next link without items is broken pagination.  An answer without links is the last
@@ -410,12 +433,12 @@ def list_all(
         except Exception as exc:
             raise _translate(exc, what, request) from None
         request = _describe("GET", resp.url)
-        body = _json_or_error(resp, what)
+        body = _json_or_error(resp, what, decoders)
         if not isinstance(body, dict) or not isinstance(body.get(key), list):
             raise InventoryBadData(f"{what}: answer has no '{key}' list", request)
         batch = body[key]
         for item in batch:
-            if not isinstance(item, dict):
+            if not isinstance(item, dict | pages.Struct):
                 raise InventoryBadData(f"{what}: a '{key}' item is not an object", request)
         items.extend(batch)
         links = body.get(f"{key}_links") or []
@@ -428,7 +451,8 @@ def list_all(
             raise InventoryIncomplete(f"{what}: a 'next' link after an empty page", request)
         href = str(nxt[0].get("href", ""))
         marker_list = parse_qs(urlsplit(href).query).get("marker")
-        marker = marker_list[0] if marker_list else str(batch[-1].get("id", ""))
+        last = pages.item_id(batch[-1])
+        marker = marker_list[0] if marker_list else str("" if last is None else last)
         if not marker or marker in seen_markers:
             raise InventoryIncomplete(f"{what}: broken pagination (marker {marker!r})", request)
         seen_markers.add(marker)
@@ -521,6 +545,10 @@ class OpenStackInventory:
         self._clients = _Clients()
         self.last_cloud: str | None = None
         self._domains: dict[str, str] = {}  # project id -> domain id, for per-project scoping
+        # address text -> parse_address's answer, kept from read to read: most addresses
+        # of a cloud are the same at the next cycle (parse_address is pure; refusals are
+        # never kept).  Emptied when it outgrows what the last read used (``_trim_known``).
+        self._known: dict[str, IPAddress] = {}
 
     # ------------------------------------------------------------------ connections
     def reset(self) -> None:
@@ -746,6 +774,7 @@ class OpenStackInventory:
         conn = self._conn(cloud)
         incomplete: dict[str, str] = {}
         instances: dict[str, list[InstanceRecord]] = {}
+        read = 0  # ports, all regions
         for region in self._regions(conn):
             net = self._adapter(conn, "network", region)
             nova = self._adapter(conn, "compute", region)
@@ -757,6 +786,7 @@ class OpenStackInventory:
                 {"fields": list(PORT_FIELDS)},
                 NEUTRON_PAGE,
                 what,
+                pages.PORTS,
             )
             servers = list_all(
                 nova.get,
@@ -765,6 +795,7 @@ class OpenStackInventory:
                 {"all_tenants": "True"},
                 NOVA_PAGE,
                 f"{region} servers",
+                pages.SERVERS,
                 microversion=NOVA_MICROVERSION,
             )
             fips: list[dict[str, Any]] = []
@@ -776,11 +807,29 @@ class OpenStackInventory:
                     {"fields": list(FIP_FIELDS)},
                     NEUTRON_PAGE,
                     f"{region} floating IPs",
+                    pages.FLOATING_IPS,
                 )
             merge_region(
-                region, projects, ports, servers, fips, instances, incomplete, claims, floating
+                region,
+                projects,
+                ports,
+                servers,
+                fips,
+                instances,
+                incomplete,
+                claims,
+                floating,
+                self._known,
             )
+            read += len(ports)
+        self._trim_known(read)
         return instances, incomplete
+
+    def _trim_known(self, ports: int) -> None:
+        """Bound the kept address answers: far more than a read's ports can use means
+        most are of instances gone since; start again at the next read."""
+        if len(self._known) > 4 * ports + 4096:
+            self._known = {}
 
     # ------------------------------------------------------------------ change polling
     def changes(self, since: float) -> tuple[list[tuple[str, float | None]], bool]:
@@ -873,6 +922,7 @@ class OpenStackInventory:
                         {},
                         NOVA_PAGE,
                         f"{region} servers of {project.name}",
+                        pages.SERVER_FIELDS,
                         microversion=NOVA_MICROVERSION,
                     )
                     found.extend(
@@ -1047,6 +1097,7 @@ def merge_region(
     incomplete: dict[str, str],
     claims: dict[str, list[AddressClaim]],
     floating: dict[str, str] | None = None,
+    known: dict[str, IPAddress] | None = None,
 ) -> None:
     """One region's Neutron ports (and floating IPs) and Nova servers, owned per address.
 
@@ -1076,7 +1127,9 @@ def merge_region(
     kept: ports, floating IPs, Nova's servers, each server's addresses, the addresses
     Nova alone refused, the claims of one project alone.
     """
-    m = _RegionMerge(region, projects, instances, incomplete, claims)
+    m = _RegionMerge(region, projects, instances, incomplete, claims, ids=bool(fips))
+    if known is not None:
+        m.known = known  # ``parse_address``'s answers from earlier reads (accepted ones)
     m.read_ports(ports)
     for fip in fips:
         m.read_floating_ip(fip)
@@ -1099,6 +1152,7 @@ class _RegionMerge:
     instances: dict[str, list[InstanceRecord]]
     incomplete: dict[str, str]
     claims: dict[str, list[AddressClaim]]
+    ids: bool = True  # keep ``by_id`` (the floating IPs need it)
     by_server: dict[str, list[_Port]] = field(default_factory=dict)  # instance ports
     by_id: dict[str, _Port] = field(default_factory=dict)
     # (address, claimant project id, detail): claims by one project alone
@@ -1140,38 +1194,31 @@ class _RegionMerge:
         if pname is not None:
             self.incomplete.setdefault(pname, why)
 
-    def read_ports(self, ports: Iterable[dict[str, Any]]) -> None:
+    def read_ports(self, ports: Iterable[Any]) -> None:
         """Every port, in order.  Fast path for the common port (at 100,000 instances the
-        per-port cost is the read's): an instance's port (``compute:*``) with an id, a
-        device, a project, no allowed address pairs and fixed IPs that are all objects
-        with an address ``parse_address`` accepts.  Anything else (or a refusal) takes
-        ``read_port``, the checked path, from the start: the fast path changes nothing
-        before it has seen the whole port, so results and messages are the same."""
+        per-port cost is the read's): a typed ``pages.Port`` (id, device, owner and fixed
+        IPs all of their types) of an instance (``compute:*``) with a project, no allowed
+        address pairs and fixed IPs ``parse_address`` accepts.  Anything else (or a
+        refusal) takes ``read_port``, the checked path, from the start, as a dict: the
+        fast path changes nothing before it has seen the whole port, so results and
+        messages are the same."""
         by_server, by_id, known = self.by_server, self.by_id, self.known
-        shown_text = self.shown_text
-        read_port, fast = self.read_port, self.fast
+        shown_text, ids = self.shown_text, self.ids
+        read_port, fast, typed, plain = self.read_port, self.fast, pages.Port, pages.plain
         for port in ports:
-            if fast and type(port) is dict:
-                pid = port.get("id")
-                kind = port.get("device_owner")
-                proj = port.get("project_id") or port.get("tenant_id")
-                dev = port.get("device_id")
-                fixed_ips = port.get("fixed_ips")
+            if type(port) is typed:
+                proj = port.project_id
                 if (
-                    type(pid) is str
-                    and type(kind) is str
-                    and kind.startswith("compute:")
+                    fast
+                    and port.device_owner.startswith("compute:")
                     and type(proj) is str
                     and proj
-                    and type(dev) is str
-                    and type(fixed_ips) is list
-                    and not port.get("allowed_address_pairs")
+                    and not port.allowed_address_pairs
                 ):
+                    dev = port.device_id
                     addresses: list[tuple[IPAddress, str, str | None]] = []
-                    for fixed in fixed_ips:
-                        text = fixed.get("ip_address") if type(fixed) is dict else None
-                        if type(text) is not str:
-                            break  # the checked path says what it is
+                    for fixed in port.fixed_ips:
+                        text = fixed.ip_address
                         addr = known.get(text)
                         if addr is None:
                             addr = self.parsed(text)
@@ -1182,14 +1229,16 @@ class _RegionMerge:
                         # port for ``dev`` with every address it accepts
                         shown_text[text] = dev
                     else:
-                        rec = _Port(pid, dev, proj, addresses, [])
+                        rec = _Port(port.id, dev, proj, addresses, [])
                         on_server = by_server.get(dev)
                         if on_server is None:
                             by_server[dev] = [rec]
                         else:
                             on_server.append(rec)
-                        by_id[pid] = rec
+                        if ids:
+                            by_id[port.id] = rec
                         continue
+                port = plain(port)
             read_port(port)
 
     def parsed(self, text: object) -> IPAddress | None:
@@ -1263,7 +1312,8 @@ class _RegionMerge:
             except AddressError as exc:
                 rec.refused.append(f"fixed IP {exc}")
         self.by_server.setdefault(dev, []).append(rec)
-        self.by_id[pid] = rec
+        if self.ids:
+            self.by_id[pid] = rec
 
     def read_floating_ip(self, fip: dict[str, Any]) -> None:
         """A floating IP is an address of the instance port it is attached to, noting its
@@ -1282,30 +1332,30 @@ class _RegionMerge:
         other = fproj if isinstance(fproj, str) and fproj != rec.project else None
         rec.addresses.append((addr, f"floating IP {fid}", other))
 
-    def read_servers(self, servers: Sequence[dict[str, Any]], types: set[str]) -> None:
+    def read_servers(self, servers: Sequence[Any], types: set[str]) -> None:
         """Nova: each server's project, and the addresses it shows (fixed; floating ones
         only when floating IPs are read).  A server id listed twice with two projects is
         nobody's.
 
         Fast path for the common server, which adds nothing but its project and name: a
-        first listing with an id, a name, a project and an addressed status, that
-        Neutron shows ports for, whose addresses are all fixed IPs its ports show (text
-        already accepted).  Anything else takes ``read_server``, the checked path, from
-        the start."""
+        typed ``pages.Server`` listed for the first time, with a project, a name and an
+        addressed status, that Neutron shows ports for, whose addresses are all fixed
+        IPs its ports show (text already accepted).  Anything else takes
+        ``read_server``, the checked path, from the start, as a dict."""
         first_seen: dict[str, str | None] = {}
         by_server, shown_text, names = self.by_server, self.shown_text, self.names
         server_project, server_names = self.server_project, self.server_names
         read_server, fast, _new = self.read_server, self.fast, object.__new__
+        typed, plain = pages.Server, pages.plain
         for srv in servers:
-            if fast and type(srv) is dict:
-                sid = srv.get("id")
-                status = srv.get("status")
-                proj = srv.get("tenant_id") or srv.get("project_id")
-                name = srv.get("name", "")
-                nets = srv.get("addresses")
+            if type(srv) is typed:
+                sid = srv.id
+                status = srv.status
+                proj = srv.tenant_id
+                name = srv.name
+                nets = srv.addresses
                 if (
-                    type(sid) is str
-                    and type(status) is str
+                    fast
                     and status in ADDRESSED
                     and type(proj) is str
                     and proj
@@ -1316,17 +1366,8 @@ class _RegionMerge:
                 ):
                     # every address a fixed IP, in the text a port of this server shows
                     for entries in nets.values():
-                        if type(entries) is not list:
-                            break
                         for e in entries:
-                            if type(e) is not dict:
-                                break
-                            text = e.get("addr")
-                            if (
-                                type(text) is not str
-                                or shown_text.get(text) != sid
-                                or e.get("OS-EXT-IPS:type", "fixed") != "fixed"
-                            ):
+                            if e.type != "fixed" or shown_text.get(e.addr) != sid:
                                 break
                         else:
                             continue
@@ -1363,6 +1404,7 @@ class _RegionMerge:
                             )
                             server_ports[0].instance = record
                         continue
+                srv = plain(srv)
             read_server(srv, types, first_seen)
 
     def read_server(
