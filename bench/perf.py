@@ -25,7 +25,10 @@ Rows (medians of ``--runs``; every command is its own process, as an operator ru
   second of the same source, as in ``run``, and the collection it put off): the reading
   process's CPU beside the CPU to JSON-decode the same response bodies with the cyclic
   collector off, the decoding alone (goal <= 2x; ``floor_gc_s``: the same decoding with
-  the collector on, as the first round measured it).
+  the collector on, as the first round measured it).  The daemon no longer decodes whole
+  answers (``read/inventory/pages.py``: the fields it reads, with msgspec); beside the
+  floor, ``full_msgspec_s``: msgspec decoding every field of the same answers, so that a
+  reader sees what the fastest whole decoding costs too.
 * ``start``: process start: ``python -c pass`` (the floor), importing ``nfs_exportd.cli``
   and the ``check`` plugin's whole run on the ``nochange`` lab (goal < 0.3 s).
 
@@ -405,9 +408,16 @@ c1 = time.process_time()
 for b in bodies:
     json.loads(b)
 decode_nogc = time.process_time() - c1
+import msgspec
+full = msgspec.json.Decoder()
+c1 = time.process_time()
+for b in bodies:
+    full.decode(b)
+full_msgspec = time.process_time() - c1
 gc.enable()
 n = sum(len(v) for v in snap.instances.values())
 print(json.dumps({"wall": wall, "cpu": cpu, "decode": decode, "decode_nogc": decode_nogc,
+                  "full_msgspec": full_msgspec,
                   "requests": len(bodies),
                   "bytes": sum(map(len, bodies)), "instances": n}))
 """
@@ -425,6 +435,7 @@ def row_cloud(work: Path, size: tuple[int, int], runs: int) -> dict[str, Any]:
     clouds = work / "clouds.yaml"
     log(f"cloud: starting the simulator at {projects} projects / {instances} instances")
     cpu, decode, decode_gc, wall, facts = [], [], [], [], {}
+    full_msgspec: list[float] = []
     with bench.sim_process(projects, instances, 0, clouds) as (_url, _pid):
         env = bench._child_env(clouds)
         env["PYTHONPATH"] = os.pathsep.join(sys.path)
@@ -438,20 +449,25 @@ def row_cloud(work: Path, size: tuple[int, int], runs: int) -> dict[str, Any]:
             wall.append(facts["wall"])
             decode.append(facts["decode_nogc"])
             decode_gc.append(facts["decode"])
+            full_msgspec.append(facts["full_msgspec"])
             log(
                 f"cloud: read {facts['wall']:.2f} s wall, {facts['cpu']:.2f} s CPU; JSON decode "
                 f"of the same {facts['requests']} answers {facts['decode_nogc']:.2f} s "
-                f"({facts['decode']:.2f} s with the collector on, as measured before)"
+                f"({facts['decode']:.2f} s with the collector on, as measured before; msgspec, "
+                f"every field: {facts['full_msgspec']:.2f} s)"
             )
     return {
         "row": "cloud",
         "work": f"one all-projects cycle (warm), {projects:,} projects / "
         f"{facts.get('instances', instances):,} instances, 0 ms: the daemon's own CPU",
-        "floor": f"JSON-decode of the same {facts.get('requests')} responses "
-        f"({facts.get('bytes', 0) / 1e6:.1f} MB), the cyclic collector off",
+        "floor": f"JSON-decode (stdlib `json`, every field) of the same "
+        f"{facts.get('requests')} responses ({facts.get('bytes', 0) / 1e6:.1f} MB), the "
+        "cyclic collector off",
         "floor_s": median(decode),
         # the floor as the first round measured it: the collector on, scanning the heap
         "floor_gc_s": median(decode_gc),
+        # for reference: the fastest whole decoding (msgspec, every field, as dicts)
+        "full_msgspec_s": median(full_msgspec),
         "now_s": median(cpu),
         "wall_s": median(wall),
         "runs_now": cpu,
@@ -558,6 +574,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             extra = f" (own part {r['own_s']:.2f} s = {r['own_s'] / r['floor_s']:.2f}x)"
         ratio = r["now_s"] / r["floor_s"] if r["floor_s"] else float("inf")
         floor_extra = f" (collector on: {r['floor_gc_s']:.3f})" if "floor_gc_s" in r else ""
+        if "full_msgspec_s" in r:
+            floor_extra += f"; msgspec, every field: {r['full_msgspec_s']:.3f}"
         lines.append(
             f"| {r['work']} | {r['floor']} | {r['floor_s']:.3f}{floor_extra} | "
             f"{r['now_s']:.3f}{extra} | {ratio:.2f}x | {goal} |"

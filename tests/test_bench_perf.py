@@ -51,6 +51,17 @@ def test_every_row_has_a_floor_and_a_now_measured_in_the_same_run(result: dict[s
         assert line.count("|") == 7 and "x |" in line, line
 
 
+def test_the_cloud_row_shows_the_fastest_whole_decoding_beside_the_floor(
+    result: dict[str, Any],
+) -> None:
+    """The daemon decodes only the fields it reads: the table also shows what decoding
+    every field with msgspec costs, so that the floor is not read as the only one."""
+    (cloud,) = [r for r in result["rows"] if r["row"] == "cloud"]
+    assert 0 < cloud["full_msgspec_s"] < cloud["floor_s"] * 5, cloud
+    (line,) = [x for x in result["markdown"].splitlines() if "all-projects cycle" in x]
+    assert f"msgspec, every field: {cloud['full_msgspec_s']:.3f}" in line
+
+
 def test_a_no_change_sync_writes_nothing_and_runs_no_exportfs(result: dict[str, Any]) -> None:
     nochange = result["rows"][0]
     assert nochange["no_file_written"] and nochange["exportfs_not_run"], nochange
