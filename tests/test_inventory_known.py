@@ -19,8 +19,16 @@ PROJECTS = {"a1": ProjectRecord("a1", "tools", True)}
 
 def region(texts: list[str]) -> tuple[list[Any], list[Any]]:
     """One typed port and server per address text (as a cloud page decodes)."""
-    ports = [{"id": f"p{n}", "device_id": f"s{n}", "device_owner": "compute:nova",
-              "project_id": "a1", "fixed_ips": [{"ip_address": t}]} for n, t in enumerate(texts)]
+    ports = [
+        {
+            "id": f"p{n}",
+            "device_id": f"s{n}",
+            "device_owner": "compute:nova",
+            "project_id": "a1",
+            "fixed_ips": [{"ip_address": t}],
+        }
+        for n, t in enumerate(texts)
+    ]
     servers = [{"id": f"s{n}", "status": "ACTIVE", "tenant_id": "a1", "name": f"vm{n}",
                 "addresses": {"net": [{"addr": t, "OS-EXT-IPS:type": "fixed"}]}}
                for n, t in enumerate(texts)]  # fmt: skip
