@@ -209,10 +209,12 @@ def _json_or_error(resp: Any, what: str, decoders: pages.Decoders = ()) -> Any:
 
 
 def _utf8(encoding: object) -> bool:
-    """True for the charset requests decodes a JSON body with when it is UTF-8 (or none
-    is declared: requests then guesses, and a valid UTF-8 JSON text is guessed UTF-8)."""
+    """True for the charset requests decodes a JSON body with when it is UTF-8.  None
+    declared (no ``application/json``) is not: requests then reads a body that is no
+    valid UTF-8 (a stray byte in a key the decoders skip unchecked) in a guessed
+    charset, every text of the page with it."""
     if encoding is None:
-        return True
+        return False
     try:
         return isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
     except LookupError:
