@@ -352,6 +352,9 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: st
     """``obj[key]``, of type ``kind``; anything else is bad data naming the record: a
     missing id or a mistyped field is never read as an empty value."""
     if not isinstance(obj, dict) or key not in obj:
+        read = pages.READ.get(what)  # named by the keys read: a page decoder keeps no other
+        if read is not None and isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k in read}
         raise InventoryBadData(f"{what}: record without '{key}': {str(obj)[:120]}", req)
     val = obj[key]
     if not isinstance(val, kind):
