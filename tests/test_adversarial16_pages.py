@@ -232,6 +232,10 @@ def test_keys_escaped_or_given_twice_read_as_json(fragment: str) -> None:
         b' \n{"servers": []}',
         b'{"servers": []}\x00',
         b'{"servers": [{"id": "s1", "status": "ACTIVE"}]}{"servers": []}',
+        b"\xef\xbb\xbf" + b'{"servers": []}',  # a byte-order mark
+        '{"servers": []}'.encode("utf-16"),
+        '{"servers": [{"id": "s1", "status": "ACTIVE"}]}'.encode("utf-16-le"),
+        b'{"servers": [{"id": "s1", "status": "ACTIVE", "name": "\xef\xbb\xbf"}]}',
         b"",
         b"null",
         b"[]",
