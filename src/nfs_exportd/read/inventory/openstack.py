@@ -209,10 +209,12 @@ def _json_or_error(resp: Any, what: str, decoders: pages.Decoders = ()) -> Any:
 
 
 def _utf8(encoding: object) -> bool:
-    """True for the charset requests decodes a JSON body with when it is UTF-8 (or none
-    is declared: requests then guesses, and a valid UTF-8 JSON text is guessed UTF-8)."""
+    """True for the charset requests decodes a JSON body with when it is UTF-8.  None
+    declared (no ``application/json``) is not: requests then reads a body that is no
+    valid UTF-8 (a stray byte in a key the decoders skip unchecked) in a guessed
+    charset, every text of the page with it."""
     if encoding is None:
-        return True
+        return False
     try:
         return isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8"
     except LookupError:
@@ -350,6 +352,9 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, req: st
     """``obj[key]``, of type ``kind``; anything else is bad data naming the record: a
     missing id or a mistyped field is never read as an empty value."""
     if not isinstance(obj, dict) or key not in obj:
+        read = pages.READ.get(what)  # named by the keys read: a page decoder keeps no other
+        if read is not None and isinstance(obj, dict):
+            obj = {k: v for k, v in obj.items() if k in read}
         raise InventoryBadData(f"{what}: record without '{key}': {str(obj)[:120]}", req)
     val = obj[key]
     if not isinstance(val, kind):

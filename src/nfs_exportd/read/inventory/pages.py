@@ -119,6 +119,13 @@ class FloatingIPFieldsPage(TypedDict, total=False):
     floatingips_links: Any
 
 
+# listing key -> the keys of an item a decoder keeps (what a message may show of it)
+READ: dict[str, frozenset[str]] = {
+    "ports": frozenset(PortFields.__annotations__),
+    "servers": frozenset(ServerFields.__annotations__),
+    "floatingips": frozenset(FloatingIPFields.__annotations__),
+}
+
 Decoders = tuple["msgspec.json.Decoder[Any]", ...]
 
 # all-projects mode: the merge's fast paths take typed items
