@@ -1063,6 +1063,9 @@ class _Port:
     # on a server's first port: its instance, when the fast path of ``read_servers`` could
     # tell it (``own_servers`` adds it unless the server is listed twice)
     instance: InstanceRecord | None = None
+    # the fast path's: the text of each fixed IP, as Neutron wrote it (all accepted); a
+    # port the checked path read has none, so its server takes the checked path too
+    texts: list[str] | None = None
 
 
 def _unexportable(text: object) -> bool:
@@ -1173,9 +1176,6 @@ class _RegionMerge:
     # only), project id -> listed name
     known: dict[str, IPAddress] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
-    # address text -> the server of the last port the fast path read with it: Nova's
-    # same text on that server is an address its ports show
-    shown_text: dict[str, str] = field(default_factory=dict)
     fast: ClassVar[bool] = True  # False: the checked paths alone (the test compares them)
 
     def __post_init__(self) -> None:
@@ -1208,7 +1208,7 @@ class _RegionMerge:
         fast path changes nothing before it has seen the whole port, so results and
         messages are the same."""
         by_server, by_id, known = self.by_server, self.by_id, self.known
-        shown_text, ids = self.shown_text, self.ids
+        ids = self.ids
         read_port, fast, typed, plain = self.read_port, self.fast, pages.Port, pages.plain
         for port in ports:
             if type(port) is typed:
@@ -1222,6 +1222,7 @@ class _RegionMerge:
                 ):
                     dev = port.device_id
                     addresses: list[tuple[IPAddress, str, str | None]] = []
+                    texts: list[str] = []
                     for fixed in port.fixed_ips:
                         text = fixed.ip_address
                         addr = known.get(text)
@@ -1230,11 +1231,9 @@ class _RegionMerge:
                             if addr is None:
                                 break  # a refusal: the checked path says it
                         addresses.append((addr, "fixed IP", None))
-                        # true even when the checked path takes this port: it keeps the
-                        # port for ``dev`` with every address it accepts
-                        shown_text[text] = dev
+                        texts.append(text)
                     else:
-                        rec = _Port(port.id, dev, proj, addresses, [])
+                        rec = _Port(port.id, dev, proj, addresses, [], None, texts)
                         on_server = by_server.get(dev)
                         if on_server is None:
                             by_server[dev] = [rec]
@@ -1348,7 +1347,7 @@ class _RegionMerge:
         IPs its ports show (text already accepted).  Anything else takes
         ``read_server``, the checked path, from the start, as a dict."""
         first_seen: dict[str, str | None] = {}
-        by_server, shown_text, names = self.by_server, self.shown_text, self.names
+        by_server, names = self.by_server, self.names
         server_project, server_names = self.server_project, self.server_names
         read_server, fast, _new = self.read_server, self.fast, object.__new__
         typed, plain = pages.Server, pages.plain
@@ -1370,44 +1369,52 @@ class _RegionMerge:
                     and (server_ports := by_server.get(sid)) is not None
                 ):
                     # every address a fixed IP, in the text a port of this server shows
+                    # (the fast path read every one of its ports)
+                    if len(server_ports) == 1:
+                        shown = server_ports[0].texts or ()
+                    else:
+                        shown = [t for pt in server_ports if pt.texts for t in pt.texts]
                     for entries in nets.values():
                         for e in entries:
-                            if e.type != "fixed" or shown_text.get(e.addr) != sid:
+                            if e.type != "fixed" or e.addr not in shown:
                                 break
                         else:
                             continue
                         break
                     else:
                         first_seen[sid] = proj
-                        server_project[sid] = proj
-                        server_names[sid] = (name, status)
                         owner_name = names.get(proj)
-                        if owner_name is None:
-                            continue
                         # its instance, as ``own_server_addresses`` makes it: the ports
                         # (and floating IPs) are all read, the server is listed once so
                         # far, so only a second listing can change it (``own_servers``)
                         addrs: list[IPAddress] = []
-                        for pt in server_ports:
-                            if pt.project != proj or pt.refused:
-                                break
-                            for addr, _, other in pt.addresses:
-                                if other is not None:
+                        if owner_name is not None:
+                            for pt in server_ports:
+                                if pt.project != proj or pt.refused:
                                     break
-                                addrs.append(addr)
+                                for addr, _, other in pt.addresses:
+                                    if other is not None:
+                                        break
+                                    addrs.append(addr)
+                                else:
+                                    continue
+                                break
                             else:
+                                record = _new(InstanceRecord)  # no 5 frozen setattrs
+                                record.__dict__.update(
+                                    id=sid,
+                                    name=name,
+                                    project=owner_name,
+                                    status=status,
+                                    addresses=tuple(addrs),
+                                )
+                                server_ports[0].instance = record
+                                # its project and name are the record's: only
+                                # ``own_server_addresses`` reads them, for a server
+                                # without one (or listed twice: then nobody's)
                                 continue
-                            break
-                        else:
-                            record = _new(InstanceRecord)  # __init__ without 5 frozen setattrs
-                            record.__dict__.update(
-                                id=sid,
-                                name=name,
-                                project=owner_name,
-                                status=status,
-                                addresses=tuple(addrs),
-                            )
-                            server_ports[0].instance = record
+                        server_project[sid] = proj
+                        server_names[sid] = (name, status)
                         continue
                 srv = plain(srv)
             read_server(srv, types, first_seen)
