@@ -20,11 +20,7 @@ from nfs_exportd.errors import InventoryBadData
 from nfs_exportd.read.inventory import pages
 from nfs_exportd.read.inventory.openstack import _json_or_error, _utf8
 
-FIELDS = {
-    "ports": set(pages.PortFields.__annotations__),
-    "servers": set(pages.ServerFields.__annotations__),
-    "floatingips": set(pages.FloatingIPFields.__annotations__),
-}
+FIELDS = pages.READ
 CHAINS = {"ports": pages.PORTS, "servers": pages.SERVERS, "floatingips": pages.FLOATING_IPS}
 
 # ------------------------------------------------------------------ generated pages
@@ -169,6 +165,14 @@ def test_each_decoder_gives_what_json_gives_or_refuses(case: tuple[str, str]) ->
                 assert pages.item_id(have) == ref.get("id")
     # the chain as a whole: None only when json must say what is wrong
     assert (pages.decode(body, CHAINS[key]) is None) == (not items_are_objects)
+
+
+@pytest.mark.parametrize(("typed", "key"), [(pages.Port, "ports"), (pages.Server, "servers")])
+def test_a_typed_item_keeps_the_keys_its_fields_decoder_keeps(typed: Any, key: str) -> None:
+    """Both decoders of a listing keep the same keys: a page read typed or as dicts gives
+    the checked paths the same record (the two declarations are written apart)."""
+    names = {f.encode_name for f in pages.msgspec.structs.fields(typed)}
+    assert names == pages.READ[key]
 
 
 def test_the_typed_decoder_takes_a_plain_cloud_page() -> None:

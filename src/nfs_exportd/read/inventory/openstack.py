@@ -1233,7 +1233,7 @@ class _RegionMerge:
                         addresses.append((addr, "fixed IP", None))
                         texts.append(text)
                     else:
-                        rec = _Port(port.id, dev, proj, addresses, [], None, texts)
+                        rec = _Port(port.id, dev, proj, addresses, [], texts=texts)
                         on_server = by_server.get(dev)
                         if on_server is None:
                             by_server[dev] = [rec]
@@ -1368,8 +1368,9 @@ class _RegionMerge:
                     and sid not in first_seen
                     and (server_ports := by_server.get(sid)) is not None
                 ):
-                    # every address a fixed IP, in the text a port of this server shows
-                    # (the fast path read every one of its ports)
+                    # every address a fixed IP, in the text of a port of this server the
+                    # fast path read (a port the checked path read shows none here: an
+                    # address only it shows sends the server to the checked path)
                     if len(server_ports) == 1:
                         shown = server_ports[0].texts or ()
                     else:
